@@ -1,0 +1,56 @@
+"""Errors that the CLI maps to exit codes (contract: docs/cli.md).
+
+Every user-facing problem is an :class:`AuditkitError` with a one-line message; the CLI prints
+``error: <message>`` and exits with ``exit_code``. Anything else is a bug (exit 70).
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    ACCEPT = 0
+    REJECT = 1
+    VERIFICATION_FAILED = 1
+    USAGE = 2
+    HOLD = 3
+    CONDITIONAL = 4
+    INPUT = 5
+    INTERNAL = 70
+
+
+class AuditkitError(Exception):
+    """Base class: a problem the user can act on."""
+
+    exit_code = ExitCode.INTERNAL
+
+
+class InputError(AuditkitError):
+    """Bad data, model, card, rubric or key: exit 5."""
+
+    exit_code = ExitCode.INPUT
+
+
+class DataError(InputError):
+    """The labelled data (manifest, paths, images) cannot be used as given."""
+
+
+class ModelError(InputError):
+    """The ONNX model or its card cannot be used as given."""
+
+
+class RubricError(InputError):
+    """The rubric file is malformed or refers to something unknown."""
+
+
+class SigningKeyError(InputError):
+    """A signing key or certificate cannot be loaded (wrong passphrase, wrong file)."""
+
+
+class RunDirError(InputError):
+    """A run directory is missing files or was written by an incompatible version."""
+
+
+class VerificationError(AuditkitError):
+    """A report failed verification: exit 1."""
+
+    exit_code = ExitCode.VERIFICATION_FAILED
