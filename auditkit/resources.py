@@ -24,6 +24,4 @@ def rubrics_dir() -> Path:
 
 
 def templates_dir() -> Path:
-    return _first_existing(
-        _PACKAGE / "_shipped" / "templates", _CHECKOUT / "reports" / "templates"
-    )
+    return _first_existing(_PACKAGE / "_shipped" / "templates", _CHECKOUT / "reports" / "templates")

@@ -1,0 +1,173 @@
+"""The audit: the stages in a row, each one call for the CLI, a notebook or another tool.
+
+replay(data, model) -> run dir      evaluate(run dir, rubric) -> metrics.json, verdicts.json
+report(run dir) -> signed PDF       verify(PDF, trust) -> result
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from auditkit.data.manifest import load_manifest
+from auditkit.errors import DataError, InputError
+from auditkit.metrics.compute import compute_metrics
+from auditkit.models.card import ModelCard, card_beside, load_card
+from auditkit.models.onnx_model import DeployedModel, SessionSettings
+from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, replay
+from auditkit.report.keys import (
+    KeyFiles,
+    create_keys,
+    is_development_certificate,
+    load_certificate,
+)
+from auditkit.report.render import render_report
+from auditkit.report.sign import load_signer_identity, sign_pdf
+from auditkit.rubric.evaluate import evaluate
+from auditkit.rubric.schema import load_rubric
+from auditkit.run import METRICS_FORMAT, RUN_FORMAT, VERDICTS_FORMAT, RunDir
+
+DEFAULT_RUBRIC = "industrial-aoi-acceptance"
+
+
+def run_replay(
+    data: Path,
+    model_path: Path,
+    out: Path,
+    *,
+    card_path: Path | None = None,
+    settings: ReplaySettings | None = None,
+    session: SessionSettings | None = None,
+    progress: Progress | None = None,
+) -> ReplayResult:
+    """Load the manifest and the model (checked against its card), then replay."""
+    card_path = card_path or card_beside(model_path)
+    if not card_path.exists():
+        raise InputError(
+            f"model card not found: {card_path} (give --card, or put "
+            f"{model_path.stem}.card.yaml beside the model)"
+        )
+    card = load_card(card_path)
+    if data.is_dir():
+        raise DataError(f"expected a manifest file (CSV or Parquet), got a folder: {data}")
+    dataset = load_manifest(data, good_label=card.good_class)
+    unknown = sorted(set(dataset.samples["label"]) - set(card.classes))
+    if unknown:
+        raise DataError(
+            f"labels not among the model card's classes: {', '.join(unknown)} "
+            f"(card classes: {', '.join(card.classes)})"
+        )
+    model = DeployedModel.load(model_path, card, session)
+    card_sha = hashlib.sha256(card_path.read_bytes()).hexdigest()
+    return replay(
+        dataset,
+        model,
+        out,
+        settings,
+        card_path=card_path,
+        card_sha256=card_sha,
+        progress=progress,
+    )
+
+
+def run_evaluate(
+    run_dir: Path, rubric: str = DEFAULT_RUBRIC, *, params: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Compute ``metrics.json`` with the rubric's statistics, judge it, write both files."""
+    run = RunDir(run_dir)
+    run.require_replay()
+    loaded = load_rubric(rubric)
+    info = run.read_json(run.run_json, RUN_FORMAT)
+    card = ModelCard.model_validate(info["model"]["card"])
+    samples = run.read_table(run.samples)
+    predictions = run.read_table(run.predictions)
+    timings = run.read_table(run.timings) if run.timings.exists() else None
+    latency = None
+    if timings is not None and not timings.empty:
+        single = timings[timings["scenario"] == "single-stream"]
+        latency = single["e2e_s"].to_numpy() if not single.empty else None
+    stats = loaded.rubric.defaults.statistics
+    metrics = compute_metrics(
+        samples,
+        predictions,
+        classes=list(card.classes),
+        positive_classes=list(card.positive_classes),
+        good_class=card.good_class,
+        level=stats.confidence_level,
+        method=stats.interval,
+        sided=stats.sided,
+        latency_e2e_s=latency,
+        throughput_ips=info["replay"].get("offline_throughput_ips"),
+    )
+    metrics = {"format": METRICS_FORMAT, "run_id": info["run_id"], **metrics}
+    verdicts = {
+        "format": VERDICTS_FORMAT,
+        "run_id": info["run_id"],
+        **evaluate(metrics, loaded, card=card, params=params),
+    }
+    run.write_json(run.metrics, metrics)
+    run.write_json(run.verdicts, verdicts)
+    return verdicts
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    pdf: Path
+    signed: bool
+    signatory: str
+    development_key: bool
+    keys: KeyFiles | None
+
+
+def development_keys(folder: Path) -> KeyFiles:
+    """Development keys in ``folder``, made once and reused."""
+    existing = KeyFiles(ca=folder / "ca.pem", cert=folder / "signer.pem", key=folder / "signer.key")
+    if existing.ca.exists() and existing.cert.exists() and existing.key.exists():
+        return existing
+    return create_keys(folder)
+
+
+def run_report(
+    run_dir: Path,
+    *,
+    out: Path | None = None,
+    sign_key: Path | None = None,
+    sign_cert: Path | None = None,
+    passphrase: str | None = None,
+    dev_keys_dir: Path | None = None,
+    sign: bool = True,
+    lang: str = "en",
+) -> ReportResult:
+    """Render the report and sign it: with the given key, else with development keys."""
+    run = RunDir(run_dir)
+    out = out or run.report
+    keys: KeyFiles | None = None
+    if (sign_key is None) != (sign_cert is None):
+        raise InputError("give both --sign-key and --sign-cert, or neither")
+    if sign and sign_key is None:
+        keys = development_keys(dev_keys_dir or run.path / "dev-keys")
+        sign_key, sign_cert = keys.key, keys.cert
+    if sign:
+        assert sign_key is not None and sign_cert is not None
+        signatory = load_signer_identity(sign_cert)
+        development = is_development_certificate(load_certificate(sign_cert))
+    else:
+        signatory, development = "unsigned", True
+    pdf = render_report(run.path, signatory=signatory, development_key=development, lang=lang)
+    if sign:
+        assert sign_key is not None and sign_cert is not None
+        verdicts = run.read_json(run.verdicts, VERDICTS_FORMAT)
+        pdf = sign_pdf(
+            pdf,
+            key_path=sign_key,
+            cert_path=sign_cert,
+            passphrase=passphrase,
+            reason=f"auditkit audit report: verdict {verdicts['verdict']}",
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(pdf)
+    return ReportResult(
+        pdf=out, signed=sign, signatory=signatory, development_key=development, keys=keys
+    )

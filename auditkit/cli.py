@@ -1,0 +1,394 @@
+"""The ``auditkit`` command: a thin layer over :mod:`auditkit.audit`.
+
+Exit codes (contract, docs/cli.md): 0 ACCEPT / success, 1 REJECT or verification failed,
+2 usage error, 3 HOLD, 4 CONDITIONAL, 5 input error, 70 internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import auditkit
+from auditkit.errors import AuditkitError, ExitCode, InputError, VerificationError
+
+app = typer.Typer(
+    name="auditkit",
+    help="Audit a visual-inspection model: replay labelled images through the deployed ONNX "
+    "model, measure, judge against a standards rubric, and issue a signed PDF report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+sample_app = typer.Typer(help="Synthetic sample data.", no_args_is_help=True)
+rubric_app = typer.Typer(help="Rubrics: list, show, validate, schema.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(sample_app, name="sample")
+app.add_typer(rubric_app, name="rubric")
+
+
+def _say(message: str = "") -> None:
+    typer.echo(message)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"auditkit {auditkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """auditkit: evidence a regulator can verify."""
+
+
+# Options shared by several commands.
+ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="The deployed ONNX model file.")]
+CardOpt = Annotated[
+    Path | None,
+    typer.Option(help="Model card YAML (default: <model stem>.card.yaml beside the model)."),
+]
+RubricOpt = Annotated[
+    str,
+    typer.Option(
+        "--rubric",
+        "-r",
+        help="A shipped rubric's name (see `auditkit rubric list`) or a YAML file.",
+    ),
+]
+SignKeyOpt = Annotated[
+    Path | None, typer.Option(help="Signer's private key (PEM). Default: development keys.")
+]
+SignCertOpt = Annotated[
+    Path | None, typer.Option(help="Signer's certificate (PEM), issued by your CA.")
+]
+PassphraseOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="AUDITKIT_KEY_PASSPHRASE",
+        help="Passphrase of the signing key (or set AUDITKIT_KEY_PASSPHRASE).",
+    ),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="Site parameter NAME=NUMBER for `threshold_ref: site.NAME`."),
+]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Images per inference batch.")]
+ThreadsOpt = Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads.")]
+DecodeOpt = Annotated[int, typer.Option(min=1, help="Threads that decode images.")]
+SingleOpt = Annotated[
+    int,
+    typer.Option(
+        min=0, help="Images replayed one at a time for per-image latency (p99 needs >= 299)."
+    ),
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed for choosing the single-stream images.")]
+
+
+def _params(raw: list[str] | None) -> dict[str, float]:
+    params: dict[str, float] = {}
+    for item in raw or []:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--param {item!r}: expected NAME=NUMBER") from None
+    return params
+
+
+def _replay_settings(batch_size: int, decode_threads: int, single_stream: int, seed: int) -> Any:
+    from auditkit.replay.pipeline import ReplaySettings
+
+    return ReplaySettings(
+        batch_size=batch_size,
+        decode_threads=decode_threads,
+        single_stream_samples=single_stream,
+        seed=seed,
+    )
+
+
+def _print_replay(result: Any) -> None:
+    tput = f"{result.throughput_ips:,.0f} images/s" if result.throughput_ips else "n/a"
+    _say(
+        f"replayed {result.n_images} images: {result.n_scored} scored, "
+        f"{result.n_unreadable} unreadable, {result.n_error} failed; offline throughput {tput}"
+    )
+    _say(f"run directory: {result.run.path}")
+
+
+def _print_verdicts(verdicts: dict[str, Any]) -> None:
+    for c in verdicts["criteria"]:
+        bound = c.get("bound")
+        shown = "" if bound is None else f" (bound {bound:.4g})"
+        _say(f"  {c['outcome']:<12} {c['severity']:<8} {c['id']}: {c['reason']}{shown}")
+    for gap in verdicts["data_gaps"]:
+        _say(f"  data gap: {gap}")
+    _say(
+        f"verdict: {verdicts['verdict']} "
+        f"(rubric {verdicts['rubric']['id']} {verdicts['rubric']['version']}, "
+        f"{verdicts['decision_rule'].replace('_', ' ')}, "
+        f"{100 * verdicts['confidence_level']:.0f}% confidence)"
+    )
+
+
+def _print_verify(path: Path, trust: list[Path] | None) -> bool:
+    from auditkit.report.verify import format_result, verify_pdf
+
+    result = verify_pdf(path, trust=trust)
+    _say(format_result(result))
+    return result.ok
+
+
+@app.command()
+def audit(
+    data: Annotated[Path, typer.Argument(help="Manifest (CSV or Parquet) of labelled images.")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    card: CardOpt = None,
+    rubric: RubricOpt = "industrial-aoi-acceptance",
+    sign_key: SignKeyOpt = None,
+    sign_cert: SignCertOpt = None,
+    passphrase: PassphraseOpt = None,
+    param: ParamOpt = None,
+    batch_size: BatchOpt = 32,
+    threads: ThreadsOpt = 1,
+    decode_threads: DecodeOpt = 1,
+    single_stream: SingleOpt = 700,
+    seed: SeedOpt = 0,
+    verify: Annotated[bool, typer.Option(help="Verify the signed report after writing it.")] = True,
+) -> None:
+    """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
+    from auditkit.audit import run_evaluate, run_replay, run_report
+    from auditkit.models.onnx_model import SessionSettings
+
+    result = run_replay(
+        data,
+        model,
+        out,
+        card_path=card,
+        settings=_replay_settings(batch_size, decode_threads, single_stream, seed),
+        session=SessionSettings(intra_op_threads=threads),
+    )
+    _print_replay(result)
+    verdicts = run_evaluate(out, rubric, params=_params(param))
+    _print_verdicts(verdicts)
+    report = run_report(out, sign_key=sign_key, sign_cert=sign_cert, passphrase=passphrase)
+    _say(f"report: {report.pdf}")
+    if report.keys is not None:
+        _say(f"signed with DEVELOPMENT keys in {report.keys.ca.parent} (not for submission)")
+    if verify:
+        trust = [report.keys.ca] if report.keys else None
+        if trust is None and sign_cert is not None and (sign_cert.parent / "ca.pem").exists():
+            trust = [sign_cert.parent / "ca.pem"]
+        if trust:
+            _say(f"verify (trusting {trust[0]}):")
+            if not _print_verify(report.pdf, trust):
+                raise VerificationError("the report just written failed verification")
+    raise typer.Exit(verdicts["exit_code"])
+
+
+@app.command("replay")
+def replay_cmd(
+    data: Annotated[Path, typer.Argument(help="Manifest (CSV or Parquet) of labelled images.")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    card: CardOpt = None,
+    batch_size: BatchOpt = 32,
+    threads: ThreadsOpt = 1,
+    decode_threads: DecodeOpt = 1,
+    single_stream: SingleOpt = 700,
+    seed: SeedOpt = 0,
+) -> None:
+    """Replay labelled images through the model and write the run directory."""
+    from auditkit.audit import run_replay
+    from auditkit.models.onnx_model import SessionSettings
+
+    result = run_replay(
+        data,
+        model,
+        out,
+        card_path=card,
+        settings=_replay_settings(batch_size, decode_threads, single_stream, seed),
+        session=SessionSettings(intra_op_threads=threads),
+    )
+    _print_replay(result)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `auditkit replay`.")],
+    rubric: RubricOpt = "industrial-aoi-acceptance",
+    param: ParamOpt = None,
+) -> None:
+    """Compute metrics and judge them against a rubric. Exit code = verdict (0/1/3/4)."""
+    from auditkit.audit import run_evaluate
+
+    verdicts = run_evaluate(run, rubric, params=_params(param))
+    _print_verdicts(verdicts)
+    raise typer.Exit(verdicts["exit_code"])
+
+
+@app.command("report")
+def report_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory with metrics.json and verdicts.json.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="PDF to write (default RUN/report.pdf).")
+    ] = None,
+    sign_key: SignKeyOpt = None,
+    sign_cert: SignCertOpt = None,
+    passphrase: PassphraseOpt = None,
+    sign: Annotated[bool, typer.Option(help="Sign the report (PAdES).")] = True,
+    lang: Annotated[str, typer.Option(help="Report language.")] = "en",
+) -> None:
+    """Render the PDF/A-3b report with the evidence embedded, and sign it."""
+    from auditkit.audit import run_report
+
+    result = run_report(
+        run,
+        out=out,
+        sign_key=sign_key,
+        sign_cert=sign_cert,
+        passphrase=passphrase,
+        sign=sign,
+        lang=lang,
+    )
+    _say(f"report: {result.pdf}")
+    if result.keys is not None:
+        _say(f"signed with DEVELOPMENT keys in {result.keys.ca.parent} (not for submission)")
+
+
+@app.command()
+def verify(
+    report: Annotated[Path, typer.Argument(help="The signed PDF report.")],
+    trust: Annotated[
+        list[Path] | None,
+        typer.Option(help="CA certificate (PEM) to trust; repeat for several."),
+    ] = None,
+) -> None:
+    """Check a report's signature and embedded evidence. Exit 0 verified, 1 not."""
+    if not _print_verify(report, trust):
+        raise typer.Exit(ExitCode.VERIFICATION_FAILED)
+
+
+@keys_app.command("create")
+def keys_create(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write ca.pem, signer.*")],
+    passphrase: PassphraseOpt = None,
+    common_name: Annotated[
+        str | None, typer.Option(help="Signer's name (default: a development signer).")
+    ] = None,
+    organisation: Annotated[str | None, typer.Option(help="Signer's organisation.")] = None,
+    days: Annotated[int, typer.Option(min=1, help="Validity in days.")] = 365,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing key files.")] = False,
+) -> None:
+    """Create a private CA and an ECDSA P-256 signing key and certificate."""
+    from auditkit.report.keys import create_keys
+
+    kwargs: dict[str, Any] = {"passphrase": passphrase, "days": days, "overwrite": overwrite}
+    if common_name:
+        kwargs["common_name"] = common_name
+    if organisation:
+        kwargs["organisation"] = organisation
+    files = create_keys(out, **kwargs)
+    _say(f"CA certificate:     {files.ca}  (give it to verifiers: --trust)")
+    _say(f"signer certificate: {files.cert}")
+    _say(f"signer key:         {files.key}  (mode 0600; keep it secret)")
+
+
+@sample_app.command("make")
+def sample_make(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for images/ and manifest.csv.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of images.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same images.")] = 2026,
+) -> None:
+    """Generate synthetic steel-surface inspection images with a manifest."""
+    from auditkit.sample.generator import generate
+
+    manifest = generate(n=n, seed=seed, out_dir=out)
+    _say(f"wrote {n} images and {manifest}")
+
+
+@rubric_app.command("list")
+def rubric_list() -> None:
+    """List the shipped rubrics."""
+    from auditkit.rubric.schema import load_rubric, shipped_rubrics
+
+    for name in shipped_rubrics():
+        r = load_rubric(name).rubric
+        _say(f"{name}  {r.version}  {r.title}")
+
+
+@rubric_app.command("show")
+def rubric_show(rubric: Annotated[str, typer.Argument(help="Name or file.")]) -> None:
+    """Print a rubric's criteria: metric, requirement, provenance, severity."""
+    from auditkit.rubric.schema import load_rubric
+
+    loaded = load_rubric(rubric)
+    r = loaded.rubric
+    _say(f"{r.id} {r.version}: {r.title}\nfile {loaded.path}  sha256 {loaded.sha256}")
+    for c in r.criteria:
+        req = c.requirement
+        threshold = req.threshold if req.threshold is not None else req.threshold_ref
+        sliced = f" per {', '.join(c.metric.slice_by)}" if c.metric.slice_by else ""
+        _say(
+            f"  [{c.severity}] {c.id}: {c.metric.name}{sliced} {req.op} {threshold} "
+            f"(min n {c.sample.min_n})"
+        )
+
+
+@rubric_app.command("validate")
+def rubric_validate(rubric: Annotated[str, typer.Argument(help="Name or file.")]) -> None:
+    """Check a rubric file; exit 5 with file, line and field when it is malformed."""
+    from auditkit.rubric.schema import load_rubric
+
+    loaded = load_rubric(rubric)
+    _say(
+        f"ok: {loaded.path} ({loaded.rubric.id} {loaded.rubric.version}, "
+        f"{len(loaded.rubric.criteria)} criteria)"
+    )
+
+
+@rubric_app.command("schema")
+def rubric_schema() -> None:
+    """Print the JSON Schema of auditkit.rubric/v1."""
+    from auditkit.rubric.schema import json_schema
+
+    _say(json.dumps(json_schema(), indent=2))
+
+
+def main() -> None:
+    """Entry point: one line and a documented exit code for every user error.
+
+    Typer handles usage errors (exit 2) and ``typer.Exit``; what reaches here is ours to map.
+    """
+    try:
+        app()
+    except AuditkitError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("AUDITKIT_DEBUG"):
+            raise
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(a bug in auditkit; rerun with AUDITKIT_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        sys.exit(ExitCode.INTERNAL)

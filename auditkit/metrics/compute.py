@@ -1,0 +1,315 @@
+"""``metrics.json`` (``auditkit.metrics/1``, docs/run-format.md) from the run's tables.
+
+:func:`compute_metrics` is pure: DataFrames and arrays in, a JSON-ready dict out (plain Python
+ints, floats, strings, None; deterministic order; floats not rounded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from auditkit.errors import DataError
+from auditkit.metrics.classification import (
+    _PART_COLUMNS,
+    RATE_DEFINITIONS,
+    _image_table,
+    _parts_from_image_table,
+    class_confusion_matrix,
+    confusion_counts,
+    metadata_columns,
+)
+from auditkit.metrics.efficiency import LATENCY_QUANTILES, latency_summary
+from auditkit.metrics.groups import slice_counts
+from auditkit.metrics.stats import INTERVAL_METHODS, binomial_intervals, tail_probability
+
+__all__ = [
+    "METRICS_FORMAT",
+    "OVERALL_RATES",
+    "SLICE_RATES",
+    "compute_metrics",
+]
+
+METRICS_FORMAT = "auditkit.metrics/1"
+
+#: rates reported for the whole data set, in this order (then ``f1``)
+OVERALL_RATES: tuple[str, ...] = (
+    "escape_rate",
+    "overkill_rate",
+    "detection_rate",
+    "precision",
+    "false_call_share",
+    "accuracy",
+)
+#: rates reported per metadata slice, in this order
+SLICE_RATES: tuple[str, ...] = ("escape_rate", "overkill_rate", "detection_rate", "accuracy")
+
+
+class _RateRows:
+    """Rate entries collected first, then given intervals in one vectorised call."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, dict[str, str], str]] = []  # position, name, slice, unit
+        self.k: list[int] = []
+        self.n: list[int] = []
+        self.entries: list[dict[str, Any]] = []
+
+    def add(self, name: str, slice_: dict[str, str], unit: str, k: int, n: int) -> None:
+        self.rows.append((len(self.entries), name, slice_, unit))
+        self.k.append(int(k))
+        self.n.append(int(n))
+        self.entries.append({})  # placeholder, filled by finish()
+
+    def add_other(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+
+    def add_counts(self, names: Sequence[str], counts: pd.DataFrame, unit: str) -> None:
+        """One entry per rate name (outer) and slice (inner) of :func:`slice_counts` output."""
+        cols = list(counts.index.names)
+        keys = counts.index.to_list()
+        for name in names:
+            num, den = RATE_DEFINITIONS[name]
+            k = counts[list(num)].sum(axis=1).to_numpy()
+            n = counts[list(den)].sum(axis=1).to_numpy()
+            for key, ki, ni in zip(keys, k, n, strict=True):
+                values = key if isinstance(key, tuple) else (key,)
+                slice_ = {str(c): str(v) for c, v in zip(cols, values, strict=True)}
+                self.add(name, slice_, unit, int(ki), int(ni))
+
+    def finish(self, level: float, method: str, sided: str) -> list[dict[str, Any]]:
+        k = np.asarray(self.k, dtype=np.int64)
+        n = np.asarray(self.n, dtype=np.int64)
+        low, high = binomial_intervals(k, n, level=level, method=method, sided=sided)
+        for (pos, name, slice_, unit), ki, ni, lo, hi in zip(
+            self.rows, k.tolist(), n.tolist(), low.tolist(), high.tolist(), strict=True
+        ):
+            interval = (
+                {"low": lo, "high": hi, "method": method, "level": level, "sided": sided}
+                if ni
+                else None
+            )
+            self.entries[pos] = {
+                "name": name,
+                "slice": slice_,
+                "unit": unit,
+                "value": ki / ni if ni else None,
+                "k": ki,
+                "n": ni,
+                "interval": interval,
+            }
+        return self.entries
+
+
+def _slice_specs(
+    slice_columns: Sequence[str | Sequence[str]] | None, samples: pd.DataFrame
+) -> list[list[str]]:
+    if slice_columns is None:
+        return [[c] for c in metadata_columns(samples)]
+    specs: list[list[str]] = []
+    for spec in slice_columns:
+        cols = [spec] if isinstance(spec, str) else list(spec)
+        if not cols:
+            raise ValueError("an empty slice specification")
+        missing = [c for c in cols if c not in samples.columns]
+        if missing:
+            raise DataError(f"samples table has no column(s) {missing} to slice by")
+        specs.append(cols)
+    return specs
+
+
+def compute_metrics(
+    samples: pd.DataFrame,
+    predictions: pd.DataFrame,
+    *,
+    classes: list[str],
+    positive_classes: list[str],
+    good_class: str = "good",
+    level: float = 0.95,
+    method: str = "clopper_pearson",
+    sided: str = "one",
+    slice_columns: Sequence[str | Sequence[str]] | None = None,
+    latency_e2e_s: npt.ArrayLike | None = None,
+    throughput_ips: float | None = None,
+) -> dict[str, Any]:
+    """The content of ``metrics.json`` (``auditkit.metrics/1``), everything but ``run_id``.
+
+    Parameters
+    ----------
+    samples, predictions : DataFrame
+        ``samples.parquet`` and ``predictions.parquet`` of the run (docs/run-format.md).
+    classes, positive_classes, good_class
+        From the model card: all classes in output order, the defect classes, the good class.
+    level, method, sided
+        Interval settings for every rate (see :mod:`auditkit.metrics.stats`).
+    slice_columns
+        Metadata columns to slice by; an entry that is a list of columns slices by their
+        intersection. Default: every metadata column (those beyond the standard columns), each
+        alone.
+    latency_e2e_s
+        Per-image single-stream end-to-end seconds (``e2e_s`` of the ``single-stream`` rows of
+        ``timings.parquet``); no latency metrics when None.
+    throughput_ips
+        Offline throughput in images per second; no throughput metric when None.
+
+    Metrics, in this order (all rates with ``value = k / n``, ``k``, ``n`` and an interval;
+    ``value`` and ``interval`` null when ``n == 0``):
+
+    1. overall (slice ``{}``, unit ``part``): ``escape_rate``, ``overkill_rate``,
+       ``detection_rate``, ``precision``, ``false_call_share``, ``accuracy``, then ``f1``
+       (value only; ``k``, ``n``, ``interval`` null);
+    2. ``escape_rate`` per defect class (slice ``{"defect_class": c}``, unit ``part``): each of
+       ``positive_classes`` in card order (``n = 0`` when absent), then any other defect class of
+       the data (including ``"a+b"`` for parts whose images disagree), sorted;
+    3. per slice specification, per rate (``escape_rate``, ``overkill_rate``,
+       ``detection_rate``, ``accuracy``), per value (sorted; ``"(missing)"`` for empty values):
+       unit ``part`` when every column is constant within each part, else ``image`` (image
+       labels and decisions, images with status ``ok``);
+    4. ``latency_p50_ms``, ``latency_p90_ms``, ``latency_p99_ms`` (slice
+       ``{"scenario": "single-stream"}``, unit ``image``, ``n`` = measurements, interval from
+       order statistics, method ``"order_statistic"``; a bound that does not exist for this
+       ``n`` is null), and ``throughput_ips`` (slice ``{"scenario": "offline"}``).
+
+    Parts are scored only when all their images have status ``ok``; the others are counted in
+    ``counts.parts_unscored`` and excluded from every part-level rate.
+    """
+    if method not in INTERVAL_METHODS:
+        raise ValueError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
+    tail_probability(level, sided)
+    level = float(level)
+
+    images, part_codes, part_ids = _image_table(samples, predictions, good_class)
+    specs = _slice_specs(slice_columns, samples)
+    meta = metadata_columns(samples)
+    parts = _parts_from_image_table(images, part_codes, part_ids, good_class, meta)
+    # metadata carried to the part table (constant within every part)
+    part_level = {c for c in meta if c in parts.columns and c not in _PART_COLUMNS}
+
+    scored = parts[parts["scored"].to_numpy()]
+    p_defect = scored["is_defect"].to_numpy(dtype=bool)
+    p_reject = scored["is_reject"].to_numpy(dtype=bool)
+    ok_mask = images["_ok"].to_numpy(dtype=bool)
+
+    rows = _RateRows()
+    # 1. overall, part level
+    overall = confusion_counts(p_defect, p_reject)
+    tp, fp, tn, fn = overall
+    for name in OVERALL_RATES:
+        rate = overall.rate(name)
+        rows.add(name, {}, "part", rate.k, rate.n)
+    f1_den = 2 * tp + fp + fn
+    rows.add_other(
+        {
+            "name": "f1",
+            "slice": {},
+            "unit": "part",
+            "value": 2 * tp / f1_den if f1_den else None,
+            "k": None,
+            "n": None,
+            "interval": None,
+        }
+    )
+
+    # 2. escape rate per defect class, part level
+    defective = scored[p_defect]
+    by_class = slice_counts(
+        defective,
+        "defect_class",
+        is_defect=np.ones(len(defective), dtype=bool),
+        is_reject=defective["is_reject"].to_numpy(dtype=bool),
+    )
+    present = [str(c) for c in by_class.index]
+    order = list(dict.fromkeys(positive_classes)) + sorted(
+        c for c in present if c not in positive_classes
+    )
+    by_class = by_class.reindex(pd.Index(order, name="defect_class"), fill_value=0)
+    rows.add_counts(["escape_rate"], by_class, "part")
+
+    # 3. metadata slices
+    for cols in specs:
+        if all(c in part_level for c in cols):
+            counts = slice_counts(scored, cols, is_defect=p_defect, is_reject=p_reject)
+            unit = "part"
+        else:
+            counts = slice_counts(images.loc[ok_mask, [*cols, "is_defect", "is_reject"]], cols)
+            unit = "image"
+        rows.add_counts(SLICE_RATES, counts, unit)
+
+    # 4. efficiency
+    if latency_e2e_s is not None:
+        # one-sided bounds at `level`; for sided="two" each at (1 + level) / 2
+        bound_level = level if sided == "one" else (1.0 + level) / 2.0
+        lat = latency_summary(latency_e2e_s, level=bound_level)
+        for q in LATENCY_QUANTILES:
+            rows.add_other(
+                {
+                    "name": f"latency_p{q}_ms",
+                    "slice": {"scenario": "single-stream"},
+                    "unit": "image",
+                    "value": lat[f"p{q}_ms"],
+                    "k": None,
+                    "n": lat["n"],
+                    "interval": {
+                        "low": lat[f"p{q}_low_ms"],
+                        "high": lat[f"p{q}_high_ms"],
+                        "method": "order_statistic",
+                        "level": level,
+                        "sided": sided,
+                    },
+                }
+            )
+    if throughput_ips is not None:
+        rows.add_other(
+            {
+                "name": "throughput_ips",
+                "slice": {"scenario": "offline"},
+                "unit": "image",
+                "value": float(throughput_ips),
+                "k": None,
+                "n": None,
+                "interval": None,
+            }
+        )
+    metrics = rows.finish(level, method, sided)
+
+    # counts and confusion matrices
+    status = images["status"]
+    n_scored = len(scored)
+    counts_out = {
+        "images": len(images),
+        "images_ok": int((status == "ok").sum()),
+        "images_unreadable": int((status == "unreadable").sum()),
+        "images_error": int((status == "error").sum()),
+        "parts": len(parts),
+        "parts_scored": n_scored,
+        "parts_unscored": len(parts) - n_scored,
+    }
+    class_cm: dict[str, Any] | None = None
+    if "pred_label" in images.columns:
+        y_true = images["label"][ok_mask]
+        y_pred = images["pred_label"][ok_mask]
+        seen = {str(v) for v in pd.unique(y_true)} | {str(v) for v in pd.unique(y_pred)}
+        extra = sorted(seen - set(classes))
+        labels = [*dict.fromkeys(classes), *extra]  # nothing left out of the matrix
+        matrix = class_confusion_matrix(y_true, y_pred, labels)
+        class_cm = {"unit": "image", "labels": labels, "matrix": matrix.tolist()}
+
+    return {
+        "format": METRICS_FORMAT,
+        "unit": "part",
+        "confidence_level": level,
+        "interval_method": method,
+        "sided": sided,
+        "positive_classes": list(positive_classes),
+        "counts": counts_out,
+        "metrics": metrics,
+        "confusion_matrix": {
+            "unit": "part",
+            "labels": [good_class, "defect"],
+            "matrix": [[tn, fp], [fn, tp]],
+        },
+        "class_confusion_matrix": class_cm,
+    }

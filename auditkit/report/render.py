@@ -1,0 +1,850 @@
+"""Render a run directory into an unsigned, deterministic PDF/A-3b audit report.
+
+Inputs are ``run.json``, ``metrics.json`` and ``verdicts.json`` (``docs/run-format.md``). The
+exact bytes of ``metrics.json`` and ``verdicts.json`` are embedded as PDF/A-3 associated files
+(``/AFRelationship /Data``) and their SHA-256 is printed on page 1, so a verifier can extract
+them, hash them and recompute every verdict. Signing is a later incremental update
+(``auditkit.report.sign``); this module never signs.
+
+Security (see the signed-PDF spike, section 5):
+
+* Jinja2 autoescapes everything. The template has no ``|safe``; the only markup we trust is the
+  stylesheet read from the template folder (wrapped in :class:`~markupsafe.Markup` here, after a
+  check that it cannot close its ``<style>`` element). Charts are our own matplotlib SVG, passed
+  as a base64 ``data:`` image, so data never becomes markup.
+* WeasyPrint gets ``base_url=None`` and :class:`SafeURLFetcher`, which refuses every URL except
+  ``data:`` and aborts the render (``FatalURLFetchingError``) on anything else.
+
+Determinism: the same run directory gives byte-identical bytes. The PDF identifier comes from
+the report id, attachment dates from ``finished_at``, chart ids from a fixed salt, and nothing
+reads the clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pydyf
+import weasyprint
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
+
+from auditkit import __version__
+from auditkit.errors import InputError, RunDirError
+from auditkit.report import charts
+from auditkit.resources import templates_dir
+
+__all__ = [
+    "EMBEDDED_FILES",
+    "SafeURLFetcher",
+    "render_html",
+    "render_report",
+    "report_id_for",
+]
+
+RUN_FILES = ("run.json", "metrics.json", "verdicts.json")
+EMBEDDED_FILES = ("metrics.json", "verdicts.json")
+FORMATS = {
+    "run.json": "auditkit.run/1",
+    "metrics.json": "auditkit.metrics/1",
+    "verdicts.json": "auditkit.verdicts/1",
+}
+TEMPLATE = "report.html.j2"
+STYLESHEET = "report.css"
+STRINGS = "strings.yaml"
+DEFAULT_LANG = "en"
+PDF_VARIANT = "pdf/a-3b"
+
+_ATTACHMENT_DESCRIPTIONS = {
+    "metrics.json": "Measured rates with counts and confidence intervals (auditkit.metrics/1)",
+    "verdicts.json": "Criterion outcomes and verdict under the rubric (auditkit.verdicts/1)",
+}
+_OUTCOME_ORDER = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")
+_OP_SYMBOLS = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "="}
+_RATE_SUFFIXES = ("_rate", "_share")
+_RATE_NAMES = {"effectiveness", "accuracy"}
+_REPORT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# --------------------------------------------------------------------------- URL fetching
+
+
+class SafeURLFetcher(URLFetcher):
+    """Deny-by-default fetcher: only ``data:`` URLs are served.
+
+    With ``strict=True`` (the default) any other URL aborts the render with
+    :class:`weasyprint.urls.FatalURLFetchingError`, so a template or a data value that refers to a
+    file or a server fails loudly instead of silently leaking it into a signed PDF. ``blocked``
+    records every refused URL (useful in tests).
+    """
+
+    def __init__(self, strict: bool = True) -> None:
+        super().__init__(timeout=1, allowed_protocols={"data"}, allow_redirects=False)
+        self.strict = strict
+        self.blocked: list[str] = []
+
+    def fetch(self, url: str, headers: Any = None) -> URLFetcherResponse:
+        if url.startswith("data:"):
+            return super().fetch(url, headers)
+        self.blocked.append(url)
+        message = f"blocked resource fetch: {url[:80]}"
+        if self.strict:
+            raise FatalURLFetchingError(message)
+        raise ValueError(message)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The three JSON files of a run directory, parsed, with the raw bytes kept for embedding."""
+
+    run: dict[str, Any]
+    metrics: dict[str, Any]
+    verdicts: dict[str, Any]
+    raw: dict[str, bytes]
+
+
+def _load_run_dir(run_dir: Path) -> RunFiles:
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory not found: {run_dir}")
+    raw: dict[str, bytes] = {}
+    parsed: dict[str, dict[str, Any]] = {}
+    for name in RUN_FILES:
+        path = run_dir / name
+        try:
+            raw[name] = path.read_bytes()
+        except FileNotFoundError:
+            raise RunDirError(f"{name} is missing from run directory {run_dir}") from None
+        try:
+            data = json.loads(raw[name].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{path} is not valid UTF-8 JSON: {exc}".splitlines()[0]) from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{path} must hold a JSON object")
+        if data.get("format") != FORMATS[name]:
+            raise RunDirError(
+                f"{path} has format {data.get('format')!r}; this auditkit reads {FORMATS[name]!r}"
+            )
+        parsed[name] = data
+    run_id = parsed["run.json"].get("run_id")
+    for name in EMBEDDED_FILES:
+        if parsed[name].get("run_id") != run_id:
+            raise RunDirError(
+                f"{name} belongs to run {parsed[name].get('run_id')!r}, not {run_id!r} "
+                f"(run directory {run_dir})"
+            )
+    for key, kind in (("criteria", list), ("verdict", str)):
+        if not isinstance(parsed["verdicts.json"].get(key), kind):
+            raise RunDirError(f"{run_dir / 'verdicts.json'} lacks a valid {key!r}")
+    if not isinstance(parsed["metrics.json"].get("metrics"), list):
+        raise RunDirError(f"{run_dir / 'metrics.json'} lacks a valid 'metrics' list")
+    return RunFiles(parsed["run.json"], parsed["metrics.json"], parsed["verdicts.json"], raw)
+
+
+def report_id_for(run_id: str, verdicts_bytes: bytes) -> str:
+    """``AR-<run id without 'run-'>-<first 8 hex of sha256(verdicts.json)>``, file-name safe."""
+    stem = run_id.removeprefix("run-") or "unknown"
+    stem = _REPORT_ID_UNSAFE.sub("_", stem)[:64]
+    return f"AR-{stem}-{hashlib.sha256(verdicts_bytes).hexdigest()[:8]}"
+
+
+def _load_strings(lang: str) -> dict[str, Any]:
+    path = templates_dir() / STRINGS
+    table = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if lang not in table:
+        raise InputError(f"no report text for language {lang!r} (available: {', '.join(table)})")
+    merged: dict[str, Any] = {}
+    for key, value in table[DEFAULT_LANG].items():
+        override = table[lang].get(key) if lang != DEFAULT_LANG else None
+        if isinstance(value, dict):
+            merged[key] = {**value, **(override or {})}
+        else:
+            merged[key] = value if override is None else override
+    return merged
+
+
+def _stylesheet(strings: Mapping[str, Any], report_id: str) -> Markup:
+    css = (templates_dir() / STYLESHEET).read_text(encoding="utf-8")
+    before, _, after = strings["page_x_of_y"].partition("{page}")
+    middle, _, end = after.partition("{pages}")
+    page_rules = (
+        "@page { "
+        f"@top-left {{ content: {_css_string(strings['short_title'])}; }} "
+        f"@top-right {{ content: {_css_string(strings['report_id'] + ': ' + report_id)}; }} "
+        f"@bottom-left {{ content: {_css_string(strings['footer_note'])}; }} "
+        f"@bottom-right {{ content: {_css_string(before)} counter(page) "
+        f"{_css_string(middle)} counter(pages) {_css_string(end)}; }} "
+        "}\n"
+    )
+    text = css + "\n" + page_rules
+    if "</" in text:  # pragma: no cover - our own files; refuse rather than break out of <style>
+        raise InputError(f"{STYLESHEET} must not contain '</'")
+    # Trusted: read from our template folder; every data-derived string is CSS-escaped above.
+    return Markup(text)
+
+
+def _css_string(text: str) -> str:
+    """A CSS string literal with every character outside [A-Za-z0-9] hex-escaped.
+
+    Spaces are escaped too: a space right after a hex escape would be swallowed by it.
+    """
+    out = []
+    for char in text:
+        if char.isascii() and char.isalnum():
+            out.append(char)
+        else:
+            out.append(f"\\{ord(char):06x}")
+    return '"' + "".join(out) + '"'
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+class _Fmt:
+    """Number and label formatting in the report's language."""
+
+    def __init__(self, strings: Mapping[str, Any], level: float) -> None:
+        self.t = strings
+        self.level = level
+        self.na = strings["not_available"]
+
+    def level_text(self, level: float | None = None) -> str:
+        value = self.level if level is None else level
+        return f"{value * 100:g} %"
+
+    @staticmethod
+    def is_rate(metric: str) -> bool:
+        return metric.endswith(_RATE_SUFFIXES) or metric in _RATE_NAMES
+
+    def pct(self, value: float | None) -> str:
+        return self.na if value is None else f"{value * 100:.2f} %"
+
+    def value(self, metric: str, value: float | None) -> str:
+        if value is None:
+            return self.na
+        if self.is_rate(metric):
+            return self.pct(value)
+        if metric.startswith("latency_") and metric.endswith("_ms"):
+            return f"{value:.1f} ms"
+        if metric.startswith("throughput_"):
+            return f"{value:.1f} {self.t['images_per_s']}"
+        return f"{value:.4g}"
+
+    def kn(self, k: int | None, n: int | None) -> str:
+        if k is None:
+            return self.na if n is None else f"n = {n}"
+        return f"{k}/{n}"
+
+    def lookup(self, table: str, key: Any) -> str:
+        return str(self.t.get(table, {}).get(key, key))
+
+    def metric(self, name: str) -> str:
+        return self.lookup("metric", name)
+
+    def column(self, name: str) -> str:
+        return self.lookup("column", name)
+
+    def slice(self, slc: Mapping[str, Any] | None) -> str:
+        if not slc:
+            return str(self.t["overall"])
+        return ", ".join(f"{self.column(k)} = {v}" for k, v in slc.items())
+
+    def slice_value(self, slc: Mapping[str, Any] | None) -> str:
+        if slc and len(slc) == 1:
+            return str(next(iter(slc.values())))
+        return self.slice(slc)
+
+    def statistic(self, name: str | None) -> str:
+        if not name:
+            return self.na
+        return self.lookup("statistic", name).format(level=self.level_text())
+
+    def threshold(self, metric: str, op: str | None, threshold: float | None) -> str:
+        symbol = _OP_SYMBOLS.get(op or "", op or "")
+        return f"{symbol} {self.value(metric, threshold)}".strip()
+
+    def count(self, value: Any) -> str:
+        return f"{value:,}".replace(",", " ") if isinstance(value, int) else str(value)
+
+    @staticmethod
+    def when(stamp: str | None) -> str:
+        if not stamp:
+            return "—"
+        try:
+            moment = _parse_utc(stamp)
+        except ValueError:
+            return stamp
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _parse_utc(stamp: str) -> datetime:
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _outcome_css(outcome: str | None) -> str:
+    return f"outcome-{(outcome or 'error').lower()}"
+
+
+# --------------------------------------------------------------------------- view model
+
+
+def _index_metrics(metrics: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    index: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in metrics:
+        key = (str(entry.get("name")), json.dumps(entry.get("slice") or {}, sort_keys=True))
+        index.setdefault(key, dict(entry))
+    return index
+
+
+def _metric_at(
+    index: Mapping[tuple[str, str], Mapping[str, Any]], name: str, slc: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    return index.get((name, json.dumps(dict(slc), sort_keys=True)))
+
+
+def _upper(entry: Mapping[str, Any] | None) -> float | None:
+    interval = (entry or {}).get("interval") or {}
+    return interval.get("high")
+
+
+def _criteria_view(
+    verdicts: Mapping[str, Any], fmt: _Fmt, index: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    sliced: list[dict[str, Any]] = []
+    t = fmt.t
+    for crit in verdicts["criteria"]:
+        metric = str(crit.get("metric", ""))
+        refs = []
+        for ref in crit.get("maps_to") or []:
+            text = " ".join(p for p in (ref.get("ref"), ref.get("clause")) if p)
+            if ref.get("relation"):
+                text += f" ({fmt.lookup('relation', ref['relation'])})"
+            refs.append(text)
+        slices = crit.get("slices") or []
+        worst = None
+        if crit.get("slice_by") and slices:
+            worst = next(
+                (s for s in slices if s.get("outcome") == crit.get("outcome")), slices[0]
+            ).get("slice")
+        row = {
+            "id": crit.get("id", ""),
+            "title": crit.get("title", ""),
+            "refs": refs,
+            "severity": fmt.lookup("severity", crit.get("severity")),
+            "severity_css": f"severity-{crit.get('severity', 'minor')}",
+            "metric": fmt.metric(metric),
+            "slice_by": " × ".join(fmt.column(c) for c in crit["slice_by"])
+            if crit.get("slice_by")
+            else None,
+            "statistic": fmt.statistic(crit.get("statistic")),
+            "threshold": fmt.threshold(metric, crit.get("op"), crit.get("threshold")),
+            "provenance": fmt.lookup("provenance", crit.get("threshold_provenance")),
+            "value": fmt.value(metric, crit.get("value")),
+            "bound": fmt.value(metric, crit.get("bound")),
+            "kn": fmt.kn(crit.get("k"), crit.get("n")),
+            "outcome": fmt.lookup("outcome", crit.get("outcome")),
+            "outcome_code": crit.get("outcome"),
+            "outcome_css": _outcome_css(crit.get("outcome")),
+            "reason": crit.get("reason", ""),
+            "worst": t["worst_slice"].format(slice=fmt.slice(worst)) if worst else None,
+        }
+        rows.append(row)
+        if not (crit.get("slice_by") and slices):
+            continue
+        slice_rows = []
+        chart_rows = []
+        for s in slices:
+            slc = s.get("slice") or {}
+            slice_rows.append(
+                {
+                    "slice": fmt.slice_value(slc),
+                    "value": fmt.value(metric, s.get("value")),
+                    "bound": fmt.value(metric, s.get("bound")),
+                    "kn": fmt.kn(s.get("k"), s.get("n")),
+                    "outcome": fmt.lookup("outcome", s.get("outcome")),
+                    "outcome_css": _outcome_css(s.get("outcome")),
+                    "reason": s.get("reason", ""),
+                }
+            )
+            entry = _metric_at(index, metric, slc)
+            interval = (entry or {}).get("interval") or {}
+            chart_rows.append(
+                charts.ChartRow(
+                    label=fmt.slice_value(slc),
+                    value=s.get("value"),
+                    low=interval.get("low"),
+                    high=interval.get("high", s.get("bound")),
+                    outcome=str(s.get("outcome", "ERROR")),
+                )
+            )
+        chart = None
+        threshold = crit.get("threshold")
+        if fmt.is_rate(metric) and isinstance(threshold, int | float):
+            chart = charts.interval_chart_data_uri(chart_rows, float(threshold))
+        sliced.append(
+            {
+                **row,
+                "intro": t["sliced_intro"].format(id=row["id"], column=row["slice_by"]),
+                "rows": slice_rows,
+                "chart": chart,
+                "chart_caption": t["chart_caption"].format(
+                    level=fmt.level_text(), threshold=fmt.value(metric, threshold)
+                ),
+            }
+        )
+    return rows, sliced
+
+
+def _by_column_view(metrics: Iterable[Mapping[str, Any]], fmt: _Fmt) -> list[dict[str, Any]]:
+    """Escape and overkill per value of every metadata column (one table, grouped)."""
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    for entry in metrics:
+        name = entry.get("name")
+        slc = entry.get("slice") or {}
+        if name not in ("escape_rate", "overkill_rate") or not slc:
+            continue
+        if set(slc) & {"defect_class", "scenario"}:
+            continue
+        group = " × ".join(fmt.column(c) for c in slc)
+        key = json.dumps(slc, sort_keys=True)
+        row = groups.setdefault(group, {}).setdefault(
+            key, {"value": fmt.slice_value(slc), "unit": "", "escape": None, "overkill": None}
+        )
+        row["unit"] = fmt.lookup("unit", entry.get("unit", ""))
+        cell = {
+            "value": fmt.pct(entry.get("value")),
+            "bound": fmt.pct(_upper(entry)),
+            "kn": fmt.kn(entry.get("k"), entry.get("n")),
+        }
+        row["escape" if name == "escape_rate" else "overkill"] = cell
+    empty = {"value": fmt.na, "bound": fmt.na, "kn": fmt.na}
+    return [
+        {
+            "label": label,
+            "rows": [
+                {**r, "escape": r["escape"] or empty, "overkill": r["overkill"] or empty}
+                for r in rows.values()
+            ],
+        }
+        for label, rows in groups.items()
+    ]
+
+
+def _defect_class_view(
+    metrics: Iterable[Mapping[str, Any]], fmt: _Fmt, n_defective: int | None
+) -> list[dict[str, Any]]:
+    rows = []
+    for entry in metrics:
+        slc = entry.get("slice") or {}
+        if entry.get("name") != "escape_rate" or set(slc) != {"defect_class"}:
+            continue
+        n = entry.get("n")
+        share = n / n_defective if n_defective and isinstance(n, int) else None
+        rows.append(
+            {
+                "name": slc["defect_class"],
+                "value": fmt.pct(entry.get("value")),
+                "bound": fmt.pct(_upper(entry)),
+                "kn": fmt.kn(entry.get("k"), n),
+                "share": fmt.pct(share),
+            }
+        )
+    return rows
+
+
+def _confusion_view(metrics: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any]:
+    view: dict[str, Any] = {"part": None, "classes": None}
+    cm = metrics.get("confusion_matrix") or {}
+    matrix = cm.get("matrix")
+    if isinstance(matrix, list) and len(matrix) == 2 and all(len(r) == 2 for r in matrix):
+        (tn, fp), (fn, tp) = matrix
+        view["part"] = {
+            "unit": fmt.lookup("unit", cm.get("unit", "part")),
+            "tn": fmt.count(tn),
+            "fp": fmt.count(fp),
+            "fn": fmt.count(fn),
+            "tp": fmt.count(tp),
+            "good": fmt.count(tn + fp),
+            "defective": fmt.count(fn + tp),
+            "accepted": fmt.count(tn + fn),
+            "rejected": fmt.count(fp + tp),
+            "total": fmt.count(tn + fp + fn + tp),
+            "overkill": fmt.pct(fp / (tn + fp)) if tn + fp else fmt.na,
+            "escape": fmt.pct(fn / (fn + tp)) if fn + tp else fmt.na,
+        }
+    ccm = metrics.get("class_confusion_matrix") or {}
+    labels, rows = ccm.get("labels"), ccm.get("matrix")
+    if isinstance(labels, list) and isinstance(rows, list) and len(rows) == len(labels):
+        view["classes"] = {
+            "unit": fmt.lookup("unit", ccm.get("unit", "image")),
+            "labels": labels,
+            "rows": [
+                {
+                    "label": label,
+                    "cells": [
+                        {"count": fmt.count(c), "diagonal": i == j} for j, c in enumerate(row)
+                    ],
+                    "total": fmt.count(sum(row)),
+                }
+                for i, (label, row) in enumerate(zip(labels, rows, strict=True))
+            ],
+            "totals": [fmt.count(sum(col)) for col in zip(*rows, strict=True)],
+            "total": fmt.count(sum(sum(r) for r in rows)),
+        }
+    return view
+
+
+def _efficiency_view(run: Mapping[str, Any], metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict]:
+    rows = []
+    for entry in metrics["metrics"]:
+        name = str(entry.get("name", ""))
+        if not name.startswith(("latency_", "throughput_")):
+            continue
+        scenario = (entry.get("slice") or {}).get("scenario", "")
+        rows.append(
+            {
+                "measure": fmt.metric(name),
+                "scenario": fmt.lookup("scenario", scenario) if scenario else fmt.na,
+                "value": fmt.value(name, entry.get("value")),
+                "n": fmt.count(entry.get("n")) if entry.get("n") is not None else fmt.na,
+            }
+        )
+    energy = run.get("energy") or {}
+    if energy.get("joules") is not None:
+        rows.append(
+            {
+                "measure": fmt.t["energy"],
+                "scenario": fmt.na,
+                "value": fmt.t["energy_line"].format(
+                    joules=f"{energy['joules']:.1f}",
+                    method=energy.get("method"),
+                    boundary=energy.get("boundary"),
+                ),
+                "n": fmt.na,
+            }
+        )
+    else:
+        rows.append(
+            {
+                "measure": fmt.t["energy"],
+                "scenario": fmt.na,
+                "value": fmt.t["energy_off"],
+                "n": fmt.na,
+            }
+        )
+    return rows
+
+
+def _gaps_view(
+    metrics: Mapping[str, Any], verdicts: Mapping[str, Any], run: Mapping[str, Any], fmt: _Fmt
+) -> dict[str, Any]:
+    counts = metrics.get("counts") or {}
+    dataset = run.get("dataset") or {}
+    unreadable = counts.get("images_unreadable", dataset.get("n_unreadable", 0)) or 0
+    errors = counts.get("images_error", 0) or 0
+    unscored = counts.get("parts_unscored", 0) or 0
+    undecided = [
+        {
+            "id": c.get("id", ""),
+            "outcome": fmt.lookup("outcome", c.get("outcome")),
+            "outcome_css": _outcome_css(c.get("outcome")),
+            "reason": c.get("reason", ""),
+        }
+        for c in verdicts["criteria"]
+        if c.get("outcome") in ("INCONCLUSIVE", "ERROR")
+    ]
+    listed = [str(g) for g in verdicts.get("data_gaps") or []]
+    counts_rows = [
+        (fmt.t["gap_unreadable"], fmt.count(unreadable)),
+        (fmt.t["gap_errors"], fmt.count(errors)),
+        (fmt.t["gap_unscored_parts"], fmt.count(unscored)),
+    ]
+    return {
+        "none": not (unreadable or errors or unscored or undecided or listed),
+        "counts": counts_rows,
+        "undecided": undecided,
+        "listed": listed,
+    }
+
+
+def _methods_view(run: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
+    t = fmt.t
+    tool = run.get("tool") or {}
+    replay = run.get("replay") or {}
+    host = run.get("host") or {}
+    rows: list[tuple[str, str]] = [(t["tool_auditkit"], str(tool.get("auditkit", fmt.na)))]
+    rows += [(name, str(version)) for name, version in tool.items() if name != "auditkit"]
+    rows += [
+        (t["tool_report"], __version__),
+        (t["tool_weasyprint"], weasyprint.__version__),
+        (t["providers"], ", ".join(replay.get("providers") or []) or fmt.na),
+        (t["batch_size"], str(replay.get("batch_size", fmt.na))),
+        (t["threads"], str(replay.get("intra_op_threads", fmt.na))),
+        (t["graph_optimization"], str(replay.get("graph_optimization", fmt.na))),
+        (t["warmup"], str(replay.get("warmup_batches", fmt.na))),
+        (t["seed"], str(replay.get("seed", fmt.na))),
+        (
+            t["host"],
+            t["host_line"].format(
+                platform=host.get("platform", fmt.na),
+                machine=host.get("machine", fmt.na),
+                cpus=host.get("cpu_count", fmt.na),
+            ),
+        ),
+    ]
+    return rows
+
+
+def _declared_view(card: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
+    declared = card.get("declared") or {}
+    names = {"p99_latency_ms": "latency_p99_ms"}
+    rows = []
+    for key, value in declared.items():
+        if value is None:
+            continue
+        metric = names.get(key, key)
+        rows.append((fmt.metric(metric), fmt.value(metric, value)))
+    return rows
+
+
+def _context(
+    files: RunFiles, *, signatory: str, development_key: bool, lang: str
+) -> dict[str, Any]:
+    t = _load_strings(lang)
+    run, metrics, verdicts = files.run, files.metrics, files.verdicts
+    level = float(verdicts.get("confidence_level") or metrics.get("confidence_level") or 0.95)
+    fmt = _Fmt(t, level)
+    report_id = report_id_for(str(run.get("run_id", "")), files.raw["verdicts.json"])
+    model = run.get("model") or {}
+    card = model.get("card") or {}
+    dataset = run.get("dataset") or {}
+    rubric = verdicts.get("rubric") or {}
+    counts = metrics.get("counts") or {}
+    index = _index_metrics(metrics["metrics"])
+
+    criteria, sliced = _criteria_view(verdicts, fmt, index)
+    tally = {o: sum(1 for c in criteria if c["outcome_code"] == o) for o in _OUTCOME_ORDER}
+    verdict = str(verdicts["verdict"])
+    rule = str(verdicts.get("decision_rule", ""))
+    method = str(metrics.get("interval_method", ""))
+    sided = str(metrics.get("sided", ""))
+
+    defect_entry = _metric_at(index, "escape_rate", {})
+    n_defective = defect_entry.get("n") if defect_entry else None
+    n_good = (_metric_at(index, "overkill_rate", {}) or {}).get("n")
+    defective_share = None
+    if isinstance(n_defective, int) and isinstance(n_good, int) and n_defective + n_good:
+        defective_share = t["defective_share"].format(
+            share=fmt.pct(n_defective / (n_defective + n_good)),
+            k=n_defective,
+            n=n_defective + n_good,
+        )
+
+    deviations = []
+    if counts.get("images_unreadable"):
+        deviations.append(t["deviation_unreadable"].format(n=counts["images_unreadable"]))
+    if counts.get("images_error"):
+        deviations.append(t["deviation_errors"].format(n=counts["images_error"]))
+
+    started, finished = fmt.when(run.get("started_at")), fmt.when(run.get("finished_at"))
+    positive = card.get("positive_classes") or metrics.get("positive_classes") or []
+    return {
+        "t": t,
+        "lang": lang,
+        "report_id": report_id,
+        "stylesheet": _stylesheet(t, report_id),
+        "signatory": signatory,
+        "development_key": development_key,
+        "verdict": {
+            "code": verdict,
+            "label": fmt.lookup("verdict", verdict),
+            "meaning": fmt.lookup("verdict_meaning", verdict),
+            "css": f"verdict-{verdict.lower()}",
+        },
+        "tally": t["counts_summary"].format(
+            total=len(criteria),
+            passed=tally["PASS"],
+            failed=tally["FAIL"],
+            inconclusive=tally["INCONCLUSIVE"],
+            errored=tally["ERROR"],
+        ),
+        "started": started,
+        "finished": finished,
+        "dates_line": t["dates_line"].format(started=started, finished=finished),
+        "model": {
+            "line": t["model_name_line"].format(
+                name=card.get("name", fmt.na),
+                version=card.get("version", fmt.na),
+                vendor=card.get("vendor", fmt.na),
+            ),
+            "sha256": model.get("sha256", fmt.na),
+            "card_sha256": model.get("card_sha256", fmt.na),
+            "operating": t["operating_rule"].format(
+                classes=", ".join(positive) or fmt.na,
+                threshold=card.get("operating_threshold", fmt.na),
+            ),
+            "declared": _declared_view(card, fmt),
+        },
+        "dataset": {
+            "line": t["dataset_line"].format(
+                images=fmt.count(dataset.get("n_images", counts.get("images", fmt.na))),
+                parts=fmt.count(dataset.get("n_parts", counts.get("parts", fmt.na))),
+                unreadable=fmt.count(
+                    dataset.get("n_unreadable", counts.get("images_unreadable", 0))
+                ),
+            ),
+            "manifest_sha256": dataset.get("manifest_sha256", fmt.na),
+            "labels": [(label, fmt.count(n)) for label, n in (dataset.get("labels") or {}).items()],
+            "labels_total": fmt.count(sum((dataset.get("labels") or {}).values())),
+            "sampling": t["sampling_text"].format(
+                images=fmt.count(dataset.get("n_images", counts.get("images", fmt.na))),
+                parts=fmt.count(dataset.get("n_parts", counts.get("parts", fmt.na))),
+            ),
+            "defective_share": defective_share,
+        },
+        "rubric": {
+            "line": t["rubric_line"].format(
+                id=rubric.get("id", fmt.na), version=rubric.get("version", fmt.na)
+            ),
+            "title": rubric.get("title", ""),
+            "sha256": rubric.get("sha256", fmt.na),
+        },
+        "decision": {
+            "rule": fmt.lookup("decision_rule", rule),
+            "meaning": fmt.lookup("decision_rule_meaning", rule).format(level=fmt.level_text()),
+            "level": t["level_line"].format(
+                level=fmt.level_text(), sided=fmt.lookup("sided", sided)
+            ),
+            "method": fmt.lookup("interval", method),
+        },
+        "embedded": [
+            {
+                "name": name,
+                "label": t["sha256_of"].format(name=name),
+                "sha256": hashlib.sha256(files.raw[name]).hexdigest(),
+            }
+            for name in EMBEDDED_FILES
+        ],
+        "criteria_intro": t["criteria_intro"].format(
+            rubric=rubric.get("id", fmt.na), level=fmt.level_text()
+        ),
+        "criteria": criteria,
+        "sliced": sliced,
+        "by_column": _by_column_view(metrics["metrics"], fmt),
+        "by_column_intro": t["by_column_intro"].format(level=fmt.level_text()),
+        "defect_classes": _defect_class_view(metrics["metrics"], fmt, n_defective),
+        "confusion": _confusion_view(metrics, fmt),
+        "efficiency": _efficiency_view(run, metrics, fmt),
+        "gaps": _gaps_view(metrics, verdicts, run, fmt),
+        "methods": _methods_view(run, fmt),
+        "method_text": t["method_text"].format(
+            unit=fmt.lookup("unit", metrics.get("unit", "part")), rubric=rubric.get("id", fmt.na)
+        ),
+        "deviations": deviations,
+    }
+
+
+@functools.cache
+def _environment(folder: Path) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(str(folder)),
+        autoescape=select_autoescape(["html", "j2", "xml"], default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _prepare(
+    run_dir: Path, signatory: str, development_key: bool, lang: str
+) -> tuple[RunFiles, str, str]:
+    if not signatory.strip():
+        raise InputError("a signatory is required for the report")
+    files = _load_run_dir(Path(run_dir))
+    context = _context(
+        files, signatory=signatory.strip(), development_key=development_key, lang=lang
+    )
+    html = _environment(templates_dir()).get_template(TEMPLATE).render(**context)
+    return files, html, context["report_id"]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def render_html(
+    run_dir: Path, *, signatory: str, development_key: bool, lang: str = DEFAULT_LANG
+) -> str:
+    """The report as HTML (the exact input WeasyPrint gets; for debugging and tests)."""
+    return _prepare(run_dir, signatory, development_key, lang)[1]
+
+
+def render_report(
+    run_dir: Path, *, signatory: str, development_key: bool, lang: str = DEFAULT_LANG
+) -> bytes:
+    """Render ``run_dir`` into an unsigned PDF/A-3b report and return its bytes.
+
+    ``metrics.json`` and ``verdicts.json`` are embedded byte for byte. The same run directory
+    always gives the same bytes. Raises :class:`RunDirError` when an input file is missing or
+    unreadable.
+    """
+    files, html, report_id = _prepare(run_dir, signatory, development_key, lang)
+    fetcher = SafeURLFetcher(strict=True)
+    try:
+        stamp = _parse_utc(str(files.run.get("finished_at")))
+    except ValueError:
+        raise RunDirError(
+            f"run.json in {run_dir} lacks a valid finished_at timestamp: "
+            f"{files.run.get('finished_at')!r}"
+        ) from None
+    # WeasyPrint writes attachment dates with strftime(...'Z'): give it naive UTC.
+    stamp = stamp.replace(tzinfo=None)
+    attachments = [
+        weasyprint.Attachment(
+            string=files.raw[name],
+            name=name,
+            description=_ATTACHMENT_DESCRIPTIONS[name],
+            relationship="Data",
+            created=stamp,
+            modified=stamp,
+            url_fetcher=fetcher,
+        )
+        for name in EMBEDDED_FILES
+    ]
+    document = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher).render(
+        pdf_variant=PDF_VARIANT
+    )
+    pdf = document.write_pdf(
+        pdf_variant=PDF_VARIANT,
+        attachments=attachments,
+        pdf_identifier=report_id.encode("ascii"),
+        finisher=_pdfa_finisher,
+    )
+    assert isinstance(pdf, bytes)
+    return pdf
+
+
+def _pdfa_finisher(document: Any, pdf: Any) -> None:
+    """Dedupe ``/AF`` (WeasyPrint 70 lists each file twice) and drop Info/Producer.
+
+    Without Info/Producer, the XMP and Info producers stay consistent after pyHanko signs the
+    file as an incremental update (spike section 3.6).
+    """
+    if "AF" in pdf.catalog:
+        pdf.catalog["AF"] = pydyf.Array(list(dict.fromkeys(pdf.catalog["AF"])))
+    pdf.info.pop("Producer", None)

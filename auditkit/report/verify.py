@@ -1,0 +1,420 @@
+"""Verify a signed auditkit report offline (what a regulator runs).
+
+The rules (spike §4 and §6):
+
+1. The file must carry at least one signature; the first one (by signed revision) is the
+   author's certification signature. pyHanko validates it with an explicit trust list only
+   (``allow_fetching=False``, revocation soft-fail, never the operating system's store).
+2. Its bottom line must hold: the signed bytes are intact, the signature is valid, and every
+   later incremental update is allowed by DocMDP P=2 (form filling / further signatures).
+   Updates that alter a page or replace an attachment are ``ILLEGAL_MODIFICATIONS``.
+3. The signer must chain to one of the ``trust`` certificates. Without ``trust`` nothing is
+   trusted and the result is never ``ok``.
+4. The evidence (``metrics.json``, ``verdicts.json``, ...) is read from the **signed revision**
+   (never from the latest one, which an attacker can extend), hashed as the exact embedded
+   bytes, and compared with the latest revision's copy: a replaced, added or removed
+   attachment is a problem even if pyHanko accepted the update.
+5. When page 1 of the signed revision prints an attachment's SHA-256, it must equal the hash of
+   the embedded bytes. Page 1 is read with ``pdftotext`` on the file truncated at the end of the
+   signed revision (so a later update cannot change what is read); when ``pdftotext`` is not
+   installed, ``pypdf`` is tried; when neither is available the comparison is skipped (None).
+
+``pdfsig`` is not enough on its own: it prints "Signature is Valid." for incremental-update
+tampering and exits 0 even on a digest mismatch (spike §4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation.status import SignatureCoverageLevel
+from pyhanko_certvalidator import ValidationContext
+
+from auditkit.errors import InputError
+from auditkit.report.keys import common_name_of, is_development_certificate, load_certificates
+
+NO_TRUST_PROBLEM = "signer not checked against a trust anchor: pass --trust CA.pem"
+_HEX64 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+_MAX_NAME_TREE_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :func:`verify_pdf`.
+
+    ``intact``: the author signature's signed bytes are unchanged and the signature is
+    cryptographically valid (pyHanko ``intact and valid``); whether later updates are allowed is
+    in ``modification_level`` and ``problems``. ``evidence``: attachment name → SHA-256 of the
+    exact embedded bytes in the signed revision. ``printed_hashes_match``: None when page 1
+    prints no SHA-256 of any attachment.
+    """
+
+    ok: bool
+    intact: bool
+    trusted: bool
+    signer: str | None
+    signer_is_development_key: bool
+    signing_time: datetime | None
+    coverage: str
+    modification_level: str
+    evidence: dict[str, str] = field(default_factory=dict)
+    printed_hashes_match: bool | None = None
+    problems: list[str] = field(default_factory=list)
+    summary: str = ""  # pyHanko's one-line summary, e.g. "INTACT:TRUSTED,UNTOUCHED"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _read_pdf_bytes(path: Path) -> bytes:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not a PDF") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    if b"%PDF-" not in data[:1024]:
+        raise InputError(f"{path} is not a PDF")
+    return data
+
+
+def _trust_roots(trust: list[Path] | None) -> list[asn1_x509.Certificate]:
+    roots = []
+    for p in trust or []:
+        for c in load_certificates(Path(p), what="trust certificate file"):
+            roots.append(asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)))
+    return roots
+
+
+# --------------------------------------------------------------------------- embedded files
+
+
+def _name_tree_items(node: Any, depth: int = 0) -> list[tuple[str, Any]]:
+    """(name, value) pairs of a PDF name tree, flat /Names or nested /Kids."""
+    if depth > _MAX_NAME_TREE_DEPTH or not isinstance(node, generic.DictionaryObject):
+        return []
+    out: list[tuple[str, Any]] = []
+    names = node.get("/Names")
+    if isinstance(names, generic.ArrayObject):
+        for i in range(0, len(names) - 1, 2):
+            key = names[i]
+            if isinstance(key, generic.TextStringObject | generic.ByteStringObject | str):
+                out.append((str(key), names[i + 1]))
+    kids = node.get("/Kids")
+    if isinstance(kids, generic.ArrayObject):
+        for kid in kids:
+            out.extend(_name_tree_items(kid.get_object(), depth + 1))
+    return out
+
+
+def _filespec_bytes(filespec: Any) -> bytes | None:
+    fs = filespec.get_object() if hasattr(filespec, "get_object") else filespec
+    if not isinstance(fs, generic.DictionaryObject):
+        return None
+    ef = fs.get("/EF")
+    if not isinstance(ef, generic.DictionaryObject):
+        return None
+    stream = ef.get("/UF") or ef.get("/F")
+    if stream is None:
+        return None
+    stream = stream.get_object()
+    if not isinstance(stream, generic.StreamObject):
+        return None
+    return bytes(stream.data)
+
+
+def _filespec_name(fs: generic.DictionaryObject) -> str | None:
+    for key in ("/UF", "/F"):
+        value = fs.get(key)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def _embedded_files(root: Any) -> tuple[dict[str, str], list[str]]:
+    """name → SHA-256 for every embedded file reachable from the catalog (name tree and /AF),
+    plus problems (two different files under one name, unreadable entries)."""
+    found: dict[str, str] = {}
+    problems: list[str] = []
+
+    def add(name: str, data: bytes | None) -> None:
+        if data is None:
+            problems.append(f"embedded file {name} cannot be read")
+            return
+        sha = hashlib.sha256(data).hexdigest()
+        if name in found and found[name] != sha:
+            problems.append(f"two different embedded files are named {name}")
+            return
+        found[name] = sha
+
+    names = root.get("/Names")
+    names = names.get_object() if names is not None else None
+    if isinstance(names, generic.DictionaryObject) and "/EmbeddedFiles" in names:
+        for name, fs in _name_tree_items(names["/EmbeddedFiles"]):
+            add(name, _filespec_bytes(fs))
+    af = root.get("/AF")
+    af = af.get_object() if af is not None else None
+    if isinstance(af, generic.ArrayObject):
+        for entry in af:
+            fs = entry.get_object()
+            if isinstance(fs, generic.DictionaryObject) and "/EF" in fs:
+                af_name = _filespec_name(fs)
+                if af_name is not None:
+                    add(af_name, _filespec_bytes(fs))
+    return found, problems
+
+
+def _compare_evidence(signed: dict[str, str], latest: dict[str, str]) -> list[str]:
+    problems = []
+    for name, sha in sorted(signed.items()):
+        if name not in latest:
+            problems.append(f"embedded file {name} was removed after signing")
+        elif latest[name] != sha:
+            problems.append(
+                f"embedded file {name} was replaced after signing "
+                f"(signed SHA-256 {sha[:16]}…, latest {latest[name][:16]}…)"
+            )
+    for name in sorted(set(latest) - set(signed)):
+        problems.append(f"embedded file {name} was added after signing")
+    return problems
+
+
+# --------------------------------------------------------------------------- page 1 text
+
+
+def _page1_text(signed_bytes: bytes) -> str | None:
+    """Text of page 1 of the signed revision (the file truncated at its end)."""
+    exe = shutil.which("pdftotext")
+    if exe is not None:
+        try:
+            proc = subprocess.run(
+                [exe, "-f", "1", "-l", "1", "-enc", "UTF-8", "-q", "-", "-"],
+                input=signed_bytes,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
+    try:
+        from pypdf import PdfReader  # optional fallback (dev dependency)
+    except ImportError:
+        return None
+    try:
+        return PdfReader(io.BytesIO(signed_bytes)).pages[0].extract_text()
+    except Exception:
+        return None
+
+
+def _printed_hashes(text: str | None, evidence: dict[str, str]) -> tuple[bool | None, list[str]]:
+    """Compare page-1 hashes with the evidence.
+
+    An evidence hash that appears on the page (whitespace ignored, so a wrapped hash counts)
+    matches. A 64-hex value printed shortly after an attachment's name that is not that
+    attachment's hash is a mismatch. None when page 1 prints no hash of any attachment.
+    """
+    if not text or not evidence:
+        return None, []
+    collapsed = re.sub(r"\s+", "", text).lower()
+    matched, problems = 0, []
+    for name, sha in sorted(evidence.items()):
+        if sha in collapsed:
+            matched += 1
+            continue
+        for m in re.finditer(re.escape(name), text):
+            window = text[m.end() : m.end() + 200]
+            other = [o for o in evidence if o != name and o in window]
+            if other:
+                window = window[: window.index(other[0])]
+            printed = _HEX64.search(window)
+            if printed:
+                problems.append(
+                    f"page 1 prints SHA-256 {printed.group(0)[:16]}… for {name}, "
+                    f"but the embedded file's SHA-256 is {sha[:16]}…"
+                )
+                break
+    if problems:
+        return False, problems
+    return (True if matched else None), []
+
+
+# --------------------------------------------------------------------------- main entry
+
+
+@contextlib.contextmanager
+def _quiet_pyhanko() -> Iterator[None]:
+    """pyHanko logs a full traceback (WARNING) for an untrusted chain; the result already says
+    it in one line, so raise its loggers' threshold while validating."""
+    loggers = [logging.getLogger(n) for n in ("pyhanko", "pyhanko_certvalidator")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+
+
+def _failed(problem: str, **kw: Any) -> VerifyResult:
+    base: dict[str, Any] = {
+        "ok": False,
+        "intact": False,
+        "trusted": False,
+        "signer": None,
+        "signer_is_development_key": False,
+        "signing_time": None,
+        "coverage": "NONE",
+        "modification_level": "UNKNOWN",
+    }
+    base.update(kw)
+    return VerifyResult(problems=[problem], **base)
+
+
+def verify_pdf(path: Path, *, trust: list[Path] | None = None) -> VerifyResult:
+    """Verify the report at ``path`` against the ``trust`` CA certificates (see module doc).
+
+    Raises :class:`InputError` when the file is missing or not a PDF, and
+    :class:`~auditkit.errors.SigningKeyError` when a trust file is unreadable. Every other
+    failure is reported in the result (``ok`` False, one line per problem).
+    """
+    data = _read_pdf_bytes(Path(path))
+    roots = _trust_roots(trust)
+
+    try:
+        reader = PdfFileReader(io.BytesIO(data))
+        sigs = list(reader.embedded_signatures)
+    except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return _failed(f"cannot read the PDF's structure: {_one_line(exc)}")
+    if not sigs:
+        return _failed("no signature")
+    author = min(sigs, key=lambda s: s.signed_revision)
+
+    vc = ValidationContext(trust_roots=roots, allow_fetching=False, revocation_mode="soft-fail")
+    try:
+        with _quiet_pyhanko():
+            status = validate_pdf_signature(author, vc)
+    except Exception as exc:
+        return _failed(f"the signature cannot be validated: {_one_line(exc)}")
+
+    problems: list[str] = []
+    cert = status.signing_cert
+    signer = common_name_of(cert)
+    dev = is_development_certificate(cert)
+    coverage = status.coverage.name if status.coverage is not None else "NONE"
+    level = status.modification_level
+    modification_level = level.name if level is not None else "UNKNOWN"
+    summary = status.summary()
+    intact = bool(status.intact and status.valid)
+
+    if not status.intact:
+        problems.append(f"the signed bytes were changed after signing ({summary})")
+    elif not status.valid:
+        problems.append(f"the signature is cryptographically invalid ({summary})")
+    if status.coverage not in (
+        SignatureCoverageLevel.ENTIRE_FILE,
+        SignatureCoverageLevel.ENTIRE_REVISION,
+    ):
+        problems.append(f"the signature does not cover a whole revision ({summary})")
+    elif status.coverage != SignatureCoverageLevel.ENTIRE_FILE and not status.docmdp_ok:
+        problems.append(
+            "the file was modified after signing in a way the author's certification "
+            f"does not allow ({summary})"
+        )
+    if not status.seed_value_ok:
+        problems.append(f"the signature violates its field's seed values ({summary})")
+    if not roots:
+        problems.append(NO_TRUST_PROBLEM)
+    elif not status.trusted and intact:  # pyHanko judges trust only for a sound signature
+        problems.append(f"signer {signer!r} does not chain to a trusted certificate ({summary})")
+
+    # Evidence: from the signed revision, compared with the latest revision.
+    evidence: dict[str, str] = {}
+    try:
+        signed_root = reader.get_historical_root(author.signed_revision)
+        evidence, ev_problems = _embedded_files(signed_root)
+        problems.extend(ev_problems)
+        latest, latest_problems = _embedded_files(reader.root)
+        problems.extend(p + " (latest revision)" for p in latest_problems)
+        problems.extend(_compare_evidence(evidence, latest))
+    except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        problems.append(f"cannot read the embedded files: {_one_line(exc)}")
+    if not evidence:
+        problems.append("the signed revision embeds no evidence files")
+
+    # Page 1 of the signed revision: the bytes up to the end of the signed byte range.
+    printed: bool | None = None
+    try:
+        br = [int(x) for x in author.byte_range]
+        end = br[2] + br[3]
+    except (TypeError, ValueError, IndexError):
+        end = 0
+    if 0 < end <= len(data):
+        printed, printed_problems = _printed_hashes(_page1_text(data[:end]), evidence)
+        problems.extend(printed_problems)
+
+    ok = bool(status.bottom_line) and bool(roots) and not problems
+    return VerifyResult(
+        ok=ok,
+        intact=intact,
+        trusted=bool(roots) and bool(status.trusted),
+        signer=signer,
+        signer_is_development_key=dev,
+        signing_time=status.signer_reported_dt,
+        coverage=coverage,
+        modification_level=modification_level,
+        evidence=evidence,
+        printed_hashes_match=printed,
+        problems=problems,
+        summary=summary,
+    )
+
+
+def format_result(result: VerifyResult) -> str:
+    """The human lines the CLI prints for a verification result."""
+    lines = []
+    signer = result.signer or "(none)"
+    if result.signer_is_development_key:
+        signer += "  [DEVELOPMENT KEY — not for regulatory submission]"
+    lines.append(f"signer:        {signer}")
+    when = result.signing_time.isoformat() if result.signing_time else "(unknown)"
+    lines.append(f"signing time:  {when} (claimed by the signer; no trusted timestamp)")
+    lines.append(f"coverage:      {result.coverage}, modifications: {result.modification_level}")
+    lines.append(f"trusted:       {'yes' if result.trusted else 'no'}")
+    if result.evidence:
+        lines.append("evidence (as signed):")
+        width = max(len(n) for n in result.evidence)
+        for name, sha in sorted(result.evidence.items()):
+            lines.append(f"  {name:<{width}}  sha256 {sha}")
+    if result.printed_hashes_match is None:
+        lines.append("page 1 hashes: not printed")
+    else:
+        lines.append(f"page 1 hashes: {'match' if result.printed_hashes_match else 'MISMATCH'}")
+    if result.ok:
+        lines.append("VERIFIED")
+    else:
+        lines.append("FAILED: " + "; ".join(result.problems or ["unknown problem"]))
+    return "\n".join(lines)

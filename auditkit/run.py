@@ -1,0 +1,104 @@
+"""The run directory (contract ``auditkit.run/1``, see docs/run-format.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from auditkit.errors import RunDirError
+
+RUN_FORMAT = "auditkit.run/1"
+METRICS_FORMAT = "auditkit.metrics/1"
+VERDICTS_FORMAT = "auditkit.verdicts/1"
+
+
+def dumps(document: Any) -> bytes:
+    """The one JSON serialisation of evidence files: stable key order, UTF-8, final newline.
+
+    The bytes written are the bytes embedded in the report and hashed on its first page.
+    """
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples.parquet"
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / "predictions.parquet"
+
+    @property
+    def timings(self) -> Path:
+        return self.path / "timings.parquet"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def verdicts(self) -> Path:
+        return self.path / "verdicts.json"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.pdf"
+
+    def create(self) -> RunDir:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write_json(self, target: Path, document: Any) -> bytes:
+        data = dumps(document)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        return data
+
+    def read_json(self, target: Path, expected_format: str | None = None) -> dict[str, Any]:
+        try:
+            document = json.loads(target.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(f"{target.name} not found in run directory {self.path}") from None
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{target} is not valid JSON: {exc}") from None
+        if expected_format and document.get("format") != expected_format:
+            raise RunDirError(
+                f"{target} has format {document.get('format')!r}, expected {expected_format!r}"
+            )
+        return dict(document)
+
+    def write_table(self, target: Path, table: pd.DataFrame) -> None:
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        table.to_parquet(tmp, index=False)
+        tmp.replace(target)
+
+    def read_table(self, target: Path) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(target)
+        except FileNotFoundError:
+            raise RunDirError(f"{target.name} not found in run directory {self.path}") from None
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise RunDirError(f"cannot read {target}: {str(exc).splitlines()[0]}") from None
+
+    def require_replay(self) -> None:
+        if not self.path.is_dir():
+            raise RunDirError(f"run directory not found: {self.path}")
+        for target in (self.run_json, self.samples, self.predictions):
+            if not target.exists():
+                raise RunDirError(
+                    f"{target.name} missing in {self.path}: run `auditkit replay` first"
+                )

@@ -1,0 +1,121 @@
+"""The CLI as a user meets it: exit codes of docs/cli.md and one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import auditkit
+from tests.conftest import write_dataset
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditkit", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert text in lines[0]
+
+
+def test_version_and_help() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"auditkit {auditkit.__version__}"
+    for command in ("audit", "replay", "evaluate", "report", "verify", "keys", "sample", "rubric"):
+        help_result = run_cli(command, "--help")
+        assert help_result.returncode == 0, command
+        assert "Usage" in help_result.stdout
+
+
+def test_usage_error_exit_2() -> None:
+    result = run_cli("audit")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_manifest_path_escaping_root_exits_5(tmp_path: Path, tiny_model: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "manifest.csv").write_text("path,label\n../../etc/passwd,good\n")
+    result = run_cli(
+        "replay",
+        str(root / "manifest.csv"),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert_one_line_error(result, 5, "escapes the data root")
+
+
+def test_missing_inputs_exit_5(tmp_path: Path, tiny_model: Path) -> None:
+    manifest = write_dataset(tmp_path / "data", n=4)
+    result = run_cli(
+        "replay",
+        str(tmp_path / "nope.csv"),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert_one_line_error(result, 5, "manifest not found")
+    result = run_cli(
+        "replay",
+        str(manifest),
+        "--model",
+        str(tmp_path / "nope.onnx"),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert_one_line_error(result, 5, "model card not found")
+    result = run_cli("evaluate", str(tmp_path / "no-run"))
+    assert_one_line_error(result, 5, "run directory not found")
+
+
+def test_malformed_rubric_exit_5(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema: auditkit.rubric/v1\nid: x\nversion: 1\n")
+    result = run_cli("rubric", "validate", str(bad))
+    assert_one_line_error(result, 5, "bad.yaml")
+
+
+def test_rubric_list_and_schema() -> None:
+    assert "industrial-aoi-acceptance" in run_cli("rubric", "list").stdout
+    assert '"$id": "auditkit.rubric/v1"' in run_cli("rubric", "schema").stdout
+
+
+@pytest.mark.slow
+def test_audit_end_to_end_with_tiny_model(tmp_path: Path, tiny_model: Path) -> None:
+    manifest = write_dataset(tmp_path / "data", n=30, corrupt=1)
+    out = tmp_path / "run"
+    result = run_cli(
+        "audit",
+        str(manifest),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--single-stream",
+        "10",
+    )
+    # 30 random images cannot meet min_n: the verdict must be HOLD, not ACCEPT
+    assert result.returncode == 3, result.stderr + result.stdout
+    assert "verdict: HOLD" in result.stdout
+    assert "1 image(s) unreadable" in result.stdout
+    assert (out / "report.pdf").exists()
+    verified = run_cli("verify", str(out / "report.pdf"), "--trust", str(out / "dev-keys/ca.pem"))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    untrusted = run_cli("verify", str(out / "report.pdf"))
+    assert untrusted.returncode == 1

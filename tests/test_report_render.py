@@ -1,0 +1,234 @@
+"""Rendering of the unsigned PDF/A-3b report from the hand-made run directory ``run_small``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from pypdf import PdfReader
+
+from auditkit.errors import RunDirError
+from auditkit.report.render import (
+    EMBEDDED_FILES,
+    SafeURLFetcher,
+    render_html,
+    render_report,
+    report_id_for,
+)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
+SIGNATORY = "Dr. Mei Lin, Head of Quality Assurance"
+INJECTION = '<img src="file:///etc/passwd"> <link rel="attachment" href="file:///etc/hostname">'
+
+needs_pdftotext = pytest.mark.skipif(
+    shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed"
+)
+
+
+def _pdftotext(pdf: bytes, tmp: Path, first: int = 1, last: int | None = None) -> str:
+    path = tmp / "report.pdf"
+    path.write_bytes(pdf)
+    args = ["pdftotext", "-enc", "UTF-8", "-f", str(first), "-l", str(last or first)]
+    done = subprocess.run([*args, str(path), "-"], capture_output=True, check=True, timeout=60)
+    return done.stdout.decode("utf-8")
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def pdf() -> bytes:
+    return render_report(FIXTURE, signatory=SIGNATORY, development_key=True)
+
+
+@pytest.fixture(scope="module")
+def injected_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("injected")
+    for name in ("run.json", "metrics.json"):
+        shutil.copy(FIXTURE / name, run_dir / name)
+    verdicts = json.loads((FIXTURE / "verdicts.json").read_text(encoding="utf-8"))
+    verdicts["criteria"][0]["title"] = INJECTION
+    verdicts["data_gaps"].append(INJECTION)
+    (run_dir / "verdicts.json").write_text(json.dumps(verdicts, indent=2), encoding="utf-8")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def injected_pdf(injected_run: Path) -> bytes:
+    # Not a development key: this render doubles as the "no banner" case.
+    return render_report(injected_run, signatory=SIGNATORY, development_key=False)
+
+
+def _report_id() -> str:
+    run_id = json.loads((FIXTURE / "run.json").read_text(encoding="utf-8"))["run_id"]
+    return report_id_for(run_id, (FIXTURE / "verdicts.json").read_bytes())
+
+
+def test_report_id_is_derived_from_run_id_and_verdicts() -> None:
+    digest = hashlib.sha256((FIXTURE / "verdicts.json").read_bytes()).hexdigest()
+    assert _report_id() == f"AR-1dfb21ba66d6-{digest[:8]}"
+
+
+def test_pdf_is_pdfa3b_with_deduplicated_af(pdf: bytes) -> None:
+    assert pdf.startswith(b"%PDF-1.7")
+    reader = PdfReader(io.BytesIO(pdf))
+    root = cast(Any, reader.root_object)
+    xmp = root["/Metadata"].get_object().get_data()
+    assert b"<pdfaid:part>3</pdfaid:part>" in xmp or b'pdfaid:part="3"' in xmp
+    assert b"<pdfaid:conformance>B</pdfaid:conformance>" in xmp or b'conformance="B"' in xmp
+    assert "/OutputIntents" in root
+    af = [ref.idnum for ref in root["/AF"]]
+    assert len(af) == len(set(af)) == 2
+    trailer = cast(Any, reader.trailer)
+    assert "/Producer" not in (trailer.get("/Info") or {})
+    assert str(trailer["/ID"][0]) == _report_id()
+    width, height = (float(v) for v in reader.pages[0].mediabox[2:])
+    assert (round(width), round(height)) == (595, 842)  # A4
+
+
+def test_attachments_are_the_exact_file_bytes(pdf: bytes) -> None:
+    reader = PdfReader(io.BytesIO(pdf))
+    attachments = reader.attachments
+    assert sorted(attachments) == sorted(EMBEDDED_FILES)
+    for name in EMBEDDED_FILES:
+        assert attachments[name] == [(FIXTURE / name).read_bytes()]
+    for ref in cast(Any, reader.root_object)["/AF"]:
+        spec = ref.get_object()
+        assert spec["/AFRelationship"] == "/Data"
+        assert spec["/EF"]["/F"].get_object()["/Subtype"] == "/application/json"
+
+
+@needs_pdftotext
+def test_page_one_identifies_verdict_objects_and_evidence(pdf: bytes, tmp_path: Path) -> None:
+    text = _pdftotext(pdf, tmp_path)
+    flat = _squash(text)
+    run = json.loads((FIXTURE / "run.json").read_text(encoding="utf-8"))
+    verdicts = json.loads((FIXTURE / "verdicts.json").read_text(encoding="utf-8"))
+    assert "CONDITIONAL" in text
+    assert _report_id() in flat
+    assert run["model"]["sha256"] in flat
+    assert run["dataset"]["manifest_sha256"] in flat
+    assert verdicts["rubric"]["sha256"] in flat
+    for name in EMBEDDED_FILES:
+        assert hashlib.sha256((FIXTURE / name).read_bytes()).hexdigest() in flat
+    assert SIGNATORY in text
+    assert "Guarded acceptance" in text
+    assert "not a conformity assessment" in text
+    assert "2026-11-26 23:00:04 UTC" in text
+    assert "development key" in text.lower()
+
+
+@needs_pdftotext
+def test_later_pages_have_header_footer_and_formatted_rates(pdf: bytes, tmp_path: Path) -> None:
+    pages = len(PdfReader(io.BytesIO(pdf)).pages)
+    text = _pdftotext(pdf, tmp_path, 2)
+    assert _report_id() in text
+    assert f"Page 2 of {pages}" in text
+    assert "1.30 %" in text and "9/690" in text  # overall escape rate with k/n
+    assert "INCONCLUSIVE" in text and "FAIL" in text
+    everything = _pdftotext(pdf, tmp_path, 1, pages)
+    for needle in ("overkill", "escape", "Data gaps", "relate only to the items tested"):
+        assert needle in everything
+    assert f"Page {pages} of {pages}" in everything
+
+
+def test_two_renders_are_byte_identical(pdf: bytes) -> None:
+    assert render_report(FIXTURE, signatory=SIGNATORY, development_key=True) == pdf
+
+
+@needs_pdftotext
+def test_injected_markup_is_literal_text_and_nothing_is_fetched(
+    injected_run: Path, injected_pdf: bytes, tmp_path: Path
+) -> None:
+    html = render_html(injected_run, signatory=SIGNATORY, development_key=False)
+    assert '<img src="file:' not in html and '<link rel="attachment"' not in html
+    assert "&lt;img src=&#34;file:///etc/passwd&#34;&gt;" in html
+    # The render ran with the strict fetcher, so any fetch would have aborted it; the only
+    # attachments are ours.
+    assert sorted(PdfReader(io.BytesIO(injected_pdf)).attachments) == sorted(EMBEDDED_FILES)
+    pages = len(PdfReader(io.BytesIO(injected_pdf)).pages)
+    text = _pdftotext(injected_pdf, tmp_path, 1, pages)
+    assert '<img src="file:///etc/passwd">' in text
+    assert "root:" not in text
+
+
+def test_fetcher_refuses_everything_but_data_urls() -> None:
+    from weasyprint.urls import FatalURLFetchingError
+
+    fetcher = SafeURLFetcher(strict=True)
+    for url in ("file:///etc/passwd", "http://127.0.0.1/x.css", "https://example.com/a.png"):
+        with pytest.raises(FatalURLFetchingError):
+            fetcher.fetch(url)
+    assert len(fetcher.blocked) == 3
+    lenient = SafeURLFetcher(strict=False)
+    with pytest.raises(ValueError):
+        lenient.fetch("file:///etc/passwd")
+    response = fetcher.fetch("data:text/plain;base64,aGk=")
+    assert response is not None
+
+
+@needs_pdftotext
+def test_development_key_banner_only_when_asked(injected_pdf: bytes, tmp_path: Path) -> None:
+    with_key = render_html(FIXTURE, signatory=SIGNATORY, development_key=True)
+    without_key = render_html(FIXTURE, signatory=SIGNATORY, development_key=False)
+    assert 'class="devkey"' in with_key
+    assert 'class="devkey"' not in without_key
+    assert "development key" not in without_key.lower()
+    text = _pdftotext(injected_pdf, tmp_path, 1)
+    assert "development key" not in text.lower()
+
+
+def test_missing_verdicts_is_a_run_dir_error(tmp_path: Path) -> None:
+    for name in ("run.json", "metrics.json"):
+        shutil.copy(FIXTURE / name, tmp_path / name)
+    with pytest.raises(RunDirError, match=r"verdicts\.json") as caught:
+        render_report(tmp_path, signatory=SIGNATORY, development_key=False)
+    assert "\n" not in str(caught.value)
+
+
+def test_wrong_format_and_mismatched_run_are_run_dir_errors(tmp_path: Path) -> None:
+    for name in ("run.json", "metrics.json", "verdicts.json"):
+        shutil.copy(FIXTURE / name, tmp_path / name)
+    metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+    metrics["run_id"] = "run-000000000000"
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    with pytest.raises(RunDirError, match="belongs to run"):
+        render_html(tmp_path, signatory=SIGNATORY, development_key=False)
+    (tmp_path / "metrics.json").write_text('{"format": "auditkit.metrics/9"}', encoding="utf-8")
+    with pytest.raises(RunDirError, match="format"):
+        render_html(tmp_path, signatory=SIGNATORY, development_key=False)
+
+
+def test_html_has_language_and_no_external_references() -> None:
+    html = render_html(FIXTURE, signatory=SIGNATORY, development_key=False)
+    assert '<html lang="en">' in html
+    assert "http://" not in html and "https://" not in html and "file:" not in html
+    assert "url(" not in html
+
+
+def test_clean_run_says_none_and_tolerates_empty_slices(tmp_path: Path) -> None:
+    run = json.loads((FIXTURE / "run.json").read_text(encoding="utf-8"))
+    metrics = json.loads((FIXTURE / "metrics.json").read_text(encoding="utf-8"))
+    verdicts = json.loads((FIXTURE / "verdicts.json").read_text(encoding="utf-8"))
+    run["dataset"]["n_unreadable"] = 0
+    metrics["counts"].update(images_unreadable=0, images_error=0, parts_unscored=0)
+    metrics["metrics"].append(
+        {"name": "escape_rate", "slice": {"line": "L4"}, "unit": "part", "value": None,
+         "k": 0, "n": 0, "interval": None}
+    )  # fmt: skip
+    verdicts["criteria"] = [c for c in verdicts["criteria"] if c["outcome"] == "PASS"]
+    verdicts.update(verdict="ACCEPT", exit_code=0, data_gaps=[])
+    for name, data in (("run.json", run), ("metrics.json", metrics), ("verdicts.json", verdicts)):
+        (tmp_path / name).write_text(json.dumps(data), encoding="utf-8")
+    html = render_html(tmp_path, signatory=SIGNATORY, development_key=False)
+    assert "verdict-accept" in html and ">ACCEPT<" in html
+    assert "None: every image was read and scored" in html
+    assert "None recorded by the tool." in html
+    assert "<td>L4</td>" in html
