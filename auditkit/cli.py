@@ -132,9 +132,7 @@ def _print_replay(result: Any) -> None:
 
 def _print_verdicts(verdicts: dict[str, Any]) -> None:
     for c in verdicts["criteria"]:
-        bound = c.get("bound")
-        shown = "" if bound is None else f" (bound {bound:.4g})"
-        _say(f"  {c['outcome']:<12} {c['severity']:<8} {c['id']}: {c['reason']}{shown}")
+        _say(f"  {c['outcome']:<12} {c['severity']:<8} {c['id']}: {c['reason']}")
     for gap in verdicts["data_gaps"]:
         _say(f"  data gap: {gap}")
     _say(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,14 @@ def test_audit_end_to_end_with_tiny_model(tmp_path: Path, tiny_model: Path) -> N
     assert "verdict: HOLD" in result.stdout
     assert "1 image(s) unreadable" in result.stdout
     assert (out / "report.pdf").exists()
+    # the report counts the corrupt image (poppler-utils is installed by `make test`)
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(out / "report.pdf"), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert re.search(r"Unreadable images \(not\s*(scored\))?\s*1\b", text), text[:3000]
     verified = run_cli("verify", str(out / "report.pdf"), "--trust", str(out / "dev-keys/ca.pem"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     untrusted = run_cli("verify", str(out / "report.pdf"))

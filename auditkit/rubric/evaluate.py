@@ -47,6 +47,8 @@ class Judgement:
 def _fmt(metric: str, x: float) -> str:
     if METRICS.get(metric) == "rate":
         return f"{100 * x:.2f}%"
+    if metric.endswith("_ms"):
+        return f"{x:.3g} ms"
     return f"{x:.4g}"
 
 
@@ -159,9 +161,11 @@ def _judge_entry(
     min_n = criterion.sample.min_n
     if value is None or not n or n < min_n:
         outcome: Outcome = "FAIL" if on_insufficient == "fail" else "INCONCLUSIVE"
+        # the bound is still shown: it tells how far the evidence is from deciding
+        shown = high if criterion.requirement.op == "<=" else low
         result.update(
             outcome=outcome,
-            bound=None,
+            bound=shown if value is not None else None,
             reason=f"insufficient sample: n={n or 0} < min_n={min_n}",
             insufficient=True,
         )
