@@ -128,3 +128,14 @@ def test_audit_end_to_end_with_tiny_model(tmp_path: Path, tiny_model: Path) -> N
     assert verified.returncode == 0, verified.stdout + verified.stderr
     untrusted = run_cli("verify", str(out / "report.pdf"))
     assert untrusted.returncode == 1
+
+
+def test_sample_make_is_deterministic(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        result = run_cli("sample", "make", "--n", "6", "--seed", "5", "--out", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+    a = (tmp_path / "a/manifest.csv").read_text()
+    assert a == (tmp_path / "b/manifest.csv").read_text()
+    assert len(a.strip().splitlines()) == 7
+    for image in (tmp_path / "a/images").iterdir():
+        assert image.read_bytes() == (tmp_path / "b/images" / image.name).read_bytes()

@@ -65,6 +65,7 @@ def decide(
     le = op == "<="
     # The bound that would prove conformity, and the one that would prove violation.
     proving_bound, violating_bound = (high, low) if le else (low, high)
+    proving_name, violating_name = ("upper", "lower") if le else ("lower", "upper")
     t = _fmt(metric, threshold)
 
     def meets(x: float) -> bool:
@@ -79,22 +80,26 @@ def decide(
     if rule == "guarded_rejection":
         if violating_bound is not None and not meets(violating_bound):
             b = _fmt(metric, violating_bound)
-            return Judgement("FAIL", violating_bound, f"bound {b} {word(violating_bound)}")
+            return Judgement(
+                "FAIL", violating_bound, f"{violating_name} bound {b} {word(violating_bound)}"
+            )
         return Judgement("PASS", violating_bound, "violation not proven at this confidence")
     # guarded acceptance
     if proving_bound is not None and meets(proving_bound):
         b = _fmt(metric, proving_bound)
-        return Judgement("PASS", proving_bound, f"bound {b} {word(proving_bound)}")
+        return Judgement("PASS", proving_bound, f"{proving_name} bound {b} {word(proving_bound)}")
     if violating_bound is not None and not meets(violating_bound):
         b = _fmt(metric, violating_bound)
-        return Judgement("FAIL", violating_bound, f"bound {b} {word(violating_bound)}")
+        return Judgement(
+            "FAIL", violating_bound, f"{violating_name} bound {b} {word(violating_bound)}"
+        )
     if proving_bound is None:
         return Judgement("INCONCLUSIVE", None, "too few measurements for a confidence bound")
     b = _fmt(metric, proving_bound)
     return Judgement(
         "INCONCLUSIVE",
         proving_bound,
-        f"value {_fmt(metric, point)} but bound {b} does not prove {op} {t}",
+        f"value {_fmt(metric, point)} but {proving_name} bound {b} does not prove {op} {t}",
     )
 
 
