@@ -13,18 +13,10 @@ from typing import Any
 
 from auditkit.data.manifest import load_manifest
 from auditkit.errors import DataError, InputError
-from auditkit.metrics.compute import compute_metrics
 from auditkit.models.card import ModelCard, card_beside, load_card
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
 from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, replay
-from auditkit.report.keys import (
-    KeyFiles,
-    create_keys,
-    is_development_certificate,
-    load_certificate,
-)
-from auditkit.report.render import render_report
-from auditkit.report.sign import load_signer_identity, sign_pdf
+from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import load_rubric
 from auditkit.run import METRICS_FORMAT, RUN_FORMAT, VERDICTS_FORMAT, RunDir
@@ -76,6 +68,8 @@ def run_evaluate(
     run_dir: Path, rubric: str = DEFAULT_RUBRIC, *, params: dict[str, float] | None = None
 ) -> dict[str, Any]:
     """Compute ``metrics.json`` with the rubric's statistics, judge it, write both files."""
+    from auditkit.metrics.compute import compute_metrics  # scipy.stats: ~1 s, not for replay
+
     run = RunDir(run_dir)
     run.require_replay()
     loaded = load_rubric(rubric)
@@ -141,6 +135,11 @@ def run_report(
     lang: str = "en",
 ) -> ReportResult:
     """Render the report and sign it: with the given key, else with development keys."""
+    # WeasyPrint and pyHanko take ~1.5 s to import; only this stage needs them
+    from auditkit.report.keys import is_development_certificate, load_certificate
+    from auditkit.report.render import render_report
+    from auditkit.report.sign import load_signer_identity, sign_pdf
+
     run = RunDir(run_dir)
     out = out or run.report
     keys: KeyFiles | None = None

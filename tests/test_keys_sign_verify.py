@@ -457,3 +457,13 @@ def test_tamper_incremental_attachment_swap(work: Path, signed_pdf: bytes, keys:
     assert "ILLEGAL_MODIFICATIONS" in result.summary
     assert result.evidence["metrics.json"] == sha256(METRICS)  # the signed original
     assert any("metrics.json was replaced after signing" in p for p in result.problems)
+
+
+def test_many_wrong_passphrases_all_say_wrong_passphrase(tmp_path: Path) -> None:
+    # about 1 in 256 wrong passphrases decrypts to valid padding; the message must not change
+    from auditkit.report.keys import load_private_key
+
+    files = create_keys(tmp_path, passphrase="right")
+    for i in range(600):
+        with pytest.raises(SigningKeyError, match="wrong passphrase"):
+            load_private_key(files.key, f"wrong-{i}")

@@ -257,8 +257,13 @@ def load_private_key(path: Path, passphrase: str | None) -> PrivateKeyTypes:
             ) from None
         raise SigningKeyError(f"key file {path} is encrypted: a passphrase is required") from None
     except ValueError as exc:
-        if password is not None and ("decrypt" in str(exc).lower() or "password" in str(exc)):
-            raise SigningKeyError(f"wrong passphrase for key file {path}") from None
+        # A wrong passphrase usually fails the decryption, but about 1 in 256 times it yields
+        # valid padding and then fails as undecodable key data: both mean "wrong passphrase".
+        encrypted = b"ENCRYPTED" in data
+        if password is not None and (encrypted or "decrypt" in str(exc).lower()):
+            raise SigningKeyError(
+                f"wrong passphrase for key file {path} (or the file is damaged)"
+            ) from None
         raise SigningKeyError(f"key file {path} is not a readable PEM private key") from None
     except Exception as exc:  # unsupported algorithm and the like
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
