@@ -110,15 +110,36 @@ def _params(raw: list[str] | None) -> dict[str, float]:
     return params
 
 
-def _replay_settings(batch_size: int, decode_threads: int, single_stream: int, seed: int) -> Any:
+def _replay(
+    data: Path,
+    model: Path,
+    out: Path,
+    card: Path | None,
+    batch_size: int,
+    threads: int,
+    decode_threads: int,
+    single_stream: int,
+    seed: int,
+) -> None:
+    from auditkit.audit import run_replay
+    from auditkit.models.onnx_model import SessionSettings
     from auditkit.replay.pipeline import ReplaySettings
 
-    return ReplaySettings(
+    settings = ReplaySettings(
         batch_size=batch_size,
         decode_threads=decode_threads,
         single_stream_samples=single_stream,
         seed=seed,
     )
+    result = run_replay(
+        data,
+        model,
+        out,
+        card_path=card,
+        settings=settings,
+        session=SessionSettings(intra_op_threads=threads),
+    )
+    _print_replay(result)
 
 
 def _print_replay(result: Any) -> None:
@@ -170,18 +191,9 @@ def audit(
     verify: Annotated[bool, typer.Option(help="Verify the signed report after writing it.")] = True,
 ) -> None:
     """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
-    from auditkit.audit import run_evaluate, run_replay, run_report
-    from auditkit.models.onnx_model import SessionSettings
+    from auditkit.audit import run_evaluate, run_report
 
-    result = run_replay(
-        data,
-        model,
-        out,
-        card_path=card,
-        settings=_replay_settings(batch_size, decode_threads, single_stream, seed),
-        session=SessionSettings(intra_op_threads=threads),
-    )
-    _print_replay(result)
+    _replay(data, model, out, card, batch_size, threads, decode_threads, single_stream, seed)
     verdicts = run_evaluate(out, rubric, params=_params(param))
     _print_verdicts(verdicts)
     report = run_report(out, sign_key=sign_key, sign_cert=sign_cert, passphrase=passphrase)
@@ -212,18 +224,7 @@ def replay_cmd(
     seed: SeedOpt = 0,
 ) -> None:
     """Replay labelled images through the model and write the run directory."""
-    from auditkit.audit import run_replay
-    from auditkit.models.onnx_model import SessionSettings
-
-    result = run_replay(
-        data,
-        model,
-        out,
-        card_path=card,
-        settings=_replay_settings(batch_size, decode_threads, single_stream, seed),
-        session=SessionSettings(intra_op_threads=threads),
-    )
-    _print_replay(result)
+    _replay(data, model, out, card, batch_size, threads, decode_threads, single_stream, seed)
 
 
 @app.command("evaluate")

@@ -15,6 +15,18 @@ RUN_FORMAT = "auditkit.run/1"
 METRICS_FORMAT = "auditkit.metrics/1"
 VERDICTS_FORMAT = "auditkit.verdicts/1"
 
+#: Columns of ``samples.parquet`` that are not metadata, in table order (docs/run-format.md).
+SAMPLE_COLUMNS: tuple[str, ...] = (
+    "sample_id",
+    "part_id",
+    "path",
+    "sha256",
+    "label",
+    "is_defect",
+    "status",
+    "error",
+)
+
 
 def dumps(document: Any) -> bytes:
     """The one JSON serialisation of evidence files: stable key order, UTF-8, final newline.

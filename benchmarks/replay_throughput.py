@@ -69,8 +69,10 @@ def main() -> None:
     ours = medians["auditkit offline"]
     print(f"  auditkit / naive loop      = {ours / medians['naive loop']:.2f}x")
     print(f"  auditkit / pure inference  = {ours / medians['pure inference']:.2f}")
-    print("  (auditkit's figure includes hashing-free replay, writing the run files and the")
-    print("   single-stream scenario turned off; the pure-inference ceiling decodes nothing)")
+    print("  (auditkit = replay() end to end: warm-up, decode thread pool overlapped with")
+    print(
+        "   inference, writing the run files; single-stream off. Pure inference decodes nothing.)"
+    )
 
 
 if __name__ == "__main__":

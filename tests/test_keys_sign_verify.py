@@ -467,3 +467,27 @@ def test_many_wrong_passphrases_all_say_wrong_passphrase(tmp_path: Path) -> None
     for i in range(600):
         with pytest.raises(SigningKeyError, match="wrong passphrase"):
             load_private_key(files.key, f"wrong-{i}")
+
+
+def test_verify_command_exit_codes(work: Path, signed_pdf: bytes, keys: KeyFiles) -> None:
+    """`auditkit verify` exits 0 for the intact report and 1 for each kind of tampering."""
+    import subprocess
+    import sys
+
+    cases = {
+        "intact.pdf": (signed_pdf, 0),
+        "one-byte.pdf": (tamper_one_byte(signed_pdf), 1),
+        "page-update.pdf": (tamper_page_incremental(signed_pdf), 1),
+        "attachment-swap.pdf": (tamper_attachment_incremental(signed_pdf), 1),
+    }
+    for name, (data, expected) in cases.items():
+        path = write(work, f"cli-{name}", data)
+        result = subprocess.run(
+            [sys.executable, "-m", "auditkit", "verify", str(path), "--trust", str(keys.ca)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == expected, (name, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert ("VERIFIED" if expected == 0 else "FAILED") in result.stdout

@@ -18,17 +18,8 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from auditkit.errors import DataError
+from auditkit.run import SAMPLE_COLUMNS as STANDARD_COLUMNS
 
-STANDARD_COLUMNS = (
-    "sample_id",
-    "part_id",
-    "path",
-    "sha256",
-    "label",
-    "is_defect",
-    "status",
-    "error",
-)
 REQUIRED_COLUMNS = ("path", "label")
 _CHUNK = 1 << 20
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from auditkit.errors import DataError
+from auditkit.run import SAMPLE_COLUMNS as STANDARD_SAMPLE_COLUMNS
 
 __all__ = [
     "MISSING",
@@ -53,17 +54,6 @@ __all__ = [
     "slice_codes",
 ]
 
-#: Columns of ``samples.parquet`` that are not metadata (docs/run-format.md).
-STANDARD_SAMPLE_COLUMNS: tuple[str, ...] = (
-    "sample_id",
-    "part_id",
-    "path",
-    "sha256",
-    "label",
-    "is_defect",
-    "status",
-    "error",
-)
 
 #: The slice value given to empty or missing metadata: such rows are sliced, never dropped.
 MISSING = "(missing)"

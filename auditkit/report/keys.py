@@ -80,7 +80,9 @@ def create_keys(
     if not overwrite:
         for path in (files.key, files.cert, files.ca):
             if path.exists() or path.is_symlink():
-                raise SigningKeyError(f"{path} already exists; refusing to overwrite it")
+                raise SigningKeyError(
+                    f"{path} already exists; refusing to overwrite it (use --overwrite)"
+                )
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
