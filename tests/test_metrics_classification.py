@@ -7,23 +7,46 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+from sklearn.metrics import fbeta_score as sk_fbeta
 
 from auditkit.errors import DataError
 from auditkit.metrics.classification import (
     Rate,
     accuracy,
+    balanced_accuracy,
     class_confusion_matrix,
+    cohen_kappa,
     confusion_counts,
     detection_rate,
     escape_rate,
+    escaped_ppm,
     f1_score,
+    f2_score,
     false_call_share,
+    fbeta_score,
     normalise_slice_values,
     overkill_rate,
     parts_from_images,
+    per_class_rates,
+    pr_auc,
     precision,
+    rates_by_threshold,
+    roc_auc,
+    threshold_for_escape,
 )
+from auditkit.metrics.stats import binomial_interval
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -226,3 +249,155 @@ def test_defect_class_of_disagreeing_views(n_classes: int) -> None:
     predictions = pd.DataFrame({"sample_id": samples["sample_id"], "is_reject": False})
     got = parts_from_images(samples, predictions)
     assert got["defect_class"].tolist() == [f"{names[0]}+{names[-1]}", names[1], "good"]
+
+
+# ------------------------------------------------------------------ summary scores
+
+
+def _random_scores(seed: int, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    d = rng.random(n) < 0.3
+    # rounded scores give many ties
+    s = np.round(np.clip(rng.normal(np.where(d, 0.65, 0.35), 0.2), 0, 1), 2)
+    return d, s
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_summary_scores_match_sklearn(seed: int) -> None:
+    d, s = _random_scores(seed)
+    r = s >= 0.5
+    assert balanced_accuracy(d, r) == pytest.approx(balanced_accuracy_score(d, r), rel=1e-12)
+    assert f2_score(d, r) == pytest.approx(sk_fbeta(d, r, beta=2), rel=1e-12)
+    assert fbeta_score(d, r, beta=0.5) == pytest.approx(sk_fbeta(d, r, beta=0.5), rel=1e-12)
+    assert cohen_kappa(d, r) == pytest.approx(cohen_kappa_score(d, r), rel=1e-12)
+    assert roc_auc(d, s) == pytest.approx(roc_auc_score(d, s), rel=1e-12)
+    assert pr_auc(d, s) == pytest.approx(average_precision_score(d, s), rel=1e-12)
+    # multi-class kappa on class names
+    rng = np.random.default_rng(seed)
+    classes = np.array(["good", "scratch", "pit", "crack"])
+    y_true = rng.choice(classes, 3000)
+    y_pred = np.where(rng.random(3000) < 0.7, y_true, rng.choice(classes, 3000))
+    assert cohen_kappa(y_true, y_pred) == pytest.approx(cohen_kappa_score(y_true, y_pred))
+
+
+def test_summary_scores_degenerate_sets() -> None:
+    good = np.zeros(6, dtype=bool)
+    bad = np.ones(6, dtype=bool)
+    s = np.array([0.1, 0.2, 0.2, 0.9, 0.5, 0.5])
+    r = s >= 0.5
+    # all good: AUC undefined, AP undefined, balanced accuracy = 1 - overkill (as sklearn)
+    assert roc_auc(good, s) is None
+    assert pr_auc(good, s) is None
+    with pytest.warns(UndefinedMetricWarning):  # scikit-learn: NaN with a warning
+        assert np.isnan(roc_auc_score(good, s))
+    with pytest.warns(UserWarning, match="not in y_true"):  # scikit-learn warns, then
+        assert balanced_accuracy(good, r) == pytest.approx(balanced_accuracy_score(good, r))
+    with pytest.warns(UserWarning, match="not in y_true"):  # averages the classes present
+        assert balanced_accuracy(bad, r) == pytest.approx(balanced_accuracy_score(bad, r))
+    assert balanced_accuracy([], []) is None
+    # all defective: AUC undefined, AP = share of defects at every threshold = 1
+    assert roc_auc(bad, s) is None
+    assert pr_auc(bad, s) == pytest.approx(average_precision_score(bad, s)) == 1.0
+    # no defect and no reject: F2 undefined (sklearn: 0 with a warning)
+    assert f2_score(good, good) is None
+    # kappa: one label in both -> undefined (sklearn: NaN)
+    assert cohen_kappa(good, good) is None
+    assert cohen_kappa([], []) is None
+    # all scores tied: AUC 1/2
+    assert roc_auc([True, False, True, False], [0.3] * 4) == 0.5
+    with pytest.raises(ValueError):
+        roc_auc([True, False], [0.1, np.nan])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rates_by_threshold_match_roc_curve(seed: int) -> None:
+    d, s = _random_scores(seed, 500)
+    table = rates_by_threshold(d, s)
+    fpr, tpr, thr = roc_curve(d, s, drop_intermediate=False)
+    np.testing.assert_array_equal(table["threshold"], thr)
+    np.testing.assert_allclose(table["overkill_rate"], fpr, rtol=1e-12)
+    np.testing.assert_allclose(table["detection_rate"], tpr, rtol=1e-12)
+    # counts are those of the rule score >= threshold
+    for i in [1, len(table) // 2, len(table) - 1]:
+        row = table.iloc[i]
+        c = confusion_counts(d, s >= row["threshold"])
+        assert (row["tp"], row["fp"], row["tn"], row["fn"]) == tuple(c)
+        r = s >= row["threshold"]
+        assert row["precision"] == pytest.approx(precision(d, r).value, rel=1e-12)
+        assert row["false_call_share"] == pytest.approx(false_call_share(d, r).value, rel=1e-12)
+        assert row["accuracy"] == pytest.approx(accuracy_score(d, r), rel=1e-12)
+    assert table.iloc[0][["tp", "fp"]].tolist() == [0, 0]
+    assert np.isnan(table["precision"].iloc[0])  # nothing rejected
+    # the precision-recall curve: sklearn's precision_recall_curve at the same thresholds
+    prec, rec, pr_thr = precision_recall_curve(d, s)
+    by_thr = table.set_index("threshold")
+    np.testing.assert_allclose(by_thr.loc[pr_thr, "precision"], prec[:-1], rtol=1e-12)
+    np.testing.assert_allclose(by_thr.loc[pr_thr, "detection_rate"], rec[:-1], rtol=1e-12)
+    assert np.isnan(rates_by_threshold(np.zeros(3, bool), [0.1, 0.2, 0.3])["escape_rate"]).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("target", [0.02, 0.05, 0.2])
+def test_threshold_for_escape_matches_brute_force(seed: int, target: float) -> None:
+    d, s = _random_scores(seed, 3000)
+    got = threshold_for_escape(d, s, target, level=0.95)
+    want = None
+    for t in sorted(set(s.tolist()), reverse=True):
+        e = escape_rate(d, s >= t)
+        high = binomial_interval(e.k, e.n, 0.95, sided="one")[1]
+        if high <= target:
+            want = (t, e, high, overkill_rate(d, s >= t))
+            break
+    if want is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert (got.threshold, got.escape, got.overkill) == (want[0], want[1], want[3])
+        assert got.escape_upper == pytest.approx(want[2], rel=1e-12)
+
+
+def test_threshold_for_escape_unreachable() -> None:
+    # 10 defective parts cannot demonstrate escape <= 1 % (0 escapes bound at 25.9 %)
+    d = np.r_[np.ones(10, bool), np.zeros(10, bool)]
+    s = np.r_[np.full(10, 0.9), np.full(10, 0.1)]
+    assert threshold_for_escape(d, s, 0.01) is None
+    point = threshold_for_escape(d, s, 0.3)
+    assert point is not None and point.threshold == 0.9 and point.escape == Rate(0, 10)
+    assert point.overkill == Rate(0, 10)
+    assert threshold_for_escape(np.zeros(3, bool), [0.1, 0.2, 0.3], 0.3) is None
+
+
+def test_escaped_ppm_formula_and_bounds() -> None:
+    # 12 escapes / 600 defective, 30 overkill / 1400 good, production prevalence 0.2 %
+    esc, ovk, pi = Rate(12, 600), Rate(30, 1400), 0.002
+    res = escaped_ppm(esc, ovk, pi)
+    fnr, fpr = 12 / 600, 30 / 1400
+    assert res.value == pytest.approx(1e6 * pi * fnr / (pi * fnr + (1 - pi) * (1 - fpr)))
+    e_lo, e_hi = binomial_interval(12, 600, 0.975, sided="one")
+    o_lo, o_hi = binomial_interval(30, 1400, 0.975, sided="one")
+    assert res.high == pytest.approx(1e6 * pi * e_hi / (pi * e_hi + (1 - pi) * (1 - o_hi)))
+    assert res.low == pytest.approx(1e6 * pi * e_lo / (pi * e_lo + (1 - pi) * (1 - o_lo)))
+    assert res.low < res.value < res.high
+    assert res.prevalence == pi and res.level == 0.95
+    plain = escaped_ppm(fnr, fpr, pi)
+    assert plain.value == pytest.approx(res.value) and plain.high is None
+    assert escaped_ppm(Rate(0, 0), ovk, pi).value is None
+    assert escaped_ppm(0.0, 0.01, pi).value == 0.0
+    with pytest.raises(ValueError):
+        escaped_ppm(esc, ovk, 1.5)
+
+
+def test_per_class_rates_match_sklearn() -> None:
+    rng = np.random.default_rng(8)
+    classes = ["good", "scratch", "pit", "crack", "dent"]
+    y_true = rng.choice(classes[:4], 2000)  # "dent" never occurs: recall undefined
+    y_pred = np.where(rng.random(2000) < 0.6, y_true, rng.choice(classes[:3], 2000))
+    got = per_class_rates(y_true, y_pred, classes)
+    prec, rec, _, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, average=None, zero_division=np.nan
+    )
+    np.testing.assert_allclose(got["recall"], rec, equal_nan=True)
+    np.testing.assert_allclose(got["precision"], prec, equal_nan=True)
+    np.testing.assert_array_equal(got["support"], support)
+    assert got.loc["dent", "precision_n"] == 0 and np.isnan(got.loc["dent", "precision"])
+    assert got.loc["dent", "recall_n"] == 0 and np.isnan(got.loc["dent", "recall"])

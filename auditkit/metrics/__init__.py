@@ -1,34 +1,78 @@
 """Metrics: pure, vectorised functions over the run's tables (no I/O).
 
-* :mod:`~auditkit.metrics.stats`: binomial intervals, order-statistic bounds, sample sizes;
-* :mod:`~auditkit.metrics.classification`: escape / overkill / detection rates, part
-  aggregation, confusion matrices;
-* :mod:`~auditkit.metrics.groups`: per-slice counts and rates (by_group, difference, ratio);
+* :mod:`~auditkit.metrics.stats`: binomial intervals, Newcombe and paired (Tango) intervals for
+  differences, exact McNemar, Holm, cluster bootstrap, order-statistic bounds, sample sizes;
+* :mod:`~auditkit.metrics.classification`: escape / overkill / detection rates, summary scores
+  (balanced accuracy, F2, kappa, ROC AUC, average precision), escaped ppm, operating points,
+  part aggregation, confusion matrices;
+* :mod:`~auditkit.metrics.groups`: per-slice counts and rates (by_group, difference, ratio,
+  Newcombe intervals, homogeneity test, Holm across slices);
+* :mod:`~auditkit.metrics.comparison`: candidate vs baseline model on the same parts;
 * :mod:`~auditkit.metrics.efficiency`: latency percentiles and throughput;
 * :mod:`~auditkit.metrics.compute`: ``metrics.json`` from the tables.
+
+``docs/metrics.md`` lists every metric with its formula, denominator, interval and reference.
 """
 
 from auditkit.metrics.classification import (
     ConfusionCounts,
+    EscapedPpm,
+    OperatingPoint,
     Rate,
     accuracy,
+    balanced_accuracy,
     class_confusion_matrix,
+    cohen_kappa,
     confusion_counts,
     detection_rate,
     escape_rate,
+    escaped_ppm,
     f1_score,
+    f2_score,
     false_call_share,
+    fbeta_score,
     overkill_rate,
     parts_from_images,
+    per_class_rates,
+    pr_auc,
     precision,
+    rates_by_threshold,
+    roc_auc,
+    threshold_for_escape,
+)
+from auditkit.metrics.comparison import (
+    BaselineComparison,
+    PairedDifference,
+    compare_to_baseline,
 )
 from auditkit.metrics.compute import METRICS_FORMAT, compute_metrics
 from auditkit.metrics.efficiency import latency_summary, throughput
-from auditkit.metrics.groups import by_group, difference, ratio, slice_counts
+from auditkit.metrics.groups import (
+    HomogeneityTest,
+    SliceSpread,
+    by_group,
+    difference,
+    holm_slice_tests,
+    homogeneity_test,
+    rate_difference,
+    rate_ratio,
+    ratio,
+    slice_counts,
+    slice_rates,
+)
 from auditkit.metrics.stats import (
+    BootstrapResult,
     binomial_interval,
     binomial_intervals,
+    bonferroni_level,
+    cluster_bootstrap,
     demonstration_sample_size,
+    holm_adjust,
+    holm_levels,
+    mcnemar_exact,
+    newcombe_interval,
+    newcombe_intervals,
+    paired_difference_interval,
     quantile_bounds,
     zero_failure_sample_size,
     zero_failure_upper_bound,
@@ -36,28 +80,59 @@ from auditkit.metrics.stats import (
 
 __all__ = [
     "METRICS_FORMAT",
+    "BaselineComparison",
+    "BootstrapResult",
     "ConfusionCounts",
+    "EscapedPpm",
+    "HomogeneityTest",
+    "OperatingPoint",
+    "PairedDifference",
     "Rate",
+    "SliceSpread",
     "accuracy",
+    "balanced_accuracy",
     "binomial_interval",
     "binomial_intervals",
+    "bonferroni_level",
     "by_group",
     "class_confusion_matrix",
+    "cluster_bootstrap",
+    "cohen_kappa",
+    "compare_to_baseline",
     "compute_metrics",
     "confusion_counts",
     "demonstration_sample_size",
     "detection_rate",
     "difference",
     "escape_rate",
+    "escaped_ppm",
     "f1_score",
+    "f2_score",
     "false_call_share",
+    "fbeta_score",
+    "holm_adjust",
+    "holm_levels",
+    "holm_slice_tests",
+    "homogeneity_test",
     "latency_summary",
+    "mcnemar_exact",
+    "newcombe_interval",
+    "newcombe_intervals",
     "overkill_rate",
+    "paired_difference_interval",
     "parts_from_images",
+    "per_class_rates",
+    "pr_auc",
     "precision",
     "quantile_bounds",
+    "rate_difference",
+    "rate_ratio",
+    "rates_by_threshold",
     "ratio",
+    "roc_auc",
     "slice_counts",
+    "slice_rates",
+    "threshold_for_escape",
     "throughput",
     "zero_failure_sample_size",
     "zero_failure_upper_bound",

@@ -28,8 +28,10 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy.stats import rankdata as _st_rankdata
 
 from auditkit.errors import DataError
+from auditkit.metrics.stats import binomial_interval, binomial_intervals
 from auditkit.run import SAMPLE_COLUMNS as STANDARD_SAMPLE_COLUMNS
 
 __all__ = [
@@ -38,20 +40,32 @@ __all__ = [
     "STANDARD_SAMPLE_COLUMNS",
     "STATUSES",
     "ConfusionCounts",
+    "EscapedPpm",
+    "OperatingPoint",
     "Rate",
     "accuracy",
+    "balanced_accuracy",
     "class_confusion_matrix",
+    "cohen_kappa",
     "confusion_counts",
     "detection_rate",
     "escape_rate",
+    "escaped_ppm",
     "f1_score",
+    "f2_score",
     "false_call_share",
+    "fbeta_score",
     "metadata_columns",
     "normalise_slice_values",
     "overkill_rate",
     "parts_from_images",
+    "per_class_rates",
+    "pr_auc",
     "precision",
+    "rates_by_threshold",
+    "roc_auc",
     "slice_codes",
+    "threshold_for_escape",
 ]
 
 
@@ -462,3 +476,324 @@ def parts_from_images(
     """
     images, codes, part_ids = _image_table(samples, predictions, good_class)
     return _parts_from_image_table(images, codes, part_ids, good_class, metadata_columns(samples))
+
+
+# --------------------------------------------------------------------------- summary scores
+
+
+def fbeta_score(is_defect: npt.ArrayLike, is_reject: npt.ArrayLike, beta: float) -> float | None:
+    """F-beta of the defect class: ``(1 + b^2) TP / ((1 + b^2) TP + b^2 FN + FP)``.
+
+    ``beta > 1`` weighs escapes more than overkill. None when the denominator is 0 (no
+    defective unit and no reject), where scikit-learn's ``fbeta_score`` returns 0 with a
+    warning.
+    """
+    if not beta > 0:
+        raise ValueError("beta must be positive")
+    c = confusion_counts(is_defect, is_reject)
+    b2 = float(beta) ** 2
+    den = (1.0 + b2) * c.tp + b2 * c.fn + c.fp
+    return (1.0 + b2) * c.tp / den if den else None
+
+
+def f2_score(is_defect: npt.ArrayLike, is_reject: npt.ArrayLike) -> float | None:
+    """F2 of the defect class: :func:`fbeta_score` with ``beta = 2``, ``5 TP / (5 TP + 4 FN +
+    FP)``: an escape costs four times an overkill. None when ``5 TP + 4 FN + FP == 0``."""
+    return fbeta_score(is_defect, is_reject, 2.0)
+
+
+def balanced_accuracy(is_defect: npt.ArrayLike, is_reject: npt.ArrayLike) -> float | None:
+    """Balanced accuracy: ``(detection rate + (1 - overkill rate)) / 2``
+    ``= (TP / (TP + FN) + TN / (TN + FP)) / 2``.
+
+    When only one kind of unit is present, the mean is over that kind alone (all good:
+    ``TN / (TN + FP)``; all defective: ``TP / (TP + FN)``), as scikit-learn's
+    ``balanced_accuracy_score``. None when there are no units.
+    """
+    c = confusion_counts(is_defect, is_reject)
+    recalls = []
+    if c.tp + c.fn:
+        recalls.append(c.tp / (c.tp + c.fn))
+    if c.tn + c.fp:
+        recalls.append(c.tn / (c.tn + c.fp))
+    return sum(recalls) / len(recalls) if recalls else None
+
+
+def _factorize_pair(
+    y_true: npt.ArrayLike, y_pred: npt.ArrayLike
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], int]:
+    t = np.asarray(y_true, dtype=object).ravel()
+    p = np.asarray(y_pred, dtype=object).ravel()
+    if t.shape != p.shape:
+        raise ValueError("y_true and y_pred must have the same length")
+    codes, uniques = pd.factorize(np.concatenate([t, p]), use_na_sentinel=False)
+    return codes[: t.size].astype(np.intp), codes[t.size :].astype(np.intp), len(uniques)
+
+
+def cohen_kappa(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float | None:
+    """Cohen's kappa between the reference labels and the model's (or an inspector's).
+
+    ``kappa = (p_o - p_e) / (1 - p_e)`` with ``p_o = sum_i C_ii / N`` (observed agreement) and
+    ``p_e = sum_i (row_i / N)(col_i / N)`` (chance agreement from the margins), over the
+    confusion matrix ``C`` of every label that occurs (binary ``is_defect``/``is_reject`` or
+    class names). None when ``p_e == 1`` (a single label in both, kappa undefined; scikit-learn
+    returns NaN) or when there are no units. Equals ``sklearn.metrics.cohen_kappa_score``.
+    """
+    t, p, m = _factorize_pair(y_true, y_pred)
+    n = t.size
+    if n == 0:
+        return None
+    cm = np.bincount(t * m + p, minlength=m * m).reshape(m, m).astype(np.float64)
+    po = np.trace(cm) / n
+    pe = float(cm.sum(axis=1) @ cm.sum(axis=0)) / (n * n)
+    if pe >= 1.0:
+        return None
+    return float((po - pe) / (1.0 - pe))
+
+
+def _scores(
+    is_defect: npt.ArrayLike, score: npt.ArrayLike
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    d = _as_bool(is_defect, "is_defect")
+    s = np.asarray(score, dtype=np.float64).ravel()
+    if d.shape != s.shape:
+        raise ValueError("is_defect and score must have the same length")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores must be finite")
+    return d, s
+
+
+def roc_auc(is_defect: npt.ArrayLike, score: npt.ArrayLike) -> float | None:
+    """Area under the ROC curve of the defect score (higher score = more likely defective).
+
+    The Mann–Whitney form: ``(R_d - n_d (n_d + 1) / 2) / (n_d n_g)``, ``R_d`` the sum of the
+    mid-ranks of the defective units' scores, ``n_d``/``n_g`` defective/good units: the
+    probability that a random defective unit outscores a random good one, ties counting 1/2.
+    None when either kind of unit is absent (undefined; scikit-learn raises). Equals
+    ``sklearn.metrics.roc_auc_score``.
+    """
+    d, s = _scores(is_defect, score)
+    n_d = int(d.sum())
+    n_g = d.size - n_d
+    if n_d == 0 or n_g == 0:
+        return None
+    ranks = _st_rankdata(s)
+    return float((ranks[d].sum() - n_d * (n_d + 1) / 2.0) / (n_d * n_g))
+
+
+def _curve(
+    d: npt.NDArray[np.bool_], s: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Distinct thresholds (descending) and cumulative TP, FP when rejecting ``score >= t``."""
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    d_sorted = d[order]
+    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])  # last of each score
+    tps = np.cumsum(d_sorted, dtype=np.int64)[last]
+    fps = (last + 1) - tps
+    return s_sorted[last], tps, fps.astype(np.int64)
+
+
+def pr_auc(is_defect: npt.ArrayLike, score: npt.ArrayLike) -> float | None:
+    """Average precision of the defect score: ``sum_t (R_t - R_{t-1}) P_t``.
+
+    Over the distinct score thresholds ``t`` in decreasing order (reject ``score >= t``),
+    ``P_t = TP / (TP + FP)`` and ``R_t = TP / (TP + FN)`` (detection rate), ``R_0 = 0``: the
+    step-wise area under the precision–recall curve, without interpolation. None when no unit
+    is defective (undefined; scikit-learn returns 0 with a warning). Equals
+    ``sklearn.metrics.average_precision_score``.
+    """
+    d, s = _scores(is_defect, score)
+    n_d = int(d.sum())
+    if n_d == 0:
+        return None
+    _, tps, fps = _curve(d, s)
+    prec = tps / (tps + fps)
+    recall_steps = np.diff(np.r_[0, tps]) / n_d
+    return float(np.sum(recall_steps * prec))
+
+
+def rates_by_threshold(is_defect: npt.ArrayLike, score: npt.ArrayLike) -> pd.DataFrame:
+    """Every rate for every operating threshold (reject when ``score >= threshold``).
+
+    One row per distinct score, in decreasing order, after a first row with threshold ``+inf``
+    (reject nothing). Columns: ``threshold``, ``tp``, ``fp``, ``tn``, ``fn`` (int64),
+    ``escape_rate = fn / (tp + fn)`` (NaN without defective units), ``overkill_rate = fp / (fp +
+    tn)`` (NaN without good units), ``detection_rate = 1 - escape_rate``, ``precision = tp /
+    (tp + fp)`` and ``false_call_share = 1 - precision`` (NaN when nothing is rejected),
+    ``accuracy = (tp + tn) / N``. One sort and a cumulative sum, no loop over thresholds.
+    ``overkill_rate`` and ``detection_rate`` equal ``fpr`` and ``tpr`` of
+    ``sklearn.metrics.roc_curve(..., drop_intermediate=False)``, whose thresholds are the same;
+    ``precision`` and ``detection_rate`` those of ``sklearn.metrics.precision_recall_curve``.
+    """
+    d, s = _scores(is_defect, score)
+    thr, tps, fps = _curve(d, s)
+    thr = np.r_[np.inf, thr]
+    tps = np.r_[0, tps]
+    fps = np.r_[0, fps]
+    n_d = int(d.sum())
+    n_g = d.size - n_d
+    fns = n_d - tps
+    tns = n_g - fps
+    rejected = tps + fps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        escape = np.where(n_d > 0, fns / max(n_d, 1), np.nan)
+        overkill = np.where(n_g > 0, fps / max(n_g, 1), np.nan)
+        prec = np.where(rejected > 0, tps / np.maximum(rejected, 1), np.nan)
+    return pd.DataFrame(
+        {
+            "threshold": thr,
+            "tp": tps,
+            "fp": fps,
+            "tn": tns,
+            "fn": fns,
+            "escape_rate": escape,
+            "overkill_rate": overkill,
+            "detection_rate": 1.0 - escape,
+            "precision": prec,
+            "false_call_share": 1.0 - prec,
+            "accuracy": (tps + tns) / d.size if d.size else np.full(thr.size, np.nan),
+        }
+    )
+
+
+class OperatingPoint(NamedTuple):
+    """A threshold chosen for a target escape rate (see :func:`threshold_for_escape`)."""
+
+    threshold: float
+    escape: Rate
+    escape_upper: float
+    overkill: Rate
+    level: float
+    method: str
+
+
+def threshold_for_escape(
+    is_defect: npt.ArrayLike,
+    score: npt.ArrayLike,
+    target: float,
+    level: float = 0.95,
+    method: str = "clopper_pearson",
+) -> OperatingPoint | None:
+    """The highest threshold whose one-sided upper bound on escape at ``level`` is ``<= target``.
+
+    Units are rejected when ``score >= threshold``; thresholds are the distinct scores. Escape
+    rises with the threshold, so the highest qualifying threshold has the least overkill among
+    those demonstrating the target. Returns the threshold, the escape :class:`Rate`, its upper
+    bound (:func:`~auditkit.metrics.stats.binomial_intervals`, ``sided="one"``) and the
+    overkill at that threshold; None when no threshold qualifies (e.g. too few defective
+    units: 0 escapes in ``n`` give a bound of ``1 - (1 - level)^(1/n)``).
+    """
+    if not 0.0 < target < 1.0:
+        raise ValueError("target must lie strictly between 0 and 1")
+    table = rates_by_threshold(is_defect, score).iloc[1:]  # +inf rejects nothing: escape = 1
+    n_d = table["tp"].to_numpy() + table["fn"].to_numpy()
+    if table.empty or n_d[0] == 0:
+        return None
+    _, upper = binomial_intervals(table["fn"].to_numpy(), n_d, level=level, method=method)
+    ok = np.flatnonzero(upper <= target)
+    if ok.size == 0:
+        return None
+    i = int(ok[0])  # thresholds are descending: the first qualifying row is the highest
+    row = table.iloc[i]
+    return OperatingPoint(
+        threshold=float(row["threshold"]),
+        escape=Rate(k=int(row["fn"]), n=int(n_d[i])),
+        escape_upper=float(upper[i]),
+        overkill=Rate(k=int(row["fp"]), n=int(row["fp"] + row["tn"])),
+        level=float(level),
+        method=method,
+    )
+
+
+class EscapedPpm(NamedTuple):
+    """Escaped parts per million at a production prevalence (see :func:`escaped_ppm`)."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    prevalence: float
+    level: float | None
+
+
+def _ppm(fnr: float, fpr: float, prevalence: float) -> float | None:
+    num = prevalence * fnr
+    den = num + (1.0 - prevalence) * (1.0 - fpr)
+    return 1e6 * num / den if den > 0 else None
+
+
+def escaped_ppm(
+    escape: Rate | float,
+    overkill: Rate | float,
+    prevalence: float,
+    level: float = 0.95,
+    method: str = "clopper_pearson",
+) -> EscapedPpm:
+    """Escaped defective parts per million *accepted* parts at production prevalence ``pi``.
+
+    ``ppm = 1e6 pi FNR / (pi FNR + (1 - pi)(1 - FPR))`` with FNR the escape rate and FPR the
+    overkill rate: the share of defective parts among those the line ships. Test sets are
+    defect-enriched, so the rates are reweighted to the stated ``pi`` (print it beside the
+    number). The formula rises with both rates, so with :class:`Rate` inputs the bounds are
+    the formula at the rates' one-sided bounds, each at ``1 - (1 - level) / 2`` (Bonferroni
+    over the two rates): ``low`` at the lower bounds, ``high`` at the upper bounds, each
+    holding at ``level``. With float inputs there are no bounds. ``value`` (and a bound) is
+    None when a rate has ``n == 0`` or the denominator is 0 (nothing accepted).
+    """
+    if not 0.0 <= prevalence <= 1.0:
+        raise ValueError("prevalence must lie in [0, 1]")
+
+    def point(r: Rate | float) -> float | None:
+        return r.value if isinstance(r, Rate) else float(r)
+
+    fnr, fpr = point(escape), point(overkill)
+    value = None if fnr is None or fpr is None else _ppm(fnr, fpr, prevalence)
+    if not (isinstance(escape, Rate) and isinstance(overkill, Rate)):
+        return EscapedPpm(value, None, None, float(prevalence), None)
+    if value is None:
+        return EscapedPpm(None, None, None, float(prevalence), float(level))
+    each = 1.0 - (1.0 - level) / 2.0
+    e_lo, e_hi = binomial_interval(escape.k, escape.n, each, method=method, sided="one")
+    o_lo, o_hi = binomial_interval(overkill.k, overkill.n, each, method=method, sided="one")
+    return EscapedPpm(
+        value,
+        _ppm(e_lo, o_lo, prevalence),
+        _ppm(e_hi, o_hi, prevalence),
+        float(prevalence),
+        float(level),
+    )
+
+
+def per_class_rates(
+    y_true: npt.ArrayLike, y_pred: npt.ArrayLike, labels: Sequence[str]
+) -> pd.DataFrame:
+    """Per-class recall and precision of a multi-class model, from one confusion matrix.
+
+    Indexed by ``labels``; columns ``support`` (units of that true class), ``recall_k = C_ii``,
+    ``recall_n = sum_j C_ij`` (row), ``recall = C_ii / row`` (NaN when the class never
+    occurs), ``precision_k = C_ii``, ``precision_n = sum_j C_ji`` (column, units predicted as
+    that class), ``precision = C_ii / column`` (NaN when never predicted). Only units whose
+    true and predicted classes are both in ``labels`` count (as
+    :func:`class_confusion_matrix`). Equals ``sklearn.metrics.precision_recall_fscore_support(
+    y_true, y_pred, labels=labels, average=None, zero_division=nan)`` when every label
+    occurring is listed.
+    """
+    cm = class_confusion_matrix(y_true, y_pred, labels)
+    diag = np.diag(cm).astype(np.int64)
+    rows = cm.sum(axis=1).astype(np.int64)
+    cols = cm.sum(axis=0).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(rows > 0, diag / np.maximum(rows, 1), np.nan)
+        prec = np.where(cols > 0, diag / np.maximum(cols, 1), np.nan)
+    return pd.DataFrame(
+        {
+            "support": rows,
+            "recall_k": diag,
+            "recall_n": rows,
+            "recall": recall,
+            "precision_k": diag,
+            "precision_n": cols,
+            "precision": prec,
+        },
+        index=pd.Index(list(labels), name="class", dtype=object),
+    )
