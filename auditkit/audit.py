@@ -15,6 +15,7 @@ from auditkit.data.manifest import load_manifest
 from auditkit.errors import DataError, InputError
 from auditkit.models.card import ModelCard, card_beside, load_card
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
+from auditkit.replay.checkpoint import ErrorLimit
 from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, replay
 from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
@@ -33,8 +34,15 @@ def run_replay(
     settings: ReplaySettings | None = None,
     session: SessionSettings | None = None,
     progress: Progress | None = None,
+    resume: bool = False,
+    max_errors: ErrorLimit | str | None = None,
 ) -> ReplayResult:
-    """Load the manifest and the model (checked against its card), then replay."""
+    """Load the manifest and the model (checked against its card), then replay.
+
+    ``resume`` continues an interrupted replay in ``out``; ``max_errors`` (``N`` or ``"P%"``)
+    stops the replay, resumably, once more images than that have failed.
+    """
+    limit = max_errors if isinstance(max_errors, ErrorLimit) else ErrorLimit.parse(max_errors)
     card_path = card_path or card_beside(model_path)
     if not card_path.exists():
         raise InputError(
@@ -61,6 +69,8 @@ def run_replay(
         card_path=card_path,
         card_sha256=card_sha,
         progress=progress,
+        resume=resume,
+        max_errors=limit,
     )
 
 

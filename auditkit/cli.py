@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,10 +92,48 @@ DecodeOpt = Annotated[int, typer.Option(min=1, help="Threads that decode images.
 SingleOpt = Annotated[
     int,
     typer.Option(
-        min=0, help="Images replayed one at a time for per-image latency (p99 needs >= 299)."
+        min=0,
+        help="Images replayed one at a time for per-image latency with --scenario both "
+        "(early-stopping p90 needs >= 64, p99 >= 662).",
     ),
 ]
 SeedOpt = Annotated[int, typer.Option(help="Seed for choosing the single-stream images.")]
+ScenarioOpt = Annotated[
+    str,
+    typer.Option(
+        help="offline (batched throughput), single-stream (every image one at a time: latency) "
+        "or both (offline, then --single-stream images one at a time; predictions must agree)."
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue the interrupted replay in --out (same model, data and options only).",
+    ),
+]
+MaxErrorsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Stop (exit 5, resumable) once more than N images, or P% of them, failed "
+        "(unreadable or error). Default: never stop."
+    ),
+]
+ProgressOpt = Annotated[
+    bool, typer.Option(help="Progress on standard error (a live line on a terminal).")
+]
+ProvidersOpt = Annotated[
+    str,
+    typer.Option(
+        help="onnxruntime execution providers in order of preference, comma-separated: "
+        "CPUExecutionProvider, CUDAExecutionProvider, TensorrtExecutionProvider, "
+        "OpenVINOExecutionProvider (or cpu, cuda, tensorrt, openvino) when installed."
+    ),
+]
+CheckpointOpt = Annotated[
+    int,
+    typer.Option(min=1, help="Write a checkpoint shard every N images (and at least every 30 s)."),
+]
 
 
 def _params(raw: list[str] | None) -> dict[str, float]:
@@ -110,35 +149,60 @@ def _params(raw: list[str] | None) -> dict[str, float]:
     return params
 
 
-def _replay(
-    data: Path,
-    model: Path,
-    out: Path,
-    card: Path | None,
-    batch_size: int,
-    threads: int,
-    decode_threads: int,
-    single_stream: int,
-    seed: int,
-) -> None:
+@dataclass(frozen=True)
+class _ReplayOptions:
+    batch_size: int = 32
+    threads: int = 1
+    decode_threads: int = 1
+    single_stream: int = 700
+    seed: int = 0
+    scenario: str = "both"
+    resume: bool = False
+    max_errors: str | None = None
+    progress: bool = True
+    providers: str = "CPUExecutionProvider"
+    checkpoint_every: int = 4096
+
+
+def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _ReplayOptions) -> None:
     from auditkit.audit import run_replay
-    from auditkit.models.onnx_model import SessionSettings
+    from auditkit.models.onnx_model import SessionSettings, parse_providers
+    from auditkit.replay.checkpoint import ErrorLimit, ReplayInterrupted
     from auditkit.replay.pipeline import ReplaySettings
+    from auditkit.replay.progress import ProgressReporter
 
     settings = ReplaySettings(
-        batch_size=batch_size,
-        decode_threads=decode_threads,
-        single_stream_samples=single_stream,
-        seed=seed,
+        batch_size=opts.batch_size,
+        decode_threads=opts.decode_threads,
+        single_stream_samples=opts.single_stream,
+        seed=opts.seed,
+        scenario=opts.scenario,
+        checkpoint_images=opts.checkpoint_every,
     )
-    result = run_replay(
-        data,
-        model,
-        out,
-        card_path=card,
-        settings=settings,
-        session=SessionSettings(intra_op_threads=threads),
-    )
+    limit = ErrorLimit.parse(opts.max_errors)
+    reporter = ProgressReporter() if opts.progress else None
+    try:
+        result = run_replay(
+            data,
+            model,
+            out,
+            card_path=card,
+            settings=settings,
+            session=SessionSettings(
+                providers=parse_providers(opts.providers), intra_op_threads=opts.threads
+            ),
+            progress=reporter,
+            resume=opts.resume,
+            max_errors=limit,
+        )
+    except (ReplayInterrupted, KeyboardInterrupt):  # also while loading, before the replay
+        if reporter:
+            reporter.close()
+        typer.echo(str(ReplayInterrupted()), err=True)
+        raise typer.Exit(ReplayInterrupted.exit_code) from None
+    finally:
+        if reporter:
+            reporter.close()
     _print_replay(result)
 
 
@@ -188,12 +252,31 @@ def audit(
     decode_threads: DecodeOpt = 1,
     single_stream: SingleOpt = 700,
     seed: SeedOpt = 0,
+    scenario: ScenarioOpt = "both",
+    resume: ResumeOpt = False,
+    max_errors: MaxErrorsOpt = None,
+    progress: ProgressOpt = True,
+    providers: ProvidersOpt = "CPUExecutionProvider",
+    checkpoint_every: CheckpointOpt = 4096,
     verify: Annotated[bool, typer.Option(help="Verify the signed report after writing it.")] = True,
 ) -> None:
     """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
     from auditkit.audit import run_evaluate, run_report
 
-    _replay(data, model, out, card, batch_size, threads, decode_threads, single_stream, seed)
+    opts = _ReplayOptions(
+        batch_size,
+        threads,
+        decode_threads,
+        single_stream,
+        seed,
+        scenario,
+        resume,
+        max_errors,
+        progress,
+        providers,
+        checkpoint_every,
+    )
+    _replay(data, model, out, card, opts)
     verdicts = run_evaluate(out, rubric, params=_params(param))
     _print_verdicts(verdicts)
     report = run_report(out, sign_key=sign_key, sign_cert=sign_cert, passphrase=passphrase)
@@ -222,9 +305,31 @@ def replay_cmd(
     decode_threads: DecodeOpt = 1,
     single_stream: SingleOpt = 700,
     seed: SeedOpt = 0,
+    scenario: ScenarioOpt = "both",
+    resume: ResumeOpt = False,
+    max_errors: MaxErrorsOpt = None,
+    progress: ProgressOpt = True,
+    providers: ProvidersOpt = "CPUExecutionProvider",
+    checkpoint_every: CheckpointOpt = 4096,
 ) -> None:
-    """Replay labelled images through the model and write the run directory."""
-    _replay(data, model, out, card, batch_size, threads, decode_threads, single_stream, seed)
+    """Replay labelled images through the model and write the run directory.
+
+    Progress goes to standard error; Ctrl-C stops cleanly (exit 130) and `--resume` continues.
+    """
+    opts = _ReplayOptions(
+        batch_size,
+        threads,
+        decode_threads,
+        single_stream,
+        seed,
+        scenario,
+        resume,
+        max_errors,
+        progress,
+        providers,
+        checkpoint_every,
+    )
+    _replay(data, model, out, card, opts)
 
 
 @app.command("evaluate")

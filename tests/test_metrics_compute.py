@@ -244,10 +244,10 @@ def test_compute_metrics_hand_example() -> None:
         "matrix": [[2, 1, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]],
     }
 
-    names = [(e["name"], tuple(e["slice"].items())) for e in m["metrics"]]
+    names = [(e["name"], json.dumps(e["slice"], sort_keys=True)) for e in m["metrics"]]
     assert len(names) == len(set(names))
-    assert names[:7] == [
-        (n, ())
+    assert names[:10] == [
+        (n, "{}")
         for n in (
             "escape_rate",
             "overkill_rate",
@@ -256,11 +256,18 @@ def test_compute_metrics_hand_example() -> None:
             "false_call_share",
             "accuracy",
             "f1",
+            "f2",
+            "balanced_accuracy",
+            "kappa",
         )
     ]
-    assert len(m["metrics"]) == 7 + 4 + 4 * 3 + 4 * 2
+    # 10 overall, 4 defect classes, 4 rates per slice value, and per slicing column the
+    # difference and ratio of escape and overkill
+    assert len(m["metrics"]) == 10 + 4 + 4 * 3 + 4 * 2 + 2 * 4
     for e in m["metrics"]:
-        assert list(e) == ["name", "slice", "unit", "value", "k", "n", "interval"]
+        spread = e["name"].endswith(("_difference", "_ratio"))
+        extra = ["largest", "smallest"] if spread else []
+        assert list(e) == ["name", "slice", "unit", "value", "k", "n", "interval", *extra]
         if e["k"] is not None and e["n"]:
             assert e["value"] == e["k"] / e["n"]
 
@@ -400,3 +407,40 @@ def test_compute_metrics_matches_independent_pandas_on_random_data() -> None:
         index=CLASSES, columns=CLASSES, fill_value=0
     )
     assert m["class_confusion_matrix"]["matrix"] == cm.to_numpy().tolist()
+
+
+def test_overall_values_and_slice_spreads_match_references() -> None:
+    from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, fbeta_score
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    samples, predictions = _hand_example()
+    m = compute_metrics(samples, predictions, classes=CLASSES, positive_classes=POSITIVE)
+    (tn, fp), (fn, tp) = m["confusion_matrix"]["matrix"]
+    truth = [0] * (tn + fp) + [1] * (fn + tp)
+    decided = [0] * tn + [1] * fp + [0] * fn + [1] * tp
+    assert _entry(m, "f2", {})["value"] == pytest.approx(fbeta_score(truth, decided, beta=2))
+    assert _entry(m, "balanced_accuracy", {})["value"] == pytest.approx(
+        balanced_accuracy_score(truth, decided)
+    )
+    assert _entry(m, "kappa", {})["value"] == pytest.approx(cohen_kappa_score(truth, decided))
+
+    for e in m["metrics"]:
+        if e["name"] != "escape_rate_difference":
+            continue
+        (column,) = e["slice"]["by"]
+        hi = _entry(m, "escape_rate", {column: e["largest"][column]})
+        lo = _entry(m, "escape_rate", {column: e["smallest"][column]})
+        assert e["value"] == pytest.approx(hi["value"] - lo["value"])
+        rates = [
+            x["value"]
+            for x in m["metrics"]
+            if x["name"] == "escape_rate" and set(x["slice"]) == {column} and x["n"]
+        ]
+        assert hi["value"] == max(rates) and lo["value"] == min(rates)
+        if e["interval"] is not None:
+            # one-sided bounds at 95 % are the ends of the two-sided 90 % interval
+            low, high = confint_proportions_2indep(
+                hi["k"], hi["n"], lo["k"], lo["n"], method="newcomb", alpha=0.10
+            )
+            assert e["interval"]["low"] == pytest.approx(low)
+            assert e["interval"]["high"] == pytest.approx(high)

@@ -19,12 +19,15 @@ from auditkit.metrics.classification import (
     RATE_DEFINITIONS,
     _image_table,
     _parts_from_image_table,
+    balanced_accuracy,
     class_confusion_matrix,
+    cohen_kappa,
     confusion_counts,
+    f2_score,
     metadata_columns,
 )
 from auditkit.metrics.efficiency import LATENCY_QUANTILES, latency_summary
-from auditkit.metrics.groups import slice_counts
+from auditkit.metrics.groups import rate_difference, rate_ratio, slice_counts
 from auditkit.metrics.stats import INTERVAL_METHODS, binomial_intervals, tail_probability
 
 __all__ = [
@@ -47,6 +50,7 @@ OVERALL_RATES: tuple[str, ...] = (
 )
 #: rates reported per metadata slice, in this order
 SLICE_RATES: tuple[str, ...] = ("escape_rate", "overkill_rate", "detection_rate", "accuracy")
+SPREAD_RATES: tuple[str, ...] = ("escape_rate", "overkill_rate")
 
 
 class _RateRows:
@@ -119,6 +123,56 @@ def _slice_specs(
             raise DataError(f"samples table has no column(s) {missing} to slice by")
         specs.append(cols)
     return specs
+
+
+def _value_entry(name: str, value: float | None) -> dict[str, Any]:
+    """An overall part-level metric that is a value without k, n or interval."""
+    return {
+        "name": name,
+        "slice": {},
+        "unit": "part",
+        "value": None if value is None else float(value),
+        "k": None,
+        "n": None,
+        "interval": None,
+    }
+
+
+def _spread_entries(
+    counts: pd.DataFrame, cols: Sequence[str], unit: str, level: float, sided: str
+) -> list[dict[str, Any]]:
+    """``<rate>_difference`` (with the Newcombe interval of the extreme pair) and
+    ``<rate>_ratio`` of escape and overkill across the slices of one slicing; slice
+    ``{"by": [columns]}`` (Fairlearn's "between groups")."""
+    entries = []
+    for rate in SPREAD_RATES:
+        # a two-sided Newcombe interval at `level`, or two one-sided bounds at `level`
+        difference = rate_difference(counts, rate, level=level, sided=sided)
+        ratio = rate_ratio(counts, rate)
+        for spread in (difference, ratio):
+            interval = None
+            if spread.low is not None and spread.high is not None:
+                interval = {
+                    "low": spread.low,
+                    "high": spread.high,
+                    "method": spread.method,
+                    "level": level,
+                    "sided": sided,
+                }
+            entries.append(
+                {
+                    "name": spread.name,
+                    "slice": {"by": list(cols)},
+                    "unit": unit,
+                    "value": spread.value,
+                    "k": None,
+                    "n": None,
+                    "interval": interval,
+                    "largest": spread.largest,
+                    "smallest": spread.smallest,
+                }
+            )
+    return entries
 
 
 def compute_metrics(
@@ -213,6 +267,13 @@ def compute_metrics(
         }
     )
 
+    for name, value in (
+        ("f2", f2_score(p_defect, p_reject)),
+        ("balanced_accuracy", balanced_accuracy(p_defect, p_reject)),
+        ("kappa", cohen_kappa(p_defect, p_reject)),
+    ):
+        rows.add_other(_value_entry(name, value))
+
     # 2. escape rate per defect class, part level
     defective = scored[p_defect]
     by_class = slice_counts(
@@ -228,7 +289,8 @@ def compute_metrics(
     by_class = by_class.reindex(pd.Index(order, name="defect_class"), fill_value=0)
     rows.add_counts(["escape_rate"], by_class, "part")
 
-    # 3. metadata slices
+    # 3. metadata slices, then the spread between each slicing's slices
+    spreads: list[dict[str, Any]] = []
     for cols in specs:
         if all(c in part_level for c in cols):
             counts = slice_counts(scored, cols, is_defect=p_defect, is_reject=p_reject)
@@ -237,6 +299,10 @@ def compute_metrics(
             counts = slice_counts(images.loc[ok_mask, [*cols, "is_defect", "is_reject"]], cols)
             unit = "image"
         rows.add_counts(SLICE_RATES, counts, unit)
+        spreads.extend(_spread_entries(counts, cols, unit, level, sided))
+
+    for entry in spreads:
+        rows.add_other(entry)
 
     # 4. efficiency
     if latency_e2e_s is not None:

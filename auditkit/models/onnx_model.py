@@ -66,6 +66,33 @@ class SessionSettings:
     allow_spinning: bool = False
 
 
+#: short names accepted by ``--providers`` (any full onnxruntime provider name works too)
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+}
+
+
+def parse_providers(text: str | None) -> tuple[str, ...]:
+    """``"cuda,cpu"`` or ``"CUDAExecutionProvider,CPUExecutionProvider"`` → provider names, in
+    order of preference; empty → the CPU provider. Availability is checked when loading."""
+    names = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if not names:
+        return ("CPUExecutionProvider",)
+    resolved: list[str] = []
+    for name in names:
+        full = PROVIDER_ALIASES.get(name.lower(), name)
+        if full not in resolved:
+            resolved.append(full)
+    return tuple(resolved)
+
+
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

@@ -1,19 +1,26 @@
 """Replay labelled images through the deployed model.
 
-Two scenarios, both in the same run so accuracy and performance come from one replay (MLPerf):
+Scenarios (MLPerf LoadGen), chosen with ``ReplaySettings.scenario``:
 
 * **offline**: every readable image, batched; decoding runs in a thread pool a bounded number of
   batches ahead of inference (onnxruntime releases the GIL), so memory stays flat. Gives the
   predictions and the throughput (images / wall time to the last result).
-* **single-stream**: a fixed, seeded subset replayed one image at a time, decode to prediction,
-  giving per-image latency. Its predictions must equal the offline ones; the check is recorded.
+* **single-stream**: images replayed one at a time, decode to prediction, giving per-image
+  latency (end to end and inference alone), with p50/p90/p99 and MLPerf's early-stopping
+  estimate. Alone, it replays every image this way and its predictions are the run's.
+* **both** (default): offline for every image, then single-stream on a fixed, seeded subset whose
+  predictions must equal the offline ones; the check is recorded.
 
-An image that cannot be read or decoded becomes a row with status ``unreadable`` and its reason;
-a batch whose inference fails or yields NaN marks its rows ``error``. The replay goes on.
+Results are checkpointed in Parquet shards (:mod:`auditkit.replay.checkpoint`) as batches
+complete; ``resume=True`` continues an interrupted replay and gives the same tables, row for row,
+as an uninterrupted one. An image that cannot be read or decoded becomes a row with status
+``unreadable`` and its reason; a batch whose inference fails or yields NaN marks its rows
+``error``. The replay goes on, unless ``max_errors`` is exceeded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -21,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,11 +37,22 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import PIL
+from PIL import ImageFile
 
 import auditkit
 from auditkit.data.manifest import Dataset
+from auditkit.errors import InputError
 from auditkit.models.onnx_model import DeployedModel, decode_file
+from auditkit.replay.checkpoint import (
+    Checkpoint,
+    ErrorLimit,
+    ReplayInterrupted,
+    Shard,
+    TooManyErrors,
+)
 from auditkit.run import RUN_FORMAT, RunDir
+
+SCENARIOS = ("offline", "single-stream", "both")
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,30 @@ class ReplaySettings:
     warmup_batches: int = 2
     single_stream_samples: int = 700
     seed: int = 0
+    scenario: str = "both"
+    #: a shard is written when it holds this many images ...
+    checkpoint_images: int = 4096
+    #: ... or when this many seconds passed since the last one (whichever comes first)
+    checkpoint_seconds: float = 30.0
+    #: batches decoded ahead of inference; 0 means ``decode_threads + 2``
+    prefetch_batches: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise InputError(
+                f"unknown scenario {self.scenario!r}: expected one of {', '.join(SCENARIOS)}"
+            )
+        if self.batch_size < 1 or self.decode_threads < 1 or self.checkpoint_images < 1:
+            raise InputError("batch size, decode threads and checkpoint size must be >= 1")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that shape the results (run id, resume check); not the speed knobs."""
+        return {
+            "batch_size": self.batch_size,
+            "single_stream_samples": self.single_stream_samples,
+            "seed": self.seed,
+            "scenario": self.scenario,
+        }
 
 
 @dataclass(frozen=True)
@@ -54,9 +96,25 @@ class ReplayResult:
     n_unreadable: int
     n_error: int
     throughput_ips: float | None
+    scenario: str = "both"
+    resumed: bool = False
+    latency: dict[str, Any] | None = field(default=None)
 
 
 Progress = Callable[[int, int], None]
+
+
+def _error_reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _decode_one(path: Path, model: DeployedModel) -> tuple[np.ndarray | None, str]:
+    try:
+        return decode_file(path, model.card.input), ""
+    except FileNotFoundError:
+        return None, "file not found"
+    except (OSError, ValueError, SyntaxError) as exc:
+        return None, f"cannot decode image: {_error_reason(exc)}"
 
 
 def _decode_batch(
@@ -66,22 +124,15 @@ def _decode_batch(
     tensors: list[np.ndarray | None] = []
     errors: list[str] = []
     for path in paths:
-        try:
-            tensors.append(decode_file(path, model.card.input))
-            errors.append("")
-        except FileNotFoundError:
-            tensors.append(None)
-            errors.append("file not found")
-        except (OSError, ValueError, SyntaxError) as exc:
-            tensors.append(None)
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            errors.append(f"cannot decode image: {reason}")
+        tensor, reason = _decode_one(path, model)
+        tensors.append(tensor)
+        errors.append(reason)
     return tensors, errors, time.perf_counter() - started
 
 
-def _batches(indices: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(indices), size):
-        yield indices[start : start + size]
+def _batches(indices: np.ndarray, size: int, start: int = 0) -> Iterator[np.ndarray]:
+    for begin in range(start, len(indices), size):
+        yield indices[begin : begin + size]
 
 
 def _infer(model: DeployedModel, batch: np.ndarray) -> tuple[np.ndarray | None, str, float]:
@@ -102,8 +153,11 @@ def _warm_up(model: DeployedModel, settings: ReplaySettings) -> list[dict[str, A
         if spec.layout == "NCHW"
         else (spec.height, spec.width, spec.channels)
     )
+    sizes = {1} if settings.scenario == "single-stream" else {settings.batch_size}
+    if settings.scenario == "both":
+        sizes.add(1)
     records = []
-    for size in sorted({settings.batch_size, 1}, reverse=True):
+    for size in sorted(sizes, reverse=True):
         zeros = np.zeros((size, *sample_shape), dtype=np.float32)
         for i in range(settings.warmup_batches):
             started = time.perf_counter()
@@ -112,25 +166,61 @@ def _warm_up(model: DeployedModel, settings: ReplaySettings) -> list[dict[str, A
     return records
 
 
-def _offline(
-    dataset: Dataset,
+@dataclass
+class _BatchResult:
+    rows: np.ndarray
+    status: np.ndarray
+    error: np.ndarray
+    scores: np.ndarray
+    timing: dict[str, Any] | None  # None: nothing to time (an image that failed, single-stream)
+
+
+def _score_batch(
+    model: DeployedModel,
+    rows: np.ndarray,
+    tensors: list[np.ndarray | None],
+    errors: list[str],
+    n_classes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    status = np.full(len(rows), "ok", dtype=object)
+    error = np.full(len(rows), "", dtype=object)
+    scores = np.full((len(rows), n_classes), np.nan)
+    for i, reason in enumerate(errors):
+        if reason:
+            status[i] = "unreadable"
+            error[i] = reason
+    good = np.asarray([i for i, t in enumerate(tensors) if t is not None], dtype=np.int64)
+    infer_s = 0.0
+    if len(good):
+        stack = np.stack([tensors[i] for i in good])
+        out, failure, infer_s = _infer(model, stack)
+        if out is None:
+            status[good] = "error"
+            error[good] = failure
+        else:
+            bad = ~np.isfinite(out).all(axis=1)
+            status[good[bad]] = "error"
+            error[good[bad]] = "model output contains NaN or infinity"
+            scores[good[~bad]] = out[~bad]
+    return status, error, scores, infer_s
+
+
+def _offline_batches(
+    todo: np.ndarray,
+    start: int,
+    paths: list[Path],
     model: DeployedModel,
     settings: ReplaySettings,
-    status: np.ndarray,
-    error: np.ndarray,
-    progress: Progress | None,
-) -> tuple[np.ndarray, list[dict[str, Any]], float]:
+    first_batch: int,
+) -> Iterator[_BatchResult]:
+    """Batches from ``todo[start:]``: decode in a thread pool a bounded number of batches ahead
+    of inference, so memory holds at most ``prefetch`` decoded batches whatever the data size."""
     n_classes = len(model.card.classes)
-    scores = np.full((len(status), n_classes), np.nan)
-    todo = np.flatnonzero(status == "ok")
-    paths = [dataset.root / p for p in dataset.samples["path"]]
-    timings: list[dict[str, Any]] = []
-    done = 0
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=settings.decode_threads) as pool:
+    pool = ThreadPoolExecutor(max_workers=settings.decode_threads)
+    try:
         pending: deque[tuple[np.ndarray, Future[Any]]] = deque()
-        batches = _batches(todo, settings.batch_size)
-        prefetch = settings.decode_threads + 2
+        batches = _batches(todo, settings.batch_size, start)
+        prefetch = settings.prefetch_batches or settings.decode_threads + 2
 
         def submit_next() -> None:
             rows = next(batches, None)
@@ -139,48 +229,54 @@ def _offline(
 
         for _ in range(prefetch):
             submit_next()
-        batch_index = 0
+        batch_index = first_batch
         while pending:
             rows, future = pending.popleft()
             submit_next()
             tensors, errors, decode_s = future.result()
-            good = [i for i, t in enumerate(tensors) if t is not None]
-            for i, reason in enumerate(errors):
-                if reason:
-                    status[rows[i]] = "unreadable"
-                    error[rows[i]] = reason
-            infer_s = 0.0
-            if good:
-                stack = np.stack([tensors[i] for i in good])
-                out, failure, infer_s = _infer(model, stack)
-                target = rows[good]
-                if out is None:
-                    status[target] = "error"
-                    error[target] = failure
-                else:
-                    bad = ~np.isfinite(out).all(axis=1)
-                    status[target[bad]] = "error"
-                    error[target[bad]] = "model output contains NaN or infinity"
-                    scores[target[~bad]] = out[~bad]
-            timings.append(
-                {
-                    "scenario": "offline",
-                    "batch": batch_index,
-                    "n": len(rows),
-                    "decode_s": decode_s,
-                    "infer_s": infer_s,
-                    "e2e_s": infer_s,
-                }
-            )
+            status, error, scores, infer_s = _score_batch(model, rows, tensors, errors, n_classes)
+            timing = {
+                "scenario": "offline",
+                "batch": batch_index,
+                "n": len(rows),
+                "decode_s": decode_s,
+                "infer_s": infer_s,
+                "e2e_s": infer_s,
+            }
+            yield _BatchResult(rows, status, error, scores, timing)
             batch_index += 1
-            done += len(rows)
-            if progress:
-                progress(done, len(todo))
-    wall = time.perf_counter() - started
-    return scores, timings, wall
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _single_stream(
+def _single_stream_batches(
+    todo: np.ndarray, start: int, paths: list[Path], model: DeployedModel
+) -> Iterator[_BatchResult]:
+    """Every image one at a time, decode to prediction (closed loop: the next image is issued
+    when the previous one completes)."""
+    n_classes = len(model.card.classes)
+    for index in range(start, len(todo)):
+        row = todo[index : index + 1]
+        started = time.perf_counter()
+        tensor, reason = _decode_one(paths[int(row[0])], model)
+        decoded = time.perf_counter()
+        status, error, scores, infer_s = _score_batch(model, row, [tensor], [reason], n_classes)
+        finished = time.perf_counter()
+        if status[0] != "ok":
+            yield _BatchResult(row, status, error, scores, None)
+            continue
+        timing = {
+            "scenario": "single-stream",
+            "batch": index,
+            "n": 1,
+            "decode_s": decoded - started,
+            "infer_s": infer_s,
+            "e2e_s": finished - started,
+        }
+        yield _BatchResult(row, status, error, scores, timing)
+
+
+def _single_stream_subset(
     dataset: Dataset,
     model: DeployedModel,
     settings: ReplaySettings,
@@ -221,6 +317,92 @@ def _single_stream(
         "agree": bool(max_diff <= 1e-4 and disagreements == 0),
     }
     return timings, parity
+
+
+def latency_report(timings: pd.DataFrame, confidence: float = 0.99) -> dict[str, Any] | None:
+    """Single-stream latency in ms: p50/p90/p99 (plain) and MLPerf's early-stopping estimates,
+    end to end (decode to prediction) and inference alone. None without single-stream rows."""
+    rows = timings[timings["scenario"] == "single-stream"] if len(timings) else timings
+    if rows.empty:
+        return None
+    # auditkit.metrics imports scipy.stats (~1 s): only when there is latency to summarise
+    from auditkit.metrics.efficiency import LATENCY_QUANTILES, early_stopping_percentile
+
+    report: dict[str, Any] = {"n": len(rows), "confidence": confidence}
+    for name, column in (("e2e", "e2e_s"), ("inference", "infer_s")):
+        ms = rows[column].to_numpy(dtype=np.float64) * 1000.0
+        part: dict[str, Any] = {"mean_ms": float(ms.mean()), "max_ms": float(ms.max())}
+        for q in LATENCY_QUANTILES:
+            part[f"p{q}_ms"] = float(np.percentile(ms, q))
+            estimate = early_stopping_percentile(ms, q, confidence)
+            part[f"p{q}_early_stopping_ms"] = estimate.value
+            if estimate.value is None:
+                part[f"p{q}_early_stopping_reason"] = estimate.reason
+            else:
+                part[f"p{q}_early_stopping_rank_from_top"] = estimate.rank
+        report[name] = part
+    return report
+
+
+class _ShardWriter:
+    """Collects batch results and commits them as shards (by size or by time)."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        settings: ReplaySettings,
+        classes: list[str],
+        next_index: int,
+        session: str,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.settings = settings
+        self.classes = classes
+        self.index = next_index
+        self.session = session
+        self.buffer: list[_BatchResult] = []
+        self.images = 0
+        self.last = time.perf_counter()
+
+    def add(self, result: _BatchResult) -> None:
+        self.buffer.append(result)
+        self.images += len(result.rows)
+        due = time.perf_counter() - self.last >= self.settings.checkpoint_seconds
+        if self.images >= self.settings.checkpoint_images or due:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        batches, self.buffer = self.buffer, []
+        now = time.perf_counter()
+        shard = Shard(
+            index=self.index,
+            rows=np.concatenate([b.rows for b in batches]).astype(np.int64),
+            status=np.concatenate([b.status for b in batches]),
+            error=np.concatenate([b.error for b in batches]),
+            scores=np.concatenate([b.scores for b in batches]),
+            timings=[b.timing for b in batches if b.timing is not None],
+            wall_s=now - self.last,
+            session=self.session,
+        )
+        self.checkpoint.write(shard, self.classes)
+        self.index += 1
+        self.images = 0
+        self.last = now
+
+
+def _identity(model: DeployedModel, dataset: Dataset, settings: ReplaySettings) -> dict[str, Any]:
+    return {
+        "model_sha256": model.sha256,
+        "manifest_sha256": dataset.manifest_sha256,
+        "settings": settings.identity(),
+        "session": {
+            "providers": list(model.settings.providers),
+            "graph_optimization": model.settings.graph_optimization,
+            "intra_op_threads": model.settings.intra_op_threads,
+        },
+    }
 
 
 def _environment() -> tuple[dict[str, str], dict[str, Any]]:
@@ -269,6 +451,51 @@ def predictions_table(
     return table
 
 
+@contextlib.contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Truncated images must fail to decode, whatever an imported library set process-wide
+    (WeasyPrint sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import, which would fill
+    the missing pixels with grey and score them)."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def _stale_outputs(run: RunDir) -> None:
+    """A fresh replay removes the previous run's tables first: a directory that holds shards
+    but no run.json is visibly unfinished (``evaluate`` refuses it)."""
+    for target in (run.run_json, run.samples, run.predictions, run.timings):
+        target.unlink(missing_ok=True)
+
+
+def _merge(
+    checkpoint: Checkpoint, classes: list[str], todo: np.ndarray, run_path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]], float, int]:
+    """Read the shards in order: rows, status, error, scores, timings, wall seconds, sessions."""
+    parts = [checkpoint.read(path, classes) for path in checkpoint.shards()]
+    if parts:
+        rows = np.concatenate([p.rows for p in parts])
+        status = np.concatenate([p.status for p in parts])
+        error = np.concatenate([p.error for p in parts])
+        scores = np.concatenate([p.scores for p in parts])
+    else:
+        rows = np.zeros(0, dtype=np.int64)
+        status = error = np.zeros(0, dtype=object)
+        scores = np.zeros((0, len(classes)))
+    if len(rows) > len(todo) or not np.array_equal(rows, todo[: len(rows)]):
+        raise InputError(
+            f"cannot resume {run_path}: its shards do not match the data set; "
+            "replay again without --resume"
+        )
+    timings = [t for p in parts for t in p.timings]
+    wall = float(sum(p.wall_s for p in parts))
+    sessions = len({p.session for p in parts})
+    return rows, status, error, scores, timings, wall, sessions
+
+
 def replay(
     dataset: Dataset,
     model: DeployedModel,
@@ -278,28 +505,147 @@ def replay(
     card_path: Path | None = None,
     card_sha256: str | None = None,
     progress: Progress | None = None,
+    resume: bool = False,
+    max_errors: ErrorLimit | None = None,
 ) -> ReplayResult:
-    """Replay ``dataset`` through ``model`` and write the run directory ``out``."""
-    settings = settings or ReplaySettings()
+    """Replay ``dataset`` through ``model`` and write the run directory ``out``.
+
+    With ``resume``, continue the interrupted replay in ``out`` (refused if it was made with
+    another model, data set or settings). Raises :class:`ReplayInterrupted` on Ctrl-C and
+    :class:`TooManyErrors` past ``max_errors``, in both cases after committing the completed
+    batches, so the run can be resumed.
+    """
+    with _strict_decoding():
+        try:
+            return _replay(
+                dataset,
+                model,
+                out,
+                settings or ReplaySettings(),
+                card_path=card_path,
+                card_sha256=card_sha256,
+                progress=progress,
+                resume=resume,
+                max_errors=max_errors,
+            )
+        except KeyboardInterrupt:  # outside the batch loop (warm-up, merge, single-stream)
+            raise ReplayInterrupted() from None
+
+
+def _replay(
+    dataset: Dataset,
+    model: DeployedModel,
+    out: Path,
+    settings: ReplaySettings,
+    *,
+    card_path: Path | None,
+    card_sha256: str | None,
+    progress: Progress | None,
+    resume: bool,
+    max_errors: ErrorLimit | None,
+) -> ReplayResult:
     run = RunDir(out).create()
-    started_at = _now()
+    checkpoint = Checkpoint(run.path)
+    identity = _identity(model, dataset, settings)
+    classes = list(model.card.classes)
     samples = dataset.samples.copy()
     status = samples["status"].to_numpy(dtype=object).copy()
     error = samples["error"].to_numpy(dtype=object).copy()
+    todo = np.flatnonzero(status == "ok")
+    paths = [dataset.root / p for p in samples["path"]]
 
-    warmup = _warm_up(model, settings)
-    scores, offline_timings, wall = _offline(dataset, model, settings, status, error, progress)
+    resumed = False
+    if resume and checkpoint.exists():
+        checkpoint.check(identity, run.path)
+        resumed = True
+    elif resume and run.run_json.exists():
+        raise InputError(f"nothing to resume in {run.path}: its replay is complete")
+    if not resumed:
+        _stale_outputs(run)
+        checkpoint.start(identity)
+    started_at = _now()
+    done_rows, done_status, _, _, _, _, n_shards_sessions = _merge(
+        checkpoint, classes, todo, run.path
+    )
+    start = len(done_rows)
+    step = 1 if settings.scenario == "single-stream" else settings.batch_size
+    if start % step and start != len(todo):
+        raise InputError(
+            f"cannot resume {run.path}: its shards end inside a batch; "
+            "replay again without --resume"
+        )
+    n_failed = int((status != "ok").sum()) + int((done_status != "ok").sum())
+    limit = max_errors.limit(len(samples)) if max_errors else None
+    limit_text = max_errors.text if max_errors else ""
+    next_shard = len(checkpoint.shards())
+    del done_rows, done_status
+
+    session = f"{started_at}/{os.getpid()}"
+    writer = _ShardWriter(checkpoint, settings, classes, next_shard, session)
+    if settings.scenario == "single-stream":
+        results = _single_stream_batches(todo, start, paths, model)
+    else:
+        results = _offline_batches(todo, start, paths, model, settings, start // step)
+    done = start
+    if progress:
+        progress(done, len(todo))
+    try:
+        if limit is not None and n_failed > limit:
+            raise TooManyErrors(f"{n_failed} images failed, more than --max-errors {limit_text}")
+        warmup = _warm_up(model, settings)
+        writer.last = time.perf_counter()  # the first shard's wall time starts after warm-up
+        for result in results:
+            writer.add(result)
+            done += len(result.rows)
+            n_failed += int((result.status != "ok").sum())
+            if progress:
+                progress(done, len(todo))
+            if limit is not None and n_failed > limit:
+                raise TooManyErrors(
+                    f"{n_failed} images failed, more than --max-errors {limit_text}"
+                )
+        writer.flush()
+    except KeyboardInterrupt:
+        writer.flush()
+        raise ReplayInterrupted() from None
+    except TooManyErrors as exc:
+        writer.flush()
+        raise TooManyErrors(
+            f"replay stopped: {exc}; the {done} images replayed are kept in {run.path} "
+            "(resume with --resume)"
+        ) from None
+    finally:
+        if hasattr(results, "close"):
+            results.close()
+
+    rows, shard_status, shard_error, shard_scores, timings, wall, n_sessions = _merge(
+        checkpoint, classes, todo, run.path
+    )
+    if len(rows) != len(todo):
+        raise InputError(f"replay of {run.path} is incomplete: replay again with --resume")
+    scores = np.full((len(samples), len(classes)), np.nan)
+    status[rows] = shard_status
+    error[rows] = shard_error
+    scores[rows] = shard_scores
     samples["status"] = status
     samples["error"] = error
-    single_timings, parity = _single_stream(dataset, model, settings, status, scores)
+
+    parity: dict[str, Any] | None = None
+    if settings.scenario == "both":
+        single_timings, parity = _single_stream_subset(dataset, model, settings, status, scores)
+        timings = timings + single_timings
+    timing_table = pd.DataFrame(
+        timings, columns=["scenario", "batch", "n", "decode_s", "infer_s", "e2e_s"]
+    )
+    latency = latency_report(timing_table)
 
     predictions = predictions_table(samples, scores, model)
     run.write_table(run.samples, samples)
     run.write_table(run.predictions, predictions)
-    run.write_table(run.timings, pd.DataFrame(offline_timings + single_timings))
+    run.write_table(run.timings, timing_table)
 
     n_ok = int((status == "ok").sum())
-    throughput = n_ok / wall if wall > 0 and n_ok else None
+    throughput = n_ok / wall if settings.scenario != "single-stream" and wall > 0 and n_ok else None
     tool, host = _environment()
     labels = samples["label"].value_counts().sort_index()
     document = {
@@ -335,9 +681,16 @@ def replay(
             "allow_spinning": model.settings.allow_spinning,
             "precision": "float32",
             "warmup": warmup,
-            "offline_wall_s": wall,
+            "offline_wall_s": wall if settings.scenario != "single-stream" else None,
             "offline_throughput_ips": throughput,
             "single_stream_parity": parity,
+            "latency": latency,
+            "max_errors": max_errors.text if max_errors else None,
+            "checkpoint": {
+                "shards": len(checkpoint.shards()),
+                "sessions": max(n_sessions, n_shards_sessions),
+                "resumed": resumed,
+            },
         },
         "energy": {
             "method": "off",
@@ -347,6 +700,7 @@ def replay(
         },
     }
     run.write_json(run.run_json, document)
+    checkpoint.remove()
     return ReplayResult(
         run=run,
         n_images=len(samples),
@@ -354,10 +708,13 @@ def replay(
         n_unreadable=int((status == "unreadable").sum()),
         n_error=int((status == "error").sum()),
         throughput_ips=throughput,
+        scenario=settings.scenario,
+        resumed=resumed,
+        latency=latency,
     )
 
 
 def run_id(model_sha256: str, manifest_sha256: str, settings: ReplaySettings) -> str:
-    """Deterministic: the same model, data and settings give the same run id."""
-    key = f"{model_sha256}\n{manifest_sha256}\n{sorted(asdict(settings).items())}"
+    """Deterministic: the same model, data and result-shaping settings give the same run id."""
+    key = f"{model_sha256}\n{manifest_sha256}\n{sorted(settings.identity().items())}"
     return "run-" + hashlib.sha256(key.encode()).hexdigest()[:12]

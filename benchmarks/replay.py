@@ -1,0 +1,202 @@
+"""Offline replay throughput against a naive loop and its two ceilings, measured in one run.
+
+On the same images and model, in interleaved rounds (the order shuffled in each round):
+
+* **naive loop**: PIL decode + preprocess one image, one ``session.run``, next (what a script
+  would do; the peer baseline);
+* **auditkit replay**: ``auditkit.replay.pipeline.replay``, ``--scenario offline``, checkpoints
+  and run files included; its throughput is MLPerf's offline metric (images / wall time to the
+  last result, from ``run.json``), the end-to-end call time is printed too;
+* **decode-only ceiling**: the same decoder (``decode_file``) on all cores (a process pool),
+  no inference;
+* **inference-only ceiling**: batched ``session.run`` on pre-decoded tensors, onnxruntime with
+  as many intra-op threads as cores.
+
+Goals (issue 4): auditkit >= 1.5x the naive loop; auditkit >= 0.75x min(decode-only,
+inference-only). Prints images/s (median, min-max) and the ratios; asserts nothing. Usage:
+
+    python benchmarks/replay.py [--n 20000] [--manifest M.csv] [--rounds 3] [--decode-threads 1]
+
+Without ``--manifest`` it generates ``--n`` images with ``auditkit sample make`` in a temporary
+folder (about 8 ms per image on one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from auditkit.data.manifest import load_manifest
+from auditkit.models.card import InputSpec, card_beside, load_card
+from auditkit.models.onnx_model import DeployedModel, SessionSettings, decode_file
+from auditkit.replay.pipeline import ReplaySettings, replay
+from auditkit.run import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+_SPEC: InputSpec | None = None
+
+
+def _init_worker(spec: InputSpec) -> None:
+    global _SPEC
+    _SPEC = spec
+
+
+def _decode_chunk(paths: list[Path]) -> int:
+    assert _SPEC is not None
+    for path in paths:
+        decode_file(path, _SPEC)
+    return len(paths)
+
+
+def _chunks(items: list[Path], size: int) -> list[list[Path]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=20000, help="images to generate")
+    parser.add_argument("--manifest", type=Path, default=None, help="use these images instead")
+    parser.add_argument("--model", type=Path, default=ROOT / "sample_data/models/steel-v1.onnx")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="auditkit's intra-op threads")
+    parser.add_argument("--decode-threads", type=int, default=1, help="auditkit's decoders")
+    parser.add_argument("--prefetch", type=int, default=0, help="auditkit's prefetch batches")
+    parser.add_argument("--skip-naive", action="store_true", help="leave out the naive loop")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="auditkit-bench-") as tmp:
+        manifest = args.manifest
+        if manifest is None:
+            started = time.perf_counter()
+            command = [sys.executable, "-m", "auditkit", "sample", "make", "--n", str(args.n)]
+            subprocess.run(
+                [*command, "--out", str(Path(tmp) / "data")],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            manifest = Path(tmp) / "data/manifest.csv"
+            print(f"generated {args.n} images in {time.perf_counter() - started:.0f} s")
+        run(args, manifest, Path(tmp))
+
+
+def run(args: argparse.Namespace, manifest: Path, tmp: Path) -> None:
+    cores = os.cpu_count() or 1
+    card = load_card(card_beside(args.model))
+    dataset = load_manifest(manifest, good_label=card.good_class)
+    paths = [dataset.root / p for p in dataset.samples["path"]]
+    n = len(paths)
+    ours = DeployedModel.load(
+        args.model, card, SessionSettings(intra_op_threads=args.threads)
+    )  # the settings auditkit replay uses (spinning off)
+    naive = DeployedModel.load(args.model, card, SessionSettings(intra_op_threads=1))
+    ceiling = DeployedModel.load(
+        args.model, card, SessionSettings(intra_op_threads=cores, allow_spinning=True)
+    )
+    assert naive.session is not None and ceiling.session is not None
+    in_name, out_name = card.input.name, card.output.name
+    settings = ReplaySettings(
+        batch_size=args.batch_size,
+        decode_threads=args.decode_threads,
+        prefetch_batches=args.prefetch,
+        single_stream_samples=0,
+        scenario="offline",
+    )
+    print("pre-decoding the images for the inference-only ceiling ...")
+    tensors = np.stack([decode_file(p, card.input) for p in paths])
+    for size in (1, args.batch_size):  # warm up every session and shape outside the rounds
+        naive.session.run([out_name], {in_name: tensors[:size]})
+        ceiling.session.run([out_name], {in_name: tensors[:size]})
+    pool = ProcessPoolExecutor(max_workers=cores, initializer=_init_worker, initargs=(card.input,))
+    list(pool.map(_decode_chunk, _chunks(paths[: cores * 4], 4)))  # start the workers
+
+    def naive_loop() -> float:
+        assert naive.session is not None
+        started = time.perf_counter()
+        for path in paths:
+            naive.session.run([out_name], {in_name: decode_file(path, card.input)[None]})
+        return n / (time.perf_counter() - started)
+
+    end_to_end: list[float] = []
+
+    def auditkit_replay() -> float:
+        out = tmp / f"run-{len(end_to_end)}"
+        started = time.perf_counter()
+        result = replay(dataset, ours, out, settings)
+        end_to_end.append(n / (time.perf_counter() - started))
+        info = RunDir(out).read_json(RunDir(out).run_json)
+        assert result.n_scored == n, "every image should be scored"
+        return float(info["replay"]["offline_throughput_ips"])
+
+    def decode_only() -> float:
+        started = time.perf_counter()
+        done = sum(pool.map(_decode_chunk, _chunks(paths, 64)))
+        assert done == n
+        return n / (time.perf_counter() - started)
+
+    def inference_only() -> float:
+        assert ceiling.session is not None
+        started = time.perf_counter()
+        for i in range(0, n, args.batch_size):
+            ceiling.session.run([out_name], {in_name: tensors[i : i + args.batch_size]})
+        return n / (time.perf_counter() - started)
+
+    configs: dict[str, Callable[[], float]] = {
+        "auditkit replay": auditkit_replay,
+        "decode-only ceiling": decode_only,
+        "inference-only ceiling": inference_only,
+    }
+    if not args.skip_naive:
+        configs["naive loop"] = naive_loop
+    results: dict[str, list[float]] = {name: [] for name in configs}
+    order = list(configs)
+    rng = random.Random(0)
+    for r in range(args.rounds):
+        rng.shuffle(order)
+        for name in order:
+            results[name].append(configs[name]())
+        print(f"round {r + 1}/{args.rounds} done")
+    pool.shutdown()
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print()
+    print(
+        f"{n} images ({card.input.width}x{card.input.height} {card.input.color} input), "
+        f"{args.model.name}, batch {args.batch_size}, {args.rounds} interleaved rounds; "
+        f"{platform.machine()}, {cores} cores, onnxruntime {ort.__version__}"
+    )
+    print(
+        f"auditkit: {args.threads} intra-op thread(s), {args.decode_threads} decode thread(s), "
+        f"prefetch {args.prefetch or args.decode_threads + 2} batches"
+    )
+    print("images/s, median (min-max):")
+    for name, values in results.items():
+        print(f"  {name:<24} {med[name]:8.0f}  ({min(values):.0f}-{max(values):.0f})")
+    e2e = statistics.median(end_to_end)
+    print(f"  {'auditkit, end to end':<24} {e2e:8.0f}  (whole replay() call, files included)")
+    ours_ips = med["auditkit replay"]
+    if "naive loop" in med:
+        ratio = ours_ips / med["naive loop"]
+        verdict = "meets" if ratio >= 1.5 else "below"
+        print(f"auditkit / naive loop             = {ratio:.2f}x  (goal >= 1.5x: {verdict})")
+    bound = min(med["decode-only ceiling"], med["inference-only ceiling"])
+    ratio = ours_ips / bound
+    verdict = "meets" if ratio >= 0.75 else "below"
+    print(f"auditkit / min(decode, inference) = {ratio:.2f}   (goal >= 0.75: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
