@@ -7,7 +7,7 @@ report(run dir) -> signed PDF       verify(PDF, trust) -> result
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,27 @@ def run_replay(
     progress: Progress | None = None,
     resume: bool = False,
     max_errors: ErrorLimit | str | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> ReplayResult:
     """Load the manifest and the model (checked against its card), then replay.
 
     ``resume`` continues an interrupted replay in ``out``; ``max_errors`` (``N`` or ``"P%"``)
-    stops the replay, resumably, once more images than that have failed.
+    stops the replay, resumably, once more images than that have failed. ``executor`` (``local``
+    or ``dask``), ``scheduler`` and ``workers``, when given, override those of ``settings``
+    (docs/scale.md).
     """
+    settings = settings or ReplaySettings()
+    overrides: dict[str, Any] = {}
+    if executor is not None:
+        overrides["executor"] = executor
+    if scheduler is not None:
+        overrides["scheduler"] = scheduler
+    if workers is not None:
+        overrides["workers"] = workers
+    if overrides:
+        settings = replace(settings, **overrides)
     limit = max_errors if isinstance(max_errors, ErrorLimit) else ErrorLimit.parse(max_errors)
     card_path = card_path or card_beside(model_path)
     if not card_path.exists():
@@ -74,15 +89,18 @@ def run_replay(
     )
 
 
-def run_evaluate(
-    run_dir: Path, rubric: str = DEFAULT_RUBRIC, *, params: dict[str, float] | None = None
+def run_metrics(
+    run_dir: Path,
+    *,
+    level: float = 0.95,
+    method: str = "clopper_pearson",
+    sided: str = "one",
 ) -> dict[str, Any]:
-    """Compute ``metrics.json`` with the rubric's statistics, judge it, write both files."""
+    """Compute the full metric set of a replayed run (``metrics.json`` content, not written)."""
     from auditkit.metrics.compute import compute_metrics  # scipy.stats: ~1 s, not for replay
 
     run = RunDir(run_dir)
     run.require_replay()
-    loaded = load_rubric(rubric)
     info = run.read_json(run.run_json, RUN_FORMAT)
     card = ModelCard.model_validate(info["model"]["card"])
     samples = run.read_table(run.samples)
@@ -92,23 +110,46 @@ def run_evaluate(
     if timings is not None and not timings.empty:
         single = timings[timings["scenario"] == "single-stream"]
         latency = single["e2e_s"].to_numpy() if not single.empty else None
-    stats = loaded.rubric.defaults.statistics
     metrics = compute_metrics(
         samples,
         predictions,
         classes=list(card.classes),
         positive_classes=list(card.positive_classes),
         good_class=card.good_class,
-        level=stats.confidence_level,
-        method=stats.interval,
-        sided=stats.sided,
+        level=level,
+        method=method,
+        sided=sided,
         latency_e2e_s=latency,
         throughput_ips=info["replay"].get("offline_throughput_ips"),
     )
-    metrics = {"format": METRICS_FORMAT, "run_id": info["run_id"], **metrics}
+    return {"format": METRICS_FORMAT, "run_id": info["run_id"], **metrics}
+
+
+def write_metrics_only(run_dir: Path) -> dict[str, Any]:
+    """``auditkit evaluate RUN`` without a rubric: write ``metrics.json`` (95 %, one-sided
+    Clopper–Pearson) and remove a ``verdicts.json`` that no longer matches it."""
+    run = RunDir(run_dir)
+    metrics = run_metrics(run_dir)
+    run.write_json(run.metrics, metrics)
+    run.verdicts.unlink(missing_ok=True)
+    return metrics
+
+
+def run_evaluate(
+    run_dir: Path, rubric: str = DEFAULT_RUBRIC, *, params: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Compute ``metrics.json`` with the rubric's statistics, judge it, write both files."""
+    run = RunDir(run_dir)
+    run.require_replay()
+    loaded = load_rubric(rubric)
+    stats = loaded.rubric.defaults.statistics
+    metrics = run_metrics(
+        run_dir, level=stats.confidence_level, method=stats.interval, sided=stats.sided
+    )
+    card = ModelCard.model_validate(run.read_json(run.run_json, RUN_FORMAT)["model"]["card"])
     verdicts = {
         "format": VERDICTS_FORMAT,
-        "run_id": info["run_id"],
+        "run_id": metrics["run_id"],
         **evaluate(metrics, loaded, card=card, params=params),
     }
     run.write_json(run.metrics, metrics)

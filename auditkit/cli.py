@@ -134,6 +134,21 @@ CheckpointOpt = Annotated[
     int,
     typer.Option(min=1, help="Write a checkpoint shard every N images (and at least every 30 s)."),
 ]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        help="local (this process) or dask (offline batches on a Dask cluster: a local one, or "
+        "--scheduler's; needs `pip install auditkit[dask]`, see docs/scale.md)."
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(help="With --executor dask: a running Dask scheduler, e.g. tcp://HOST:8786."),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(min=1, help="With --executor dask and no --scheduler: local worker processes."),
+]
 
 
 def _params(raw: list[str] | None) -> dict[str, float]:
@@ -162,6 +177,9 @@ class _ReplayOptions:
     progress: bool = True
     providers: str = "CPUExecutionProvider"
     checkpoint_every: int = 4096
+    executor: str = "local"
+    scheduler: str | None = None
+    workers: int = 2
 
 
 def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _ReplayOptions) -> None:
@@ -178,6 +196,9 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
         seed=opts.seed,
         scenario=opts.scenario,
         checkpoint_images=opts.checkpoint_every,
+        executor=opts.executor,
+        scheduler=opts.scheduler,
+        workers=opts.workers,
     )
     limit = ErrorLimit.parse(opts.max_errors)
     reporter = ProgressReporter() if opts.progress else None
@@ -258,6 +279,9 @@ def audit(
     progress: ProgressOpt = True,
     providers: ProvidersOpt = "CPUExecutionProvider",
     checkpoint_every: CheckpointOpt = 4096,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = 2,
     verify: Annotated[bool, typer.Option(help="Verify the signed report after writing it.")] = True,
 ) -> None:
     """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
@@ -275,6 +299,9 @@ def audit(
         progress,
         providers,
         checkpoint_every,
+        executor,
+        scheduler,
+        workers,
     )
     _replay(data, model, out, card, opts)
     verdicts = run_evaluate(out, rubric, params=_params(param))
@@ -311,6 +338,9 @@ def replay_cmd(
     progress: ProgressOpt = True,
     providers: ProvidersOpt = "CPUExecutionProvider",
     checkpoint_every: CheckpointOpt = 4096,
+    executor: ExecutorOpt = "local",
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = 2,
 ) -> None:
     """Replay labelled images through the model and write the run directory.
 
@@ -328,6 +358,9 @@ def replay_cmd(
         progress,
         providers,
         checkpoint_every,
+        executor,
+        scheduler,
+        workers,
     )
     _replay(data, model, out, card, opts)
 
@@ -335,12 +368,25 @@ def replay_cmd(
 @app.command("evaluate")
 def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run directory written by `auditkit replay`.")],
-    rubric: RubricOpt = "industrial-aoi-acceptance",
+    rubric: Annotated[
+        str | None,
+        typer.Option(
+            "--rubric",
+            "-r",
+            help="A shipped rubric's name or a YAML file. Without it, only metrics.json is "
+            "written (95 % one-sided Clopper-Pearson bounds) and no verdict is given.",
+        ),
+    ] = None,
     param: ParamOpt = None,
 ) -> None:
     """Compute metrics and judge them against a rubric. Exit code = verdict (0/1/3/4)."""
-    from auditkit.audit import run_evaluate
+    from auditkit.audit import run_evaluate, write_metrics_only
 
+    if rubric is None:
+        metrics = write_metrics_only(run)
+        _say(f"metrics.json: {len(metrics['metrics'])} metrics written to {run / 'metrics.json'}")
+        _say("no rubric given: no verdict (use --rubric NAME to judge them)")
+        return
     verdicts = run_evaluate(run, rubric, params=_params(param))
     _print_verdicts(verdicts)
     raise typer.Exit(verdicts["exit_code"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -139,3 +140,31 @@ def test_sample_make_is_deterministic(tmp_path: Path) -> None:
     assert len(a.strip().splitlines()) == 7
     for image in (tmp_path / "a/images").iterdir():
         assert image.read_bytes() == (tmp_path / "b/images" / image.name).read_bytes()
+
+
+def test_evaluate_without_rubric_writes_metrics_only(tmp_path: Path, tiny_model: Path) -> None:
+    manifest = write_dataset(tmp_path / "data", n=12)
+    run = tmp_path / "run"
+    replayed = run_cli(
+        "replay",
+        str(manifest),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(run),
+        "--single-stream",
+        "4",
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    judged = run_cli("evaluate", str(run), "--rubric", "industrial-aoi-acceptance")
+    assert judged.returncode == 3 and (run / "verdicts.json").exists()
+    result = run_cli("evaluate", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "no verdict" in result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["confidence_level"] == 0.95 and metrics["sided"] == "one"
+    assert {"escape_rate", "kappa", "escape_rate_difference"} <= {
+        m["name"] for m in metrics["metrics"]
+    }
+    # a verdict judged on other metrics must not stay beside them
+    assert not (run / "verdicts.json").exists()

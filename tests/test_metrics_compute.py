@@ -246,7 +246,7 @@ def test_compute_metrics_hand_example() -> None:
 
     names = [(e["name"], json.dumps(e["slice"], sort_keys=True)) for e in m["metrics"]]
     assert len(names) == len(set(names))
-    assert names[:10] == [
+    assert names[:12] == [
         (n, "{}")
         for n in (
             "escape_rate",
@@ -259,11 +259,13 @@ def test_compute_metrics_hand_example() -> None:
             "f2",
             "balanced_accuracy",
             "kappa",
+            "roc_auc",
+            "pr_auc",
         )
     ]
-    # 10 overall, 4 defect classes, 4 rates per slice value, and per slicing column the
+    # 12 overall, 4 defect classes, 4 rates per slice value, and per slicing column the
     # difference and ratio of escape and overkill
-    assert len(m["metrics"]) == 10 + 4 + 4 * 3 + 4 * 2 + 2 * 4
+    assert len(m["metrics"]) == 12 + 4 + 4 * 3 + 4 * 2 + 2 * 4
     for e in m["metrics"]:
         spread = e["name"].endswith(("_difference", "_ratio"))
         extra = ["largest", "smallest"] if spread else []
@@ -444,3 +446,23 @@ def test_overall_values_and_slice_spreads_match_references() -> None:
             )
             assert e["interval"]["low"] == pytest.approx(low)
             assert e["interval"]["high"] == pytest.approx(high)
+
+
+def test_part_level_aucs_use_the_highest_image_score() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    samples, predictions = _hand_example()
+    m = compute_metrics(samples, predictions, classes=CLASSES, positive_classes=POSITIVE)
+    images = samples.merge(predictions, on="sample_id", how="left")
+    by_part = images.groupby("part_id").agg(
+        all_ok=("status", lambda s: bool((s == "ok").all())),
+        defect=("label", lambda s: bool((s != "good").any())),
+        score=("score", "max"),
+    )
+    scored = by_part[by_part["all_ok"]]
+    assert _entry(m, "roc_auc", {})["value"] == pytest.approx(
+        roc_auc_score(scored["defect"], scored["score"])
+    )
+    assert _entry(m, "pr_auc", {})["value"] == pytest.approx(
+        average_precision_score(scored["defect"], scored["score"])
+    )

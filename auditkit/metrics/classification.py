@@ -351,6 +351,10 @@ def _image_table(
         new["pred_label"] = pd.array(predictions["pred_label"].array).take(
             row_of_image, allow_fill=True
         )
+    if "score" in predictions.columns:
+        score = np.full(len(images), np.nan)
+        score[ok_rows] = predictions["score"].to_numpy(dtype=float)[row_of_image[ok_rows]]
+        new["score"] = score
 
     if images["label"].isna().any():
         raise DataError("samples table: label is missing for some images")

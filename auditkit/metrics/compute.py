@@ -25,6 +25,8 @@ from auditkit.metrics.classification import (
     confusion_counts,
     f2_score,
     metadata_columns,
+    pr_auc,
+    roc_auc,
 )
 from auditkit.metrics.efficiency import LATENCY_QUANTILES, latency_summary
 from auditkit.metrics.groups import rate_difference, rate_ratio, slice_counts
@@ -273,6 +275,14 @@ def compute_metrics(
         ("kappa", cohen_kappa(p_defect, p_reject)),
     ):
         rows.add_other(_value_entry(name, value))
+    if "score" in images.columns:
+        # threshold-free: a part's defect score is the highest score of its images
+        image_score = images["score"].to_numpy(dtype=float)
+        part_score = np.full(len(parts), -np.inf)
+        np.maximum.at(part_score, part_codes[ok_mask], image_score[ok_mask])
+        scored_score = part_score[parts["scored"].to_numpy(dtype=bool)]
+        rows.add_other(_value_entry("roc_auc", roc_auc(p_defect, scored_score)))
+        rows.add_other(_value_entry("pr_auc", pr_auc(p_defect, scored_score)))
 
     # 2. escape rate per defect class, part level
     defective = scored[p_defect]

@@ -53,6 +53,7 @@ from auditkit.replay.checkpoint import (
 from auditkit.run import RUN_FORMAT, RunDir
 
 SCENARIOS = ("offline", "single-stream", "both")
+EXECUTORS = ("local", "dask")
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,26 @@ class ReplaySettings:
     checkpoint_seconds: float = 30.0
     #: batches decoded ahead of inference; 0 means ``decode_threads + 2``
     prefetch_batches: int = 0
+    #: ``local`` (this process) or ``dask`` (offline batches on a Dask cluster; see docs/scale.md)
+    executor: str = "local"
+    #: with ``dask``: a running scheduler's address (``tcp://HOST:8786``); None: a local cluster
+    scheduler: str | None = None
+    #: with ``dask`` and no scheduler: worker processes of the local cluster
+    workers: int = 2
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
             raise InputError(
                 f"unknown scenario {self.scenario!r}: expected one of {', '.join(SCENARIOS)}"
             )
+        if self.executor not in EXECUTORS:
+            raise InputError(
+                f"unknown executor {self.executor!r}: expected one of {', '.join(EXECUTORS)}"
+            )
+        if self.scheduler and self.executor != "dask":
+            raise InputError("--scheduler needs --executor dask")
+        if self.workers < 1:
+            raise InputError("--workers must be >= 1")
         if self.batch_size < 1 or self.decode_threads < 1 or self.checkpoint_images < 1:
             raise InputError("batch size, decode threads and checkpoint size must be >= 1")
 
@@ -544,6 +559,10 @@ def _replay(
     resume: bool,
     max_errors: ErrorLimit | None,
 ) -> ReplayResult:
+    if settings.executor == "dask":
+        from auditkit.replay.dask_executor import require_dask
+
+        require_dask()  # before touching the run directory
     run = RunDir(out).create()
     checkpoint = Checkpoint(run.path)
     identity = _identity(model, dataset, settings)
@@ -582,8 +601,17 @@ def _replay(
 
     session = f"{started_at}/{os.getpid()}"
     writer = _ShardWriter(checkpoint, settings, classes, next_shard, session)
-    if settings.scenario == "single-stream":
+    distributed: dict[str, Any] | None = None
+    dask_batches: Any = None
+    results: Iterator[_BatchResult]
+    if settings.scenario == "single-stream":  # latency is one machine's: always local
         results = _single_stream_batches(todo, start, paths, model)
+    elif settings.executor == "dask":
+        from auditkit.replay.dask_executor import DaskBatches
+
+        dask_batches = DaskBatches(todo, start, paths, model, settings, start // step)
+        distributed = dask_batches.info
+        results = iter(dask_batches)
     else:
         results = _offline_batches(todo, start, paths, model, settings, start // step)
     done = start
@@ -593,6 +621,8 @@ def _replay(
         if limit is not None and n_failed > limit:
             raise TooManyErrors(f"{n_failed} images failed, more than --max-errors {limit_text}")
         warmup = _warm_up(model, settings)
+        if dask_batches is not None:  # start the cluster and warm its workers: not timed
+            dask_batches.start_cluster()
         writer.last = time.perf_counter()  # the first shard's wall time starts after warm-up
         for result in results:
             writer.add(result)
@@ -617,6 +647,8 @@ def _replay(
     finally:
         if hasattr(results, "close"):
             results.close()
+        if dask_batches is not None:  # the cluster is closed, errors included
+            dask_batches.close()
 
     rows, shard_status, shard_error, shard_scores, timings, wall, n_sessions = _merge(
         checkpoint, classes, todo, run.path
@@ -684,6 +716,7 @@ def _replay(
             "offline_wall_s": wall if settings.scenario != "single-stream" else None,
             "offline_throughput_ips": throughput,
             "single_stream_parity": parity,
+            "distributed": distributed,
             "latency": latency,
             "max_errors": max_errors.text if max_errors else None,
             "checkpoint": {
