@@ -16,6 +16,7 @@ from auditkit.errors import DataError, InputError
 from auditkit.models.card import ModelCard, card_beside, load_card
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
 from auditkit.replay.checkpoint import ErrorLimit
+from auditkit.replay.parity import compare_reference_outputs
 from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, replay
 from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
@@ -39,14 +40,18 @@ def run_replay(
     executor: str | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    reference_outputs: Path | None = None,
 ) -> ReplayResult:
     """Load the manifest and the model (checked against its card), then replay.
 
     ``resume`` continues an interrupted replay in ``out``; ``max_errors`` (``N`` or ``"P%"``)
     stops the replay, resumably, once more images than that have failed. ``executor`` (``local``
     or ``dask``), ``scheduler`` and ``workers``, when given, override those of ``settings``
-    (docs/scale.md).
+    (docs/scale.md). ``reference_outputs``: the vendor's own scores for some images, compared
+    with the replayed ones after the replay (``run.json`` ``replay.runtime_parity``).
     """
+    if reference_outputs is not None and not reference_outputs.is_file():
+        raise DataError(f"reference outputs not found: {reference_outputs}")
     settings = settings or ReplaySettings()
     overrides: dict[str, Any] = {}
     if executor is not None:
@@ -76,7 +81,7 @@ def run_replay(
         )
     model = DeployedModel.load(model_path, card, session)
     card_sha = hashlib.sha256(card_path.read_bytes()).hexdigest()
-    return replay(
+    result = replay(
         dataset,
         model,
         out,
@@ -87,6 +92,26 @@ def run_replay(
         resume=resume,
         max_errors=limit,
     )
+    if reference_outputs is not None:
+        record_runtime_parity(result.run.path, reference_outputs)
+    return result
+
+
+def record_runtime_parity(run_dir: Path, reference_outputs: Path) -> dict[str, Any]:
+    """Compare the vendor's reference outputs with a finished replay; record it in run.json."""
+    run = RunDir(run_dir)
+    run.require_replay()
+    info = run.read_json(run.run_json, RUN_FORMAT)
+    card = ModelCard.model_validate(info["model"]["card"])
+    parity = compare_reference_outputs(
+        reference_outputs,
+        run.read_table(run.samples),
+        run.read_table(run.predictions),
+        operating_threshold=card.operating_threshold,
+    )
+    info["replay"]["runtime_parity"] = parity
+    run.write_json(run.run_json, info)
+    return parity
 
 
 def run_metrics(

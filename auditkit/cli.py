@@ -56,6 +56,14 @@ def _root(
 
 
 # Options shared by several commands.
+ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference-outputs",
+        help="The vendor's own scores for some images (CSV/Parquet: sample_id or path, and "
+        "score and/or score__<class>), compared with the replayed scores (runtime parity).",
+    ),
+]
 ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="The deployed ONNX model file.")]
 CardOpt = Annotated[
     Path | None,
@@ -180,6 +188,7 @@ class _ReplayOptions:
     executor: str = "local"
     scheduler: str | None = None
     workers: int = 2
+    reference_outputs: Path | None = None
 
 
 def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _ReplayOptions) -> None:
@@ -215,6 +224,7 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
             progress=reporter,
             resume=opts.resume,
             max_errors=limit,
+            reference_outputs=opts.reference_outputs,
         )
     except (ReplayInterrupted, KeyboardInterrupt):  # also while loading, before the replay
         if reporter:
@@ -234,6 +244,17 @@ def _print_replay(result: Any) -> None:
         f"{result.n_unreadable} unreadable, {result.n_error} failed; offline throughput {tput}"
     )
     _say(f"run directory: {result.run.path}")
+    run = json.loads((result.run.path / "run.json").read_text(encoding="utf-8"))
+    parity = run["replay"].get("runtime_parity")
+    if parity:
+        differences = parity["max_abs_difference"].items()
+        diffs = ", ".join(f"{k} {v:.3g}" for k, v in differences if v is not None) or "n/a"
+        n = parity["n_compared"]
+        agree = "n/a" if parity["decisions_agree"] is None else f"{parity['decisions_agree']}/{n}"
+        _say(
+            f"runtime parity: {n} of {parity['n_reference']} reference images compared; "
+            f"max |difference| {diffs}; decisions agree {agree}"
+        )
 
 
 def _print_verdicts(verdicts: dict[str, Any]) -> None:
@@ -282,6 +303,7 @@ def audit(
     executor: ExecutorOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = 2,
+    reference_outputs: ReferenceOpt = None,
     verify: Annotated[bool, typer.Option(help="Verify the signed report after writing it.")] = True,
 ) -> None:
     """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
@@ -302,6 +324,7 @@ def audit(
         executor,
         scheduler,
         workers,
+        reference_outputs,
     )
     _replay(data, model, out, card, opts)
     verdicts = run_evaluate(out, rubric, params=_params(param))
@@ -341,6 +364,7 @@ def replay_cmd(
     executor: ExecutorOpt = "local",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = 2,
+    reference_outputs: ReferenceOpt = None,
 ) -> None:
     """Replay labelled images through the model and write the run directory.
 
@@ -361,6 +385,7 @@ def replay_cmd(
         executor,
         scheduler,
         workers,
+        reference_outputs,
     )
     _replay(data, model, out, card, opts)
 

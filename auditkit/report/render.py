@@ -599,6 +599,8 @@ def _methods_view(run: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
         (t["graph_optimization"], str(replay.get("graph_optimization", fmt.na))),
         (t["warmup"], str(replay.get("warmup_batches", fmt.na))),
         (t["seed"], str(replay.get("seed", fmt.na))),
+        (t["scenario_parity"], _scenario_parity(replay, t, fmt)),
+        (t["runtime_parity"], _runtime_parity(replay, t, fmt)),
         (
             t["host"],
             t["host_line"].format(
@@ -609,6 +611,33 @@ def _methods_view(run: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
         ),
     ]
     return rows
+
+
+def _scenario_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) -> str:
+    parity = replay.get("single_stream_parity") or {}
+    if not parity.get("samples"):
+        return fmt.na
+    return str(t["scenario_parity_line"]).format(
+        n=parity["samples"],
+        diff=f"{parity.get('max_abs_score_difference', 0.0):.2g}",
+        disagree=parity.get("top1_disagreements", 0),
+    )
+
+
+def _runtime_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) -> str:
+    parity = replay.get("runtime_parity")
+    if not parity:
+        return str(t["runtime_parity_none"])
+    diffs = ", ".join(
+        f"{k} {v:.2g}" for k, v in (parity.get("max_abs_difference") or {}).items() if v is not None
+    )
+    agree = parity.get("decisions_agree")
+    return str(t["runtime_parity_line"]).format(
+        compared=parity.get("n_compared", 0),
+        given=parity.get("n_reference", 0),
+        diffs=diffs or fmt.na,
+        agree=fmt.na if agree is None else agree,
+    )
 
 
 def _declared_view(card: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
