@@ -628,9 +628,8 @@ def _runtime_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) 
     parity = replay.get("runtime_parity")
     if not parity:
         return str(t["runtime_parity_none"])
-    diffs = ", ".join(
-        f"{k} {v:.2g}" for k, v in (parity.get("max_abs_difference") or {}).items() if v is not None
-    )
+    differences = (parity.get("max_abs_difference") or {}).items()
+    diffs = ", ".join(f"{k}: {v:.2g}" for k, v in differences if v is not None)
     agree = parity.get("decisions_agree")
     return str(t["runtime_parity_line"]).format(
         compared=parity.get("n_compared", 0),
