@@ -71,3 +71,23 @@ def test_manifest_digest_ignores_order_but_not_labels(tmp_path: Path) -> None:
         f"{r.sample_id}\t{r.path}\t{r.sha256}\t{r.label}" for r in ds.samples.itertuples()
     )
     assert ds.manifest_sha256 == hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def test_symbolic_link_out_of_the_root_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not for the report")
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "link.png").symlink_to(secret)
+    (root / "manifest.csv").write_text("path,label\nimages/link.png,good\n")
+    with pytest.raises(DataError, match="through a symbolic link"):
+        load_manifest(root / "manifest.csv")
+
+
+def test_paths_are_normalised_lexically(tmp_path: Path) -> None:
+    manifest = write_dataset(tmp_path, n=3)
+    text = manifest.read_text().replace("images/img001.png", "./images/../images/img001.png")
+    manifest.write_text(text)
+    ds = load_manifest(manifest)
+    assert list(ds.samples["path"]) == [f"images/img{i:03d}.png" for i in range(3)]
+    assert ds.samples["status"].tolist() == ["ok"] * 3

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,7 +148,7 @@ class DaskBatches:
         self,
         todo: np.ndarray,
         start: int,
-        paths: list[Path],
+        paths: Sequence[Path],
         model: DeployedModel,
         settings: ReplaySettings,
         first_batch: int,

@@ -26,12 +26,12 @@ import os
 import platform
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import onnxruntime as ort
@@ -54,6 +54,27 @@ from auditkit.run import RUN_FORMAT, RunDir
 
 SCENARIOS = ("offline", "single-stream", "both")
 EXECUTORS = ("local", "dask")
+
+
+class ImagePaths(Sequence[Path]):
+    """Absolute image paths, made when asked for: a list of 200,000 ``Path`` objects would
+    cost about 80 MB for the whole replay."""
+
+    def __init__(self, root: Path, relative: Iterable[str]) -> None:
+        self._root = root
+        self._relative = np.asarray(list(relative), dtype=object)
+
+    def __len__(self) -> int:
+        return len(self._relative)
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
+        if isinstance(index, slice):
+            return [self._root / str(r) for r in self._relative[index]]
+        return self._root / str(self._relative[index])
 
 
 @dataclass(frozen=True)
@@ -133,7 +154,7 @@ def _decode_one(path: Path, model: DeployedModel) -> tuple[np.ndarray | None, st
 
 
 def _decode_batch(
-    paths: list[Path], model: DeployedModel
+    paths: Sequence[Path], model: DeployedModel
 ) -> tuple[list[np.ndarray | None], list[str], float]:
     started = time.perf_counter()
     tensors: list[np.ndarray | None] = []
@@ -223,7 +244,7 @@ def _score_batch(
 def _offline_batches(
     todo: np.ndarray,
     start: int,
-    paths: list[Path],
+    paths: Sequence[Path],
     model: DeployedModel,
     settings: ReplaySettings,
     first_batch: int,
@@ -265,7 +286,7 @@ def _offline_batches(
 
 
 def _single_stream_batches(
-    todo: np.ndarray, start: int, paths: list[Path], model: DeployedModel
+    todo: np.ndarray, start: int, paths: Sequence[Path], model: DeployedModel
 ) -> Iterator[_BatchResult]:
     """Every image one at a time, decode to prediction (closed loop: the next image is issued
     when the previous one completes)."""
@@ -571,7 +592,7 @@ def _replay(
     status = samples["status"].to_numpy(dtype=object).copy()
     error = samples["error"].to_numpy(dtype=object).copy()
     todo = np.flatnonzero(status == "ok")
-    paths = [dataset.root / p for p in samples["path"]]
+    paths = ImagePaths(dataset.root, samples["path"])
 
     resumed = False
     if resume and checkpoint.exists():
