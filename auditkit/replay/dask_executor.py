@@ -212,7 +212,7 @@ class DaskBatches:
             yield task
 
     def __iter__(self) -> Iterator[_BatchResult]:
-        from auditkit.replay.pipeline import _BatchResult
+        from auditkit.replay.pipeline import _BatchResult, offline_timing
 
         if self.start >= len(self.todo):
             return
@@ -247,14 +247,7 @@ class DaskBatches:
                     submit_next()
                     while expected in ready:
                         for rows, status, error, scores, decode_s, infer_s in ready.pop(expected):
-                            timing = {
-                                "scenario": "offline",
-                                "batch": batch_index,
-                                "n": len(rows),
-                                "decode_s": decode_s,
-                                "infer_s": infer_s,
-                                "e2e_s": infer_s,
-                            }
+                            timing = offline_timing(batch_index, len(rows), decode_s, infer_s)
                             yield _BatchResult(rows, status, error, scores, timing)
                             batch_index += 1
                         expected += 1

@@ -271,18 +271,23 @@ def _offline_batches(
             submit_next()
             tensors, errors, decode_s = future.result()
             status, error, scores, infer_s = _score_batch(model, rows, tensors, errors, n_classes)
-            timing = {
-                "scenario": "offline",
-                "batch": batch_index,
-                "n": len(rows),
-                "decode_s": decode_s,
-                "infer_s": infer_s,
-                "e2e_s": infer_s,
-            }
+            timing = offline_timing(batch_index, len(rows), decode_s, infer_s)
             yield _BatchResult(rows, status, error, scores, timing)
             batch_index += 1
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def offline_timing(batch: int, n: int, decode_s: float, infer_s: float) -> dict[str, Any]:
+    """One offline row of ``timings.parquet``: a batch's decode and inference seconds."""
+    return {
+        "scenario": "offline",
+        "batch": batch,
+        "n": n,
+        "decode_s": decode_s,
+        "infer_s": infer_s,
+        "e2e_s": infer_s,
+    }
 
 
 def _single_stream_batches(
