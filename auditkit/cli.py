@@ -310,21 +310,21 @@ def audit(
     from auditkit.audit import run_evaluate, run_report
 
     opts = _ReplayOptions(
-        batch_size,
-        threads,
-        decode_threads,
-        single_stream,
-        seed,
-        scenario,
-        resume,
-        max_errors,
-        progress,
-        providers,
-        checkpoint_every,
-        executor,
-        scheduler,
-        workers,
-        reference_outputs,
+        batch_size=batch_size,
+        threads=threads,
+        decode_threads=decode_threads,
+        single_stream=single_stream,
+        seed=seed,
+        scenario=scenario,
+        resume=resume,
+        max_errors=max_errors,
+        progress=progress,
+        providers=providers,
+        checkpoint_every=checkpoint_every,
+        executor=executor,
+        scheduler=scheduler,
+        workers=workers,
+        reference_outputs=reference_outputs,
     )
     _replay(data, model, out, card, opts)
     verdicts = run_evaluate(out, rubric, params=_params(param))
@@ -371,21 +371,21 @@ def replay_cmd(
     Progress goes to standard error; Ctrl-C stops cleanly (exit 130) and `--resume` continues.
     """
     opts = _ReplayOptions(
-        batch_size,
-        threads,
-        decode_threads,
-        single_stream,
-        seed,
-        scenario,
-        resume,
-        max_errors,
-        progress,
-        providers,
-        checkpoint_every,
-        executor,
-        scheduler,
-        workers,
-        reference_outputs,
+        batch_size=batch_size,
+        threads=threads,
+        decode_threads=decode_threads,
+        single_stream=single_stream,
+        seed=seed,
+        scenario=scenario,
+        resume=resume,
+        max_errors=max_errors,
+        progress=progress,
+        providers=providers,
+        checkpoint_every=checkpoint_every,
+        executor=executor,
+        scheduler=scheduler,
+        workers=workers,
+        reference_outputs=reference_outputs,
     )
     _replay(data, model, out, card, opts)
 
