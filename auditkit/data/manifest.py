@@ -28,13 +28,21 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Dataset:
-    """The samples table of a labelled data set, with where it came from."""
+    """The samples table of a labelled data set, with where it came from.
+
+    ``boxes``, for detection data: one row per ground-truth box, columns ``sample_id``,
+    ``class``, ``x1``, ``y1``, ``x2``, ``y2`` (float pixels of the original image, x right,
+    y down, corners exclusive of nothing: width = x2 - x1). ``None`` when the data has no boxes.
+    Segmentation and anomaly data name a mask per image in the samples column ``mask`` (a path
+    relative to ``root``; empty when the image has no mask, i.e. no defect pixels).
+    """
 
     root: Path
     manifest: Path
     format: str
     samples: pd.DataFrame
     manifest_sha256: str
+    boxes: pd.DataFrame | None = None
 
     @property
     def metadata_columns(self) -> list[str]:
