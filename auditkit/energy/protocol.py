@@ -1,0 +1,305 @@
+"""The measurement protocol: idle baseline, an energy window of at least 10 s around the same
+replay that gives the accuracy, and the figures of ``run.json``'s ``energy`` block.
+
+1. **Idle** (``idle_seconds``, before the window): the meter reads the machine doing nothing;
+   idle power = idle joules / idle seconds.
+2. **Window**: the meter starts, the replay's scenario runs (its predictions are the run's), and
+   while the window is shorter than ``window_seconds`` the same images are replayed again
+   (extra passes, results discarded: only the first pass's predictions are kept); the meter
+   stops. ``passes`` and ``images`` (all images processed in the window) are recorded.
+3. **Figures**: total joules, above-idle joules (total - idle power x window seconds), mean
+   power, joules per image (total / images), Wh per 1,000 inspections, and carbon by SCI.
+
+Defaults: a measuring meter (RAPL, NVML, power log) gets 5 s of idle and a 10 s window; the
+model gets neither (it has no counter to resolve and no idle to drift; its figures are modelled
+whatever the window), so the default replay stays quick. ``--idle-seconds`` and
+``--energy-window-seconds`` (>= 10) apply to every meter when given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from auditkit.energy.carbon import GridIntensity, grid_intensity, sci_g_per_1000
+from auditkit.energy.interface import (
+    MEASURED,
+    MEASURED_IDLE_S,
+    MEASURED_WINDOW_S,
+    MIN_WINDOW_S,
+    MODELLED,
+    EnergyInputError,
+    EnergyOptions,
+    Meter,
+    Reading,
+)
+
+AUTO_ORDER = ("rapl", "nvml", "powerlog", "model")
+
+
+def make_meter(name: str, options: EnergyOptions) -> Meter:
+    """The meter ``name``; :class:`EnergyInputError` (exit 5) when it cannot be used here."""
+    if name == "rapl":
+        from auditkit.energy.rapl import RaplMeter
+
+        return RaplMeter(options.powercap_root)
+    if name == "nvml":
+        from auditkit.energy.nvml import NvmlMeter
+
+        return NvmlMeter()
+    if name == "powerlog":
+        from auditkit.energy.powerlog import PowerlogMeter
+
+        if options.power_log is None:
+            raise EnergyInputError("--energy powerlog needs --power-log FILE")
+        return PowerlogMeter(options.power_log, options.power_log_offset_s)
+    if name == "model":
+        from auditkit.energy.model import ModelMeter
+
+        return ModelMeter(options.declared_watts, options.rated_watts)
+    raise EnergyInputError(f"unknown energy method {name!r}")
+
+
+def select_meter(options: EnergyOptions) -> tuple[Meter | None, dict[str, str]]:
+    """The meter for ``options.method`` (None for ``off``) and, for ``auto``, why each better
+    method was passed over (method -> reason). ``auto`` tries RAPL, NVML, the power log (only
+    when ``--power-log`` is given; a given log that cannot be used is an error, not a reason to
+    fall back) and the model, in that order."""
+    if options.method == "off":
+        return None, {}
+    if options.method != "auto":
+        return make_meter(options.method, options), {}
+    skipped: dict[str, str] = {}
+    for name in AUTO_ORDER:
+        if name == "powerlog":
+            if options.power_log is None:
+                skipped[name] = "no --power-log given"
+                continue
+            return make_meter(name, options), skipped
+        try:
+            return make_meter(name, options), skipped
+        except EnergyInputError as exc:
+            if name == "model":
+                raise
+            skipped[name] = str(exc)
+    raise AssertionError("unreachable: the model meter is always available")
+
+
+class EnergyRun:
+    """One run's protocol: ``begin()`` before the replay's scenario, ``end()`` after it."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        options: EnergyOptions,
+        *,
+        skipped: dict[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.meter = meter
+        self.options = options
+        self.skipped = skipped or {}
+        self.sleep = sleep
+        self.idle_seconds = (
+            options.idle_seconds
+            if options.idle_seconds is not None
+            else (MEASURED_IDLE_S if meter.measured else 0.0)
+        )
+        self.window_seconds = (
+            options.window_seconds
+            if options.window_seconds is not None
+            else (MEASURED_WINDOW_S if meter.measured else 0.0)
+        )
+        self.grid: GridIntensity = grid_intensity(options.grid_intensity, options.country)
+        self.idle: Reading | None = None
+        self.window: Reading | None = None
+        self.images = 0
+        self.first_pass_images = 0
+        self.passes = 0
+        self.resumed = False
+        self._token: Any = None
+        self._started = 0.0
+
+    def begin(self) -> None:
+        """Idle baseline, then the window's first edge."""
+        if self.idle_seconds > 0:
+            token = self.meter.start()
+            self.sleep(self.idle_seconds)
+            if getattr(self.meter, "deferred_idle", False):
+                self._idle_span = (token, self.meter.start())
+            else:
+                self.idle = self.meter.stop(token)
+        self._token = self.meter.start()
+        self._started = time.perf_counter()
+
+    def end(
+        self,
+        first_pass_images: int,
+        extra_pass: Callable[[], int] | None = None,
+        *,
+        resumed: bool = False,
+    ) -> None:
+        """After the scenario: replay again with ``extra_pass`` (returns the images it
+        processed) until the window lasts ``window_seconds``, then the window's last edge."""
+        self.first_pass_images = first_pass_images
+        self.images = first_pass_images
+        self.passes = 1
+        self.resumed = resumed
+        while extra_pass is not None and time.perf_counter() - self._started < self.window_seconds:
+            n = extra_pass()
+            if n <= 0:
+                break
+            self.images += n
+            self.passes += 1
+        self.window = self.meter.stop(self._token)
+        if self.idle is None and hasattr(self, "_idle_span"):
+            self.idle = self.meter.span(*self._idle_span)  # type: ignore[attr-defined]
+
+    def block(self) -> dict[str, Any]:
+        """``run.json``'s ``energy`` block (docs/run-format.md, docs/energy.md)."""
+        assert self.window is not None, "end() first"
+        return energy_block(
+            self.meter,
+            self.window,
+            self.idle,
+            images=self.images,
+            passes=self.passes,
+            grid=self.grid,
+            embodied_g_per_1000=self.options.embodied_g_per_1000,
+            extra={
+                "first_pass_images": self.first_pass_images,
+                "resumed": self.resumed,
+                "target_seconds": self.window_seconds,
+            },
+            skipped=self.skipped,
+        )
+
+    def write_power(self, path: Path) -> bool:
+        """``power.parquet`` (``t_s`` from the window start, ``watts``) when the meter gave
+        samples; False (nothing written) otherwise."""
+        reading = self.window
+        if reading is None or reading.t_s is None or reading.watts is None:
+            return False
+        if len(reading.t_s) == 0:
+            return False
+        import pandas as pd
+
+        table = pd.DataFrame(
+            {"t_s": reading.t_s.astype("float64"), "watts": reading.watts.astype("float64")}
+        )
+        tmp = path.with_suffix(".parquet.tmp")
+        table.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        return True
+
+
+def energy_block(
+    meter: Meter,
+    window: Reading,
+    idle: Reading | None,
+    *,
+    images: int,
+    passes: int,
+    grid: GridIntensity,
+    embodied_g_per_1000: float = 0.0,
+    extra: dict[str, Any] | None = None,
+    skipped: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The figures, from one window reading and an optional idle reading (pure)."""
+    idle_power = idle.mean_power_w if idle is not None and idle.seconds > 0 else None
+    energy = window.energy_j
+    above = energy - idle_power * window.seconds if idle_power is not None else None
+    j_per_image = energy / images if images > 0 else None
+    wh_per_1000 = j_per_image * 1000.0 / 3600.0 if j_per_image is not None else None
+    carbon = None
+    if wh_per_1000 is not None:
+        carbon = {
+            "grid_intensity_g_per_kwh": grid.g_per_kwh,
+            "source": grid.source,
+            "embodied_g_per_1000": embodied_g_per_1000,
+            "gco2e_per_1000_inspections": sci_g_per_1000(
+                wh_per_1000, grid.g_per_kwh, embodied_g_per_1000
+            ),
+            "formula": "SCI (ISO/IEC 21031): (E x I + M) per 1,000 inspections",
+        }
+    meter_info = dict(meter.describe())
+    meter_info.update(window.details)
+    if idle is not None:
+        meter_info["idle_details"] = idle.details
+    if skipped:
+        meter_info["auto_skipped"] = dict(skipped)
+    label = MEASURED if meter.measured else MODELLED
+    return {
+        "method": meter.name,
+        "measured": bool(meter.measured),
+        "label": label,
+        "boundary": meter.boundary,
+        "meter": meter_info,
+        "sampling_interval_s": meter.sampling_interval_s,
+        "idle": {"seconds": idle.seconds if idle is not None else 0.0, "power_w": idle_power},
+        "window": {"seconds": window.seconds, "images": images, "passes": passes, **(extra or {})},
+        "energy_j": energy,
+        "energy_above_idle_j": above,
+        "mean_power_w": window.mean_power_w,
+        "j_per_image": j_per_image,
+        "wh_per_1000_inspections": wh_per_1000,
+        "carbon": carbon,
+        "uncertainty": uncertainty(meter, window, idle, passes=passes, extra=extra or {}),
+    }
+
+
+_BOUNDARY = {
+    "rapl": "the CPU packages and DRAM only (RAPL counters; not GPUs, disks, fans, power-supply "
+    "losses); RAPL values are the processor's own energy estimates, modelled on-chip on some "
+    "processors",
+    "nvml": "the GPU board(s) only (NVML cumulative energy counter read at the window's edges; "
+    "not the host's CPU, memory or power supply)",
+    "powerlog": "everything behind the external meter's socket, other processes on the machine "
+    "included; accuracy is the meter's own (not known to auditkit)",
+    "model": "MODELLED, NOT MEASURED: power from a declared or rated figure and CPU time, not "
+    "from any meter; it can be wrong by a factor of 2 or more and must not be called measured",
+}
+
+
+def uncertainty(
+    meter: Meter,
+    window: Reading,
+    idle: Reading | None,
+    *,
+    passes: int,
+    extra: dict[str, Any],
+) -> str:
+    """The plain-words statement of what the figures cover and how far to trust them."""
+    parts = [f"{meter.name}: {_BOUNDARY.get(meter.name, meter.boundary)}."]
+    interval = meter.sampling_interval_s
+    if meter.measured and interval:
+        share = interval / window.seconds if window.seconds > 0 else float("inf")
+        parts.append(
+            f"Counter or sample interval {interval:.3g} s against a {window.seconds:.2f} s "
+            f"window: edge error up to about {100 * share:.1f} %."
+        )
+    if window.seconds < MIN_WINDOW_S:
+        parts.append(
+            f"The window lasted {window.seconds:.2f} s, shorter than {MIN_WINDOW_S:g} s"
+            + (": too short for a counter's resolution." if meter.measured else ".")
+        )
+    if passes > 1:
+        parts.append(
+            f"The window replayed the images {passes} times to last long enough; only the "
+            "first pass's predictions are kept."
+        )
+    if idle is not None and idle.seconds > 0:
+        parts.append(
+            f"Idle baseline: {idle.seconds:.1f} s before the window; idle power drifts "
+            "(GPUs after load: tens of watts), so above-idle figures carry that uncertainty."
+        )
+    else:
+        parts.append("No idle baseline was taken: above-idle figures are not given.")
+    if extra.get("resumed"):
+        parts.append(
+            "The replay was resumed: the window covers only the images replayed in this "
+            "session (and any extra passes), not the interrupted earlier session."
+        )
+    return " ".join(parts)
