@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from auditkit.data.manifest import load_manifest
+from auditkit.data.interface import LoadOptions
+from auditkit.data.loaders import load_dataset
 from auditkit.errors import DataError, InputError
 from auditkit.models.card import ModelCard, card_beside, load_card
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
@@ -41,6 +42,7 @@ def run_replay(
     scheduler: str | None = None,
     workers: int | None = None,
     reference_outputs: Path | None = None,
+    data_options: LoadOptions | None = None,
 ) -> ReplayResult:
     """Load the manifest and the model (checked against its card), then replay.
 
@@ -49,6 +51,8 @@ def run_replay(
     or ``dask``), ``scheduler`` and ``workers``, when given, override those of ``settings``
     (docs/scale.md). ``reference_outputs``: the vendor's own scores for some images, compared
     with the replayed ones after the replay (``run.json`` ``replay.runtime_parity``).
+    ``data_options``: how to read ``data`` (layout, metadata; docs/data-formats.md); its
+    ``good_label`` is replaced by the card's good class.
     """
     if reference_outputs is not None and not reference_outputs.is_file():
         raise DataError(f"reference outputs not found: {reference_outputs}")
@@ -70,9 +74,8 @@ def run_replay(
             f"{model_path.stem}.card.yaml beside the model)"
         )
     card = load_card(card_path)
-    if data.is_dir():
-        raise DataError(f"expected a manifest file (CSV or Parquet), got a folder: {data}")
-    dataset = load_manifest(data, good_label=card.good_class)
+    options = replace(data_options or LoadOptions(), good_label=card.good_class)
+    dataset = load_dataset(data, options)
     unknown = sorted(set(dataset.samples["label"]) - set(card.classes))
     if unknown:
         raise DataError(

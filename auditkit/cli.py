@@ -16,6 +16,16 @@ from typing import Annotated, Any
 import typer
 
 import auditkit
+from auditkit.cli_data import (
+    DataArg,
+    FormatOpt,
+    ImagesOpt,
+    MetadataFromPathOpt,
+    MetadataOpt,
+    SplitOpt,
+    data_app,
+    load_options,
+)
 from auditkit.errors import AuditkitError, ExitCode, InputError, VerificationError
 
 app = typer.Typer(
@@ -33,6 +43,7 @@ rubric_app = typer.Typer(help="Rubrics: list, show, validate, schema.", no_args_
 app.add_typer(keys_app, name="keys")
 app.add_typer(sample_app, name="sample")
 app.add_typer(rubric_app, name="rubric")
+app.add_typer(data_app, name="data")
 
 
 def _say(message: str = "") -> None:
@@ -189,6 +200,11 @@ class _ReplayOptions:
     scheduler: str | None = None
     workers: int = 2
     reference_outputs: Path | None = None
+    data_format: str | None = None
+    images: Path | None = None
+    metadata: Path | None = None
+    metadata_from_path: str | None = None
+    split: str | None = None
 
 
 def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _ReplayOptions) -> None:
@@ -225,6 +241,9 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
             resume=opts.resume,
             max_errors=limit,
             reference_outputs=opts.reference_outputs,
+            data_options=load_options(
+                opts.data_format, opts.images, opts.metadata, opts.metadata_from_path, opts.split
+            ),
         )
     except (ReplayInterrupted, KeyboardInterrupt):  # also while loading, before the replay
         if reporter:
@@ -280,7 +299,7 @@ def _print_verify(path: Path, trust: list[Path] | None) -> bool:
 
 @app.command()
 def audit(
-    data: Annotated[Path, typer.Argument(help="Manifest (CSV or Parquet) of labelled images.")],
+    data: DataArg,
     model: ModelOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
     card: CardOpt = None,
@@ -304,6 +323,11 @@ def audit(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = 2,
     reference_outputs: ReferenceOpt = None,
+    data_format: FormatOpt = None,
+    images: ImagesOpt = None,
+    metadata: MetadataOpt = None,
+    metadata_from_path: MetadataFromPathOpt = None,
+    split: SplitOpt = None,
     verify: Annotated[bool, typer.Option(help="Verify the signed report after writing it.")] = True,
 ) -> None:
     """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
@@ -325,6 +349,11 @@ def audit(
         scheduler=scheduler,
         workers=workers,
         reference_outputs=reference_outputs,
+        data_format=data_format,
+        images=images,
+        metadata=metadata,
+        metadata_from_path=metadata_from_path,
+        split=split,
     )
     _replay(data, model, out, card, opts)
     verdicts = run_evaluate(out, rubric, params=_params(param))
@@ -346,7 +375,7 @@ def audit(
 
 @app.command("replay")
 def replay_cmd(
-    data: Annotated[Path, typer.Argument(help="Manifest (CSV or Parquet) of labelled images.")],
+    data: DataArg,
     model: ModelOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
     card: CardOpt = None,
@@ -365,6 +394,11 @@ def replay_cmd(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = 2,
     reference_outputs: ReferenceOpt = None,
+    data_format: FormatOpt = None,
+    images: ImagesOpt = None,
+    metadata: MetadataOpt = None,
+    metadata_from_path: MetadataFromPathOpt = None,
+    split: SplitOpt = None,
 ) -> None:
     """Replay labelled images through the model and write the run directory.
 
@@ -386,6 +420,11 @@ def replay_cmd(
         scheduler=scheduler,
         workers=workers,
         reference_outputs=reference_outputs,
+        data_format=data_format,
+        images=images,
+        metadata=metadata,
+        metadata_from_path=metadata_from_path,
+        split=split,
     )
     _replay(data, model, out, card, opts)
 

@@ -46,7 +46,8 @@ class Dataset:
 
     @property
     def metadata_columns(self) -> list[str]:
-        return [c for c in self.samples.columns if c not in STANDARD_COLUMNS]
+        """Columns beyond the standard ones, except ``mask`` (which is ground truth)."""
+        return [c for c in self.samples.columns if c not in STANDARD_COLUMNS and c != "mask"]
 
 
 def sha256_file(path: str | Path) -> str:
@@ -57,30 +58,49 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def manifest_digest(samples: pd.DataFrame) -> str:
-    """SHA-256 over the sorted ``sample_id, path, sha256, label`` lines (see docs/run-format.md)."""
+def manifest_digest(samples: pd.DataFrame, boxes: pd.DataFrame | None = None) -> str:
+    """SHA-256 over the sorted ``sample_id, path, sha256, label`` lines (see docs/run-format.md).
+
+    With ground-truth boxes, the sorted lines ``box, sample_id, class, x1, y1, x2, y2``
+    (coordinates as Python's ``repr`` of the float) follow, so a moved box changes the digest;
+    without boxes the digest is exactly the one above.
+    """
     lines = sorted(
         "\t".join(row)
         for row in zip(
             samples["sample_id"], samples["path"], samples["sha256"], samples["label"], strict=True
         )
     )
+    if boxes is not None and not boxes.empty:
+        lines += sorted(
+            "\t".join(["box", str(sid), str(cls), *(repr(float(v)) for v in xy)])
+            for sid, cls, *xy in zip(
+                boxes["sample_id"],
+                boxes["class"],
+                boxes["x1"],
+                boxes["y1"],
+                boxes["x2"],
+                boxes["y2"],
+                strict=True,
+            )
+        )
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, what: str = "manifest") -> pd.DataFrame:
+    """A CSV or Parquet table with every value as text (missing values as ``""``)."""
     try:
         if path.suffix.lower() == ".parquet":
             table = pd.read_parquet(path)
             return table.astype(str).where(table.notna(), "")
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
-        raise DataError(f"manifest not found: {path}") from None
+        raise DataError(f"{what} not found: {path}") from None
     except IsADirectoryError:
-        raise DataError(f"expected a manifest file, got a folder: {path}") from None
+        raise DataError(f"expected a {what} file, got a folder: {path}") from None
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read manifest {path}: {first}") from None
+        raise DataError(f"cannot read {what} {path}: {first}") from None
 
 
 def safe_relative_path(root: Path, raw: str) -> str:
@@ -112,70 +132,13 @@ def _inside_root(root: str, relative: str) -> str:
 
 
 def load_manifest(manifest: Path, *, good_label: str = "good") -> Dataset:
-    """Read a manifest, check its paths, and hash every file.
+    """Read a manifest, check its paths, and hash every file (see
+    :mod:`auditkit.data.manifest_format` for the columns, boxes and masks included).
 
     Missing files are not an error here: they become rows with status ``unreadable`` so the
     report counts them. Decoding happens in replay, which marks undecodable files the same way.
     """
-    manifest = manifest.resolve()
-    table = _read_table(manifest)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise DataError(
-            f"manifest {manifest.name} lacks column(s) {', '.join(missing)}; "
-            f"found: {', '.join(table.columns)}"
-        )
-    if table.empty:
-        raise DataError(f"manifest {manifest.name} has no rows")
-    root = manifest.parent
-    table = table.fillna("")
-    for column in table.columns:
-        table[column] = table[column].astype(str).str.strip()
+    from auditkit.data.interface import LoadOptions
+    from auditkit.data.manifest_format import load
 
-    table["path"] = [safe_relative_path(root, p) for p in table["path"]]
-    if "sample_id" not in table.columns or (table["sample_id"] == "").any():
-        fallback = table["path"]
-        table["sample_id"] = (
-            table["sample_id"].where(table["sample_id"] != "", fallback)
-            if "sample_id" in table.columns
-            else fallback
-        )
-    duplicated = table["sample_id"][table["sample_id"].duplicated()]
-    if not duplicated.empty:
-        raise DataError(f"manifest {manifest.name}: duplicate sample_id {duplicated.iloc[0]!r}")
-    if "part_id" not in table.columns:
-        table["part_id"] = table["sample_id"]
-    table["part_id"] = table["part_id"].where(table["part_id"] != "", table["sample_id"])
-    if (table["label"] == "").any():
-        row = int((table["label"] == "").to_numpy().argmax())
-        raise DataError(f"manifest {manifest.name}: empty label for {table['path'].iloc[row]!r}")
-
-    hashes, statuses, errors = [], [], []
-    real_root = os.path.realpath(root)
-    for relative in table["path"]:
-        try:
-            hashes.append(sha256_file(_inside_root(real_root, relative)))
-            statuses.append("ok")
-            errors.append("")
-        except FileNotFoundError:
-            hashes.append("")
-            statuses.append("unreadable")
-            errors.append("file not found")
-        except OSError as exc:
-            hashes.append("")
-            statuses.append("unreadable")
-            errors.append(f"cannot read file: {exc.strerror or exc}")
-    table["sha256"] = hashes
-    table["status"] = statuses
-    table["error"] = errors
-    table["is_defect"] = table["label"] != good_label
-
-    metadata = [c for c in table.columns if c not in STANDARD_COLUMNS]
-    samples = table[list(STANDARD_COLUMNS) + metadata].reset_index(drop=True)
-    return Dataset(
-        root=root,
-        manifest=manifest,
-        format="manifest",
-        samples=samples,
-        manifest_sha256=manifest_digest(samples),
-    )
+    return load(manifest, LoadOptions(format="manifest", good_label=good_label)).dataset

@@ -220,8 +220,8 @@ def class_confusion_matrix(
 
 def metadata_columns(samples: pd.DataFrame) -> list[str]:
     """The metadata columns of a samples table: every column not in
-    :data:`STANDARD_SAMPLE_COLUMNS`, in table order."""
-    return [c for c in samples.columns if c not in STANDARD_SAMPLE_COLUMNS]
+    :data:`STANDARD_SAMPLE_COLUMNS`, in table order, except ``mask`` (ground truth)."""
+    return [c for c in samples.columns if c not in STANDARD_SAMPLE_COLUMNS and c != "mask"]
 
 
 def slice_codes(values: pd.Series) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.object_]]:

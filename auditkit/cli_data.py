@@ -1,0 +1,170 @@
+"""``auditkit data ...``: look at a labelled data set before auditing with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from auditkit.errors import ExitCode
+
+data_app = typer.Typer(help="Labelled data sets: check.", no_args_is_help=True)
+
+#: problems printed as a table; --json has them all
+MAX_TABLE_ROWS = 200
+
+DataArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Labelled images: a manifest (CSV/Parquet), a COCO JSON, or a folder (image "
+        "folder, MVTec AD, YOLO, Pascal VOC); see docs/data-formats.md."
+    ),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="Layout of DATA: manifest, imagefolder, mvtec, coco, yolo or voc "
+        "(default: detected; see docs/data-formats.md).",
+    ),
+]
+ImagesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--images",
+        help="COCO only: the folder the JSON's file_name entries are relative to "
+        "(default: the JSON's folder, else images/ beside it).",
+    ),
+]
+MetadataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--metadata",
+        help="Side table (CSV/Parquet) of metadata, one row per image, joined on its column "
+        "'path' (relative to the data root) or 'file_name'.",
+    ),
+]
+MetadataFromPathOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metadata-from-path",
+        help="Regular expression with named groups searched in each image's path, e.g. "
+        "'(?P<line>L\\d)/(?P<shift>day|night)/'; each group becomes a metadata column.",
+    ),
+]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        help="train, val, test or all: which split of a layout that has them (MVTec AD: test "
+        "by default; YOLO and VOC: all by default).",
+    ),
+]
+
+
+def load_options(
+    data_format: str | None,
+    images: Path | None,
+    metadata: Path | None,
+    metadata_from_path: str | None,
+    split: str | None,
+    **extra: Any,
+) -> Any:
+    """The :class:`~auditkit.data.interface.LoadOptions` of the shared data options."""
+    from auditkit.data.interface import LoadOptions
+
+    return LoadOptions(
+        format=data_format,
+        images=images,
+        metadata=metadata,
+        metadata_from_path=metadata_from_path,
+        split=split,
+        **extra,
+    )
+
+
+def _print_counts(title: str, counts: dict[str, int]) -> None:
+    typer.echo(f"{title}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    typer.echo(f"data: {report['data']} (format: {report['format']}, root: {report['root']})")
+    typer.echo(
+        f"images: {report['n_images']} ({report['n_defect']} defect, "
+        f"{report['n_unreadable']} unreadable), parts: {report['n_parts']}"
+    )
+    _print_counts("classes", report["classes"])
+    for column, counts in report["metadata"].items():
+        _print_counts(f"metadata {column}", counts)
+    _print_counts("image sizes", report["image_sizes"])
+    _print_counts("image modes", report["image_modes"])
+    per_image = report["boxes_per_image"]
+    if per_image is not None:
+        typer.echo(
+            f"boxes: {report['n_boxes']}; per image min {per_image['min']}, "
+            f"mean {per_image['mean']:.2f}, max {per_image['max']}; "
+            f"{per_image['images_without_boxes']} images without boxes"
+        )
+        _print_counts("box classes", report["box_classes"])
+    if report["n_masks"]:
+        typer.echo(f"masks: {report['n_masks']}")
+
+
+def _print_problems(problems: list[dict[str, str]]) -> None:
+    typer.echo(f"problems: {len(problems)}")
+    shown = problems[:MAX_TABLE_ROWS]
+    kind_w = max(len("kind"), *(len(p["kind"]) for p in shown))
+    path_w = min(60, max(len("path"), *(len(p["path"]) for p in shown)))
+    typer.echo(f"  {'kind':<{kind_w}}  {'path':<{path_w}}  detail")
+    for p in shown:
+        typer.echo(f"  {p['kind']:<{kind_w}}  {p['path']:<{path_w}}  {p['detail']}")
+    if len(problems) > len(shown):
+        typer.echo(f"  ... {len(problems) - len(shown)} more (--json lists them all)")
+
+
+@data_app.command("check")
+def check_cmd(
+    data: DataArg,
+    data_format: FormatOpt = None,
+    images: ImagesOpt = None,
+    metadata: MetadataOpt = None,
+    metadata_from_path: MetadataFromPathOpt = None,
+    split: SplitOpt = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Expected class names, comma-separated (e.g. the card's): any other label or "
+            "box class is an unknown_class problem."
+        ),
+    ] = None,
+    good_label: Annotated[str, typer.Option(help="The class of an image with no defect.")] = "good",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of the summary.")
+    ] = False,
+) -> None:
+    """Describe a labelled data set and list its problems. Exit 0 when clean, 5 when not."""
+    from auditkit.data.check import check_data
+
+    expected = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+    options = load_options(
+        data_format,
+        images,
+        metadata,
+        metadata_from_path,
+        split,
+        good_label=good_label,
+        classes=expected,
+    )
+    report = check_data(data, options)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        _print_summary(report)
+        if report["problems"]:
+            _print_problems(report["problems"])
+        else:
+            typer.echo("problems: none")
+    if report["problems"]:
+        raise typer.Exit(ExitCode.INPUT)
