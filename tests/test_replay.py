@@ -4,6 +4,7 @@ import io
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -209,16 +210,16 @@ def test_failing_batch_marks_its_rows_and_the_replay_goes_on(
     tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = write_dataset(tmp_path / "data", n=12)
-    real = DeployedModel.predict
+    real = DeployedModel.run
     calls = {"batches": 0}
 
-    def flaky(self: DeployedModel, batch: np.ndarray) -> np.ndarray:
+    def flaky(self: DeployedModel, batch: np.ndarray, sizes: Any = None) -> Any:
         calls["batches"] += 1  # no warm-up: every call is an offline batch
         if calls["batches"] == 2:
             raise RuntimeError("device lost\nsecond line")
-        return real(self, batch)
+        return real(self, batch, sizes)
 
-    monkeypatch.setattr(DeployedModel, "predict", flaky)
+    monkeypatch.setattr(DeployedModel, "run", flaky)
     settings = replace(SETTINGS, scenario="offline", warmup_batches=0)
     result = run_replay(manifest, tiny_model, tmp_path / "run", settings=settings)
     samples = pd.read_parquet(tmp_path / "run/samples.parquet")

@@ -4,6 +4,10 @@ A card is YAML (``auditkit.card/v1``). It says how to feed the model (preprocess
 the deployed model: a different resize filter can silently halve accuracy), how to read its
 output, which classes are defects, the operating threshold, and the vendor's declared claims,
 which a rubric may use as thresholds (``threshold_ref: declared.escape_rate``).
+
+The task (``classification``, ``detection``, ``anomaly``, ``segmentation``) and the output
+``convention`` say how raw outputs become predictions (docs/model-conventions.md); a card
+without ``convention`` has it detected from the graph (:mod:`auditkit.models.adapters`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ class InputSpec(_Strict):
     """How an image becomes the model's input tensor.
 
     The tensor is ``((pixels / 255) - mean) / std`` after converting to ``color`` and resizing to
-    ``width`` x ``height`` with ``resize`` (Pillow's filter of that name).
+    ``width`` x ``height`` with ``resize`` (Pillow's filter of that name). ``resize_mode``
+    ``stretch`` (default) resizes to the input size whatever the aspect ratio; ``letterbox``
+    (Ultralytics) scales by ``min(width / w0, height / h0)``, keeps the aspect ratio and pads
+    the rest with ``pad_value`` (0–255, before normalisation), centred.
     """
 
     name: str
@@ -39,17 +46,81 @@ class InputSpec(_Strict):
     mean: list[float] = Field(default_factory=lambda: [0.0])
     std: list[float] = Field(default_factory=lambda: [1.0])
     dtype: Literal["float32"] = "float32"
+    resize_mode: Literal["stretch", "letterbox"] = "stretch"
+    pad_value: float = Field(default=114.0, ge=0, le=255)
 
     @property
     def channels(self) -> int:
         return 1 if self.color == "L" else 3
 
 
-class OutputSpec(_Strict):
-    """Which output holds the class scores and whether they are probabilities or logits."""
+#: output conventions per task (docs/model-conventions.md)
+CONVENTIONS: dict[str, tuple[str, ...]] = {
+    "classification": ("classifier",),
+    "detection": ("ultralytics_raw", "nms_included", "boxes_scores_labels"),
+    "anomaly": ("anomalib",),
+    "segmentation": ("segmentation_classes", "segmentation_defect_map"),
+}
+Convention = Literal[
+    "classifier",
+    "ultralytics_raw",
+    "nms_included",
+    "boxes_scores_labels",
+    "anomalib",
+    "segmentation_classes",
+    "segmentation_defect_map",
+]
 
-    name: str
-    kind: Literal["probabilities", "logits"] = "probabilities"
+
+class OutputSpec(_Strict):
+    """Which outputs hold the predictions and how to read them.
+
+    ``kind``: ``probabilities`` (softmax already applied; for a defect map, values in [0, 1]),
+    ``logits`` (auditkit applies softmax over classes, or the sigmoid for a one-channel map),
+    ``sigmoid`` (independent per-class probabilities, multi-label) or ``sigmoid_logits``
+    (auditkit applies the sigmoid per class). ``name`` is the output of single-output
+    conventions (default: the model's only output). ``names`` maps roles to output names for
+    multi-output conventions: ``boxes``/``scores``/``labels`` and ``pred_score``/
+    ``anomaly_map``/``pred_label``/``pred_mask`` (default: those names).
+    """
+
+    name: str | None = None
+    kind: Literal["probabilities", "logits", "sigmoid", "sigmoid_logits"] = "probabilities"
+    convention: Convention | None = None
+    names: dict[str, str] = Field(default_factory=dict)
+    #: detection boxes in input pixels (default) or normalised to [0, 1] of the input size
+    box_units: Literal["pixels", "normalized"] = "pixels"
+
+    def output_name(self, role: str) -> str:
+        return self.names.get(role, role)
+
+
+class DetectionSpec(_Strict):
+    """How a detector's raw boxes become detections, and how the inspection view matches them.
+
+    ``score_threshold``: boxes with a score strictly above it are kept (before NMS, as
+    Ultralytics' ``conf``); low by default so that COCO mAP sees the whole ranking. A box with
+    a score at or above the card's ``operating_threshold`` rejects the image. ``nms_iou``:
+    class-wise NMS drops a box whose IoU with a higher-scoring kept box of its class is
+    strictly above it. ``match_iou``: the IoU at which a detection finds a ground-truth defect
+    in the inspection view (escape/overkill).
+    """
+
+    nms_iou: float = Field(default=0.45, gt=0, le=1)
+    score_threshold: float = Field(default=0.001, ge=0, le=1)
+    max_detections: int = Field(default=300, ge=1)
+    match_iou: float = Field(default=0.5, gt=0, le=1)
+    class_agnostic_nms: bool = False
+
+
+class MapSpec(_Strict):
+    """Anomaly and segmentation maps: ``pixel_threshold`` makes a predicted mask
+    (``map >= pixel_threshold``) when the model outputs none; ``threshold_source`` ``model``
+    takes the image decision from the model's own ``pred_label`` (a threshold baked into the
+    export), ``card`` from ``pred_score >= operating_threshold``."""
+
+    pixel_threshold: float = 0.5
+    threshold_source: Literal["card", "model"] = "card"
 
 
 class DeclaredClaims(_Strict):
@@ -68,15 +139,17 @@ class ModelCard(_Strict):
     name: str
     version: str
     vendor: str
-    task: Literal["classification"]
+    task: Literal["classification", "detection", "anomaly", "segmentation"] = "classification"
     description: str = ""
     input: InputSpec
-    output: OutputSpec
-    classes: list[str] = Field(min_length=2)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    classes: list[str] = Field(min_length=1)
     good_class: str = "good"
     positive_classes: list[str] = Field(min_length=1)
-    operating_threshold: float = Field(ge=0, le=1)
+    operating_threshold: float
     declared: DeclaredClaims = Field(default_factory=DeclaredClaims)
+    detection: DetectionSpec = Field(default_factory=DetectionSpec)
+    maps: MapSpec = Field(default_factory=MapSpec)
 
     @model_validator(mode="after")
     def _check(self) -> ModelCard:
@@ -87,6 +160,24 @@ class ModelCard(_Strict):
             raise ValueError(f"positive_classes not in classes: {sorted(unknown)}")
         if self.good_class in self.positive_classes:
             raise ValueError(f"good_class {self.good_class!r} cannot be a positive class")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes has duplicates")
+        if self.task == "classification" and len(self.classes) < 2:
+            raise ValueError("a classifier needs at least 2 classes")
+        if self.task == "classification" and self.output.name is None:
+            raise ValueError("output.name is required for a classifier")
+        conv = self.output.convention
+        if conv is not None and conv not in CONVENTIONS[self.task]:
+            raise ValueError(
+                f"output convention {conv!r} does not fit task {self.task!r} "
+                f"(expected one of {', '.join(CONVENTIONS[self.task])})"
+            )
+        # anomaly scores need not be probabilities (raw anomalib scores are unbounded)
+        if self.task != "anomaly" and not 0.0 <= self.operating_threshold <= 1.0:
+            raise ValueError(
+                f"operating_threshold must lie in [0, 1] for task {self.task!r}, "
+                f"got {self.operating_threshold}"
+            )
         n = self.input.channels
         if len(self.input.mean) not in (1, n) or len(self.input.std) not in (1, n):
             raise ValueError(f"mean/std need 1 or {n} values")
@@ -95,10 +186,18 @@ class ModelCard(_Strict):
         return self
 
     def defect_score_rule(self) -> str:
-        return (
-            f"defect score = sum of class probabilities over {', '.join(self.positive_classes)}; "
-            f"reject when score >= {self.operating_threshold}"
-        )
+        positives = ", ".join(self.positive_classes)
+        rule = {
+            "classification": f"defect score = sum of class probabilities over {positives}",
+            "detection": f"defect score = highest box score of classes {positives}",
+            "anomaly": "defect score = the model's pred_score",
+            "segmentation": "defect score = highest pixel defect probability",
+        }[self.task]
+        if self.task == "classification" and self.output.kind in ("sigmoid", "sigmoid_logits"):
+            rule = f"defect score = highest class probability over {positives}"
+        if self.task == "anomaly" and self.maps.threshold_source == "model":
+            return f"{rule}; reject when the model's pred_label is set"
+        return f"{rule}; reject when score >= {self.operating_threshold}"
 
 
 def load_card(path: Path) -> ModelCard:

@@ -16,6 +16,8 @@ import onnxruntime as ort
 from PIL import Image
 
 from auditkit.errors import ModelError
+from auditkit.models.adapters import Adapter, Decoded, Sizes, make_adapter
+from auditkit.models.adapters.geometry import Letterbox
 from auditkit.models.card import InputSpec, ModelCard
 
 _RESAMPLING = {
@@ -32,10 +34,22 @@ def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
     """One image → the model's input for one sample, exactly as the card declares.
 
     ``convert(color)`` → ``resize((width, height), filter)`` → float32 → ``(x/255 − mean)/std``,
-    laid out CHW or HWC per ``spec.layout`` (without the batch axis).
+    laid out CHW or HWC per ``spec.layout`` (without the batch axis). With ``resize_mode``
+    ``letterbox`` the image is resized keeping its aspect ratio and pasted, centred, on a
+    canvas of ``pad_value`` (:class:`auditkit.models.adapters.geometry.Letterbox`).
     """
     converted = image.convert(spec.color)
-    if converted.size != (spec.width, spec.height):
+    if spec.resize_mode == "letterbox":
+        box = Letterbox.of(converted.width, converted.height, spec.width, spec.height)
+        if converted.size != (box.new_w, box.new_h):
+            converted = converted.resize((box.new_w, box.new_h), _RESAMPLING[spec.resize])
+        fill = round(spec.pad_value)
+        canvas = Image.new(
+            spec.color, (spec.width, spec.height), fill if spec.color == "L" else (fill,) * 3
+        )
+        canvas.paste(converted, (box.left, box.top))
+        converted = canvas
+    elif converted.size != (spec.width, spec.height):
         converted = converted.resize((spec.width, spec.height), _RESAMPLING[spec.resize])
     pixels = np.asarray(converted, dtype=np.float32) / np.float32(255.0)
     if pixels.ndim == 2:
@@ -50,9 +64,15 @@ def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
 
 def decode_file(path: Path, spec: InputSpec) -> np.ndarray:
     """Read, decode and preprocess one image file; raises OSError/ValueError when unreadable."""
+    return decode_file_sized(path, spec)[0]
+
+
+def decode_file_sized(path: Path, spec: InputSpec) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_file` and the original image's ``(width, height)`` (to map boxes and maps
+    back to original-image pixels)."""
     with Image.open(path) as image:
         image.load()
-        return preprocess(image, spec)
+        return preprocess(image, spec), image.size
 
 
 @dataclass(frozen=True)
@@ -121,6 +141,7 @@ class DeployedModel:
     settings: SessionSettings = field(default_factory=SessionSettings)
     sha256: str = ""
     session: ort.InferenceSession | None = None
+    adapter: Adapter | None = None
 
     @classmethod
     def load(
@@ -189,36 +210,33 @@ class DeployedModel:
                     f"model input {spec.name!r} has shape {shape}, but the card declares "
                     f"{spec.layout} {expected} (axis {axis}: {got} != {want})"
                 )
-        outputs = {o.name: o for o in self.session.get_outputs()}
-        if self.card.output.name not in outputs:
-            raise ModelError(
-                f"card output {self.card.output.name!r} is not an output of {self.path.name} "
-                f"(model outputs: {', '.join(outputs)})"
-            )
-        out_shape = outputs[self.card.output.name].shape
-        n_classes = len(self.card.classes)
-        if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != n_classes):
-            raise ModelError(
-                f"model output {self.card.output.name!r} has shape {out_shape}, expected "
-                f"(batch, {n_classes}) for the card's {n_classes} classes"
-            )
+        signature = {o.name: list(o.shape) for o in self.session.get_outputs()}
+        self.adapter = make_adapter(self.card, signature, self.path.name)
+
+    @property
+    def convention(self) -> str:
+        assert self.adapter is not None
+        return self.adapter.convention
+
+    @property
+    def score_columns(self) -> list[str]:
+        """Names of the per-image summary scores (the class probabilities of a classifier)."""
+        assert self.adapter is not None
+        return self.adapter.columns
+
+    def run(self, batch: np.ndarray, sizes: Sizes = None) -> Decoded:
+        """Predictions for one batch: summary scores, per-image errors, and detections and
+        maps in original-image pixels when ``sizes`` (``(width, height)`` per image) is given."""
+        assert self.session is not None and self.adapter is not None
+        raw = self.session.run(
+            self.adapter.output_names, {self.card.input.name: batch.astype(np.float32, copy=False)}
+        )
+        return self.adapter.decode([np.asarray(r) for r in raw], sizes)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (batch, classes), float64."""
-        assert self.session is not None
-        (raw,) = self.session.run(
-            [self.card.output.name], {self.card.input.name: batch.astype(np.float32, copy=False)}
-        )
-        scores = np.asarray(raw, dtype=np.float64)
-        if scores.ndim != 2 or scores.shape[1] != len(self.card.classes):
-            raise ModelError(
-                f"model output has shape {scores.shape}, expected (batch, {len(self.card.classes)})"
-            )
-        if self.card.output.kind == "logits":
-            shifted = scores - scores.max(axis=1, keepdims=True)
-            exp = np.exp(shifted)
-            scores = exp / exp.sum(axis=1, keepdims=True)
-        return scores
+        """Summary scores, shape (batch, columns), float64: for a classifier, the class
+        probabilities."""
+        return self.run(batch).scores
 
     def description(self) -> dict[str, Any]:
         assert self.session is not None
@@ -229,4 +247,5 @@ class DeployedModel:
             "outputs": _signature(self.session.get_outputs()),
             "providers_used": self.session.get_providers(),
             "metadata_props": dict(self.session.get_modelmeta().custom_metadata_map),
+            "convention": self.convention,
         }

@@ -42,13 +42,21 @@ from PIL import ImageFile
 import auditkit
 from auditkit.data.manifest import Dataset
 from auditkit.errors import InputError
-from auditkit.models.onnx_model import DeployedModel, decode_file
+from auditkit.models.adapters import Decoded
+from auditkit.models.onnx_model import DeployedModel, decode_file, decode_file_sized
 from auditkit.replay.checkpoint import (
     Checkpoint,
     ErrorLimit,
     ReplayInterrupted,
     Shard,
     TooManyErrors,
+)
+from auditkit.replay.task_outputs import (
+    TaskExtras,
+    remove_outputs,
+    task_predictions_table,
+    write_run_outputs,
+    write_shard_extras,
 )
 from auditkit.run import RUN_FORMAT, RunDir
 
@@ -144,26 +152,39 @@ def _error_reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _decode_one(path: Path, model: DeployedModel) -> tuple[np.ndarray | None, str]:
+def _decode_one_sized(
+    path: Path, model: DeployedModel
+) -> tuple[np.ndarray | None, str, tuple[int, int]]:
+    """The tensor (None when unreadable), the reason, and the original (width, height)."""
     try:
-        return decode_file(path, model.card.input), ""
+        tensor, size = decode_file_sized(path, model.card.input)
+        return tensor, "", size
     except FileNotFoundError:
-        return None, "file not found"
+        return None, "file not found", (0, 0)
     except (OSError, ValueError, SyntaxError) as exc:
-        return None, f"cannot decode image: {_error_reason(exc)}"
+        return None, f"cannot decode image: {_error_reason(exc)}", (0, 0)
 
 
 def _decode_batch(
     paths: Sequence[Path], model: DeployedModel
 ) -> tuple[list[np.ndarray | None], list[str], float]:
+    tensors, errors, seconds, _ = _decode_batch_sized(paths, model)
+    return tensors, errors, seconds
+
+
+def _decode_batch_sized(
+    paths: Sequence[Path], model: DeployedModel
+) -> tuple[list[np.ndarray | None], list[str], float, list[tuple[int, int]]]:
     started = time.perf_counter()
     tensors: list[np.ndarray | None] = []
     errors: list[str] = []
+    sizes: list[tuple[int, int]] = []
     for path in paths:
-        tensor, reason = _decode_one(path, model)
+        tensor, reason, size = _decode_one_sized(path, model)
         tensors.append(tensor)
         errors.append(reason)
-    return tensors, errors, time.perf_counter() - started
+        sizes.append(size)
+    return tensors, errors, time.perf_counter() - started, sizes
 
 
 def _batches(indices: np.ndarray, size: int, start: int = 0) -> Iterator[np.ndarray]:
@@ -171,14 +192,16 @@ def _batches(indices: np.ndarray, size: int, start: int = 0) -> Iterator[np.ndar
         yield indices[begin : begin + size]
 
 
-def _infer(model: DeployedModel, batch: np.ndarray) -> tuple[np.ndarray | None, str, float]:
+def _infer(
+    model: DeployedModel, batch: np.ndarray, sizes: list[tuple[int, int]] | None = None
+) -> tuple[Decoded | None, str, float]:
     started = time.perf_counter()
     try:
-        scores = model.predict(batch)
+        decoded = model.run(batch, sizes)
     except Exception as exc:  # a failing batch must not end the replay; its rows are marked
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         return None, f"inference failed: {first}", time.perf_counter() - started
-    return scores, "", time.perf_counter() - started
+    return decoded, "", time.perf_counter() - started
 
 
 def _warm_up(model: DeployedModel, settings: ReplaySettings) -> list[dict[str, Any]]:
@@ -209,6 +232,7 @@ class _BatchResult:
     error: np.ndarray
     scores: np.ndarray
     timing: dict[str, Any] | None  # None: nothing to time (an image that failed, single-stream)
+    extras: TaskExtras | None = None  # detections and maps (detection, anomaly, segmentation)
 
 
 def _score_batch(
@@ -218,6 +242,23 @@ def _score_batch(
     errors: list[str],
     n_classes: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    status, error, scores, infer_s, _ = _score_task_batch(
+        model, rows, tensors, errors, n_classes, None
+    )
+    return status, error, scores, infer_s
+
+
+def _score_task_batch(
+    model: DeployedModel,
+    rows: np.ndarray,
+    tensors: list[np.ndarray | None],
+    errors: list[str],
+    n_classes: int,
+    sizes: list[tuple[int, int]] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, TaskExtras | None]:
+    """Status, error, summary scores, inference seconds and (for tasks with detections or
+    maps, when ``sizes`` is given) the extras of one batch."""
+    extras: TaskExtras | None = None
     status = np.full(len(rows), "ok", dtype=object)
     error = np.full(len(rows), "", dtype=object)
     scores = np.full((len(rows), n_classes), np.nan)
@@ -229,16 +270,23 @@ def _score_batch(
     infer_s = 0.0
     if len(good):
         stack = np.stack([tensors[i] for i in good])
-        out, failure, infer_s = _infer(model, stack)
-        if out is None:
+        good_sizes = [sizes[i] for i in good] if sizes is not None else None
+        decoded, failure, infer_s = _infer(model, stack, good_sizes)
+        if decoded is None:
             status[good] = "error"
             error[good] = failure
         else:
-            bad = ~np.isfinite(out).all(axis=1)
+            out = decoded.scores
+            reasons = np.asarray(decoded.errors, dtype=object)
+            nonfinite = ~np.isfinite(out).all(axis=1)
+            reasons[nonfinite & (reasons == "")] = "model output contains NaN or infinity"
+            bad = reasons != ""
             status[good[bad]] = "error"
-            error[good[bad]] = "model output contains NaN or infinity"
+            error[good[bad]] = reasons[bad]
             scores[good[~bad]] = out[~bad]
-    return status, error, scores, infer_s
+            if sizes is not None and model.card.task != "classification":
+                extras = TaskExtras.from_decoded(decoded, rows[good], ~bad)
+    return status, error, scores, infer_s, extras
 
 
 def _offline_batches(
@@ -251,7 +299,7 @@ def _offline_batches(
 ) -> Iterator[_BatchResult]:
     """Batches from ``todo[start:]``: decode in a thread pool a bounded number of batches ahead
     of inference, so memory holds at most ``prefetch`` decoded batches whatever the data size."""
-    n_classes = len(model.card.classes)
+    n_classes = len(model.score_columns)
     pool = ThreadPoolExecutor(max_workers=settings.decode_threads)
     try:
         pending: deque[tuple[np.ndarray, Future[Any]]] = deque()
@@ -261,7 +309,8 @@ def _offline_batches(
         def submit_next() -> None:
             rows = next(batches, None)
             if rows is not None:
-                pending.append((rows, pool.submit(_decode_batch, [paths[i] for i in rows], model)))
+                paths_ = [paths[i] for i in rows]
+                pending.append((rows, pool.submit(_decode_batch_sized, paths_, model)))
 
         for _ in range(prefetch):
             submit_next()
@@ -269,10 +318,12 @@ def _offline_batches(
         while pending:
             rows, future = pending.popleft()
             submit_next()
-            tensors, errors, decode_s = future.result()
-            status, error, scores, infer_s = _score_batch(model, rows, tensors, errors, n_classes)
+            tensors, errors, decode_s, sizes = future.result()
+            status, error, scores, infer_s, extras = _score_task_batch(
+                model, rows, tensors, errors, n_classes, sizes
+            )
             timing = offline_timing(batch_index, len(rows), decode_s, infer_s)
-            yield _BatchResult(rows, status, error, scores, timing)
+            yield _BatchResult(rows, status, error, scores, timing, extras)
             batch_index += 1
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -295,13 +346,15 @@ def _single_stream_batches(
 ) -> Iterator[_BatchResult]:
     """Every image one at a time, decode to prediction (closed loop: the next image is issued
     when the previous one completes)."""
-    n_classes = len(model.card.classes)
+    n_classes = len(model.score_columns)
     for index in range(start, len(todo)):
         row = todo[index : index + 1]
         started = time.perf_counter()
-        tensor, reason = _decode_one(paths[int(row[0])], model)
+        tensor, reason, size = _decode_one_sized(paths[int(row[0])], model)
         decoded = time.perf_counter()
-        status, error, scores, infer_s = _score_batch(model, row, [tensor], [reason], n_classes)
+        status, error, scores, infer_s, extras = _score_task_batch(
+            model, row, [tensor], [reason], n_classes, [size]
+        )
         finished = time.perf_counter()
         if status[0] != "ok":
             yield _BatchResult(row, status, error, scores, None)
@@ -314,7 +367,7 @@ def _single_stream_batches(
             "infer_s": infer_s,
             "e2e_s": finished - started,
         }
-        yield _BatchResult(row, status, error, scores, timing)
+        yield _BatchResult(row, status, error, scores, timing, extras)
 
 
 def _single_stream_subset(
@@ -417,6 +470,9 @@ class _ShardWriter:
             return
         batches, self.buffer = self.buffer, []
         now = time.perf_counter()
+        if any(b.extras is not None for b in batches):  # side files first: the shard commits
+            extras = TaskExtras.concat([b.extras for b in batches])
+            write_shard_extras(self.checkpoint.path, self.index, extras)
         shard = Shard(
             index=self.index,
             rows=np.concatenate([b.rows for b in batches]).astype(np.int64),
@@ -473,6 +529,8 @@ def predictions_table(
 ) -> pd.DataFrame:
     """The predictions table for rows that were scored (see docs/run-format.md)."""
     card = model.card
+    if card.task != "classification" or card.output.kind in ("sigmoid", "sigmoid_logits"):
+        return task_predictions_table(samples, scores, card, model.score_columns)
     ok = np.flatnonzero(samples["status"].to_numpy() == "ok")
     probs = scores[ok]
     positive = [card.classes.index(c) for c in card.positive_classes]
@@ -510,6 +568,7 @@ def _stale_outputs(run: RunDir) -> None:
     but no run.json is visibly unfinished (``evaluate`` refuses it)."""
     for target in (run.run_json, run.samples, run.predictions, run.timings):
         target.unlink(missing_ok=True)
+    remove_outputs(run.path)
 
 
 def _merge(
@@ -589,10 +648,15 @@ def _replay(
         from auditkit.replay.dask_executor import require_dask
 
         require_dask()  # before touching the run directory
+        if model.card.task != "classification":
+            raise InputError(
+                f"--executor dask replays classifiers only; this model's task is "
+                f"{model.card.task}: use --executor local"
+            )
     run = RunDir(out).create()
     checkpoint = Checkpoint(run.path)
     identity = _identity(model, dataset, settings)
-    classes = list(model.card.classes)
+    classes = list(model.score_columns)
     samples = dataset.samples.copy()
     status = samples["status"].to_numpy(dtype=object).copy()
     error = samples["error"].to_numpy(dtype=object).copy()
@@ -698,6 +762,20 @@ def _replay(
     latency = latency_report(timing_table)
 
     predictions = predictions_table(samples, scores, model)
+    task_files = None
+    if model.card.task != "classification" or dataset.boxes is not None or "mask" in samples:
+        task_files = write_run_outputs(
+            run.path,
+            checkpoint.path,
+            len(checkpoint.shards()),
+            samples,
+            model.card.classes,
+            task=model.card.task,
+            root=dataset.root,
+            boxes=dataset.boxes,
+        )
+        # the mask paths live in masks.parquet: not a metadata column to slice by
+        samples = samples.drop(columns=["mask"], errors="ignore")
     run.write_table(run.samples, samples)
     run.write_table(run.predictions, predictions)
     run.write_table(run.timings, timing_table)
@@ -729,7 +807,8 @@ def _replay(
             "n_unreadable": int((status == "unreadable").sum()),
             "n_error": int((status == "error").sum()),
             "labels": {str(k): int(v) for k, v in labels.items()},
-            "metadata_columns": dataset.metadata_columns,
+            "metadata_columns": [c for c in dataset.metadata_columns if c != "mask"],
+            "task_files": task_files,
         },
         "replay": {
             **asdict(settings),
