@@ -97,8 +97,10 @@ class EnergyRun:
         *,
         skipped: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.meter = meter
+        self.clock = clock
         self.options = options
         self.skipped = skipped or {}
         self.sleep = sleep
@@ -132,7 +134,7 @@ class EnergyRun:
             else:
                 self.idle = self.meter.stop(token)
         self._token = self.meter.start()
-        self._started = time.perf_counter()
+        self._started = self.clock()
 
     def end(
         self,
@@ -147,7 +149,7 @@ class EnergyRun:
         self.images = first_pass_images
         self.passes = 1
         self.resumed = resumed
-        while extra_pass is not None and time.perf_counter() - self._started < self.window_seconds:
+        while extra_pass is not None and self.clock() - self._started < self.window_seconds:
             n = extra_pass()
             if n <= 0:
                 break
@@ -303,3 +305,39 @@ def uncertainty(
             "session (and any extra passes), not the interrupted earlier session."
         )
     return " ".join(parts)
+
+
+#: ``metrics.json`` names and the ``energy`` block keys they come from
+METRIC_KEYS = (
+    ("energy_wh_per_1000_inspections", "wh_per_1000_inspections"),
+    ("energy_j_per_image", "j_per_image"),
+    ("gco2e_per_1000_inspections", None),
+    ("idle_power_w", None),
+    ("mean_power_w", "mean_power_w"),
+)
+
+
+def metric_entries(block: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """``metrics.json`` entries of a run's ``energy`` block, each with ``method`` "measured"
+    or "modelled"; none when energy was off (or the run predates energy)."""
+    if not block or block.get("method") in (None, "off"):
+        return []
+    carbon = block.get("carbon") or {}
+    values = {
+        "gco2e_per_1000_inspections": carbon.get("gco2e_per_1000_inspections"),
+        "idle_power_w": (block.get("idle") or {}).get("power_w"),
+    }
+    label = MEASURED if block.get("measured") else MODELLED
+    return [
+        {
+            "name": name,
+            "slice": {},
+            "unit": "image",
+            "value": block.get(key) if key else values[name],
+            "k": None,
+            "n": None,
+            "interval": None,
+            "method": label,
+        }
+        for name, key in METRIC_KEYS
+    ]
