@@ -150,3 +150,13 @@ def test_auto_prefers_rapl_then_a_given_power_log(
     assert select_meter(EnergyOptions(method="off")) == (None, {})
     with pytest.raises(EnergyInputError, match="does not exist"):
         select_meter(EnergyOptions(method="rapl", powercap_root=tmp_path / "x"))
+
+
+def test_no_images_in_the_window_gives_no_per_image_figures() -> None:
+    block = energy_block(
+        ScriptedMeter([]), Reading(5.0, 10.0), None, images=0, passes=1, grid=grid_intensity()
+    )
+    assert block["j_per_image"] is None and block["wh_per_1000_inspections"] is None
+    assert block["carbon"]["gco2e_per_1000_inspections"] is None
+    assert block["carbon"]["grid_intensity_g_per_kwh"] == 475.0
+    assert block["energy_j"] == 5.0

@@ -215,17 +215,18 @@ def energy_block(
     above = energy - idle_power * window.seconds if idle_power is not None else None
     j_per_image = energy / images if images > 0 else None
     wh_per_1000 = j_per_image * 1000.0 / 3600.0 if j_per_image is not None else None
-    carbon = None
-    if wh_per_1000 is not None:
-        carbon = {
-            "grid_intensity_g_per_kwh": grid.g_per_kwh,
-            "source": grid.source,
-            "embodied_g_per_1000": embodied_g_per_1000,
-            "gco2e_per_1000_inspections": sci_g_per_1000(
-                wh_per_1000, grid.g_per_kwh, embodied_g_per_1000
-            ),
-            "formula": "SCI (ISO/IEC 21031): (E x I + M) per 1,000 inspections",
-        }
+    carbon = {
+        "grid_intensity_g_per_kwh": grid.g_per_kwh,
+        "source": grid.source,
+        "embodied_g_per_1000": embodied_g_per_1000,
+        # null when no image was processed in the window (nothing to divide by)
+        "gco2e_per_1000_inspections": sci_g_per_1000(
+            wh_per_1000, grid.g_per_kwh, embodied_g_per_1000
+        )
+        if wh_per_1000 is not None
+        else None,
+        "formula": "SCI (ISO/IEC 21031): (E x I + M) per 1,000 inspections",
+    }
     meter_info = dict(meter.describe())
     meter_info.update(window.details)
     if idle is not None:
