@@ -160,3 +160,12 @@ def test_no_images_in_the_window_gives_no_per_image_figures() -> None:
     assert block["carbon"]["gco2e_per_1000_inspections"] is None
     assert block["carbon"]["grid_intensity_g_per_kwh"] == 475.0
     assert block["energy_j"] == 5.0
+
+
+def test_dask_executor_is_stated() -> None:
+    run = EnergyRun(ScriptedMeter([(30.0, 12.0)]), EnergyOptions(method="nvml", idle_seconds=0))
+    run.begin()
+    run.end(100, None, executor="dask")
+    block = run.block()
+    assert block["window"]["executor"] == "dask" and block["window"]["passes"] == 1
+    assert "Dask cluster: no extra passes" in block["uncertainty"]

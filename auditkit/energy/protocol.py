@@ -121,6 +121,8 @@ class EnergyRun:
         self.first_pass_images = 0
         self.passes = 0
         self.resumed = False
+        self.executor = "local"
+        self._idle_span: tuple[Any, Any] | None = None
         self._token: Any = None
         self._started = 0.0
 
@@ -142,6 +144,7 @@ class EnergyRun:
         extra_pass: Callable[[], int] | None = None,
         *,
         resumed: bool = False,
+        executor: str = "local",
     ) -> None:
         """After the scenario: replay again with ``extra_pass`` (returns the images it
         processed) until the window lasts ``window_seconds``, then the window's last edge."""
@@ -149,6 +152,7 @@ class EnergyRun:
         self.images = first_pass_images
         self.passes = 1
         self.resumed = resumed
+        self.executor = executor
         while extra_pass is not None and self.clock() - self._started < self.window_seconds:
             n = extra_pass()
             if n <= 0:
@@ -156,7 +160,7 @@ class EnergyRun:
             self.images += n
             self.passes += 1
         self.window = self.meter.stop(self._token)
-        if self.idle is None and hasattr(self, "_idle_span"):
+        if self.idle is None and self._idle_span is not None:
             self.idle = self.meter.span(*self._idle_span)  # type: ignore[attr-defined]
 
     def block(self) -> dict[str, Any]:
@@ -174,6 +178,7 @@ class EnergyRun:
                 "first_pass_images": self.first_pass_images,
                 "resumed": self.resumed,
                 "target_seconds": self.window_seconds,
+                "executor": self.executor,
             },
             skipped=self.skipped,
         )
@@ -300,6 +305,12 @@ def uncertainty(
         )
     else:
         parts.append("No idle baseline was taken: above-idle figures are not given.")
+    if extra.get("executor", "local") != "local":
+        parts.append(
+            "Offline batches ran on a Dask cluster: no extra passes; the meter sees this machine "
+            "only (workers elsewhere are not included, and local workers' CPU time is not this "
+            "process's, so a model misses it)."
+        )
     if extra.get("resumed"):
         parts.append(
             "The replay was resumed: the window covers only the images replayed in this "

@@ -691,6 +691,7 @@ def _replay(
             done - start,
             _extra_pass(todo, paths, model, settings) if settings.executor == "local" else None,
             resumed=resumed,
+            executor=settings.executor,
         )
 
     rows, shard_status, shard_error, shard_scores, timings, wall, n_sessions = _merge(
