@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditkit.data.interface import LoadOptions
 from auditkit.data.loaders import load_dataset
+from auditkit.energy.interface import EnergyOptions
 from auditkit.errors import DataError, InputError
 from auditkit.models.card import ModelCard, card_beside, load_card
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
@@ -23,6 +24,9 @@ from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import load_rubric
 from auditkit.run import METRICS_FORMAT, RUN_FORMAT, VERDICTS_FORMAT, RunDir
+
+if TYPE_CHECKING:
+    from auditkit.energy.protocol import EnergyRun
 
 DEFAULT_RUBRIC = "industrial-aoi-acceptance"
 
@@ -43,6 +47,7 @@ def run_replay(
     workers: int | None = None,
     reference_outputs: Path | None = None,
     data_options: LoadOptions | None = None,
+    energy: EnergyOptions | None = None,
 ) -> ReplayResult:
     """Load the manifest and the model (checked against its card), then replay.
 
@@ -53,6 +58,7 @@ def run_replay(
     with the replayed ones after the replay (``run.json`` ``replay.runtime_parity``).
     ``data_options``: how to read ``data`` (layout, metadata; docs/data-formats.md); its
     ``good_label`` is replaced by the card's good class.
+    ``energy``: measure energy over the replay (docs/energy.md); None: not measured.
     """
     if reference_outputs is not None and not reference_outputs.is_file():
         raise DataError(f"reference outputs not found: {reference_outputs}")
@@ -84,6 +90,7 @@ def run_replay(
         )
     model = DeployedModel.load(model_path, card, session)
     card_sha = hashlib.sha256(card_path.read_bytes()).hexdigest()
+    energy_run = _energy_run(energy)  # an unusable meter fails before the run directory
     result = replay(
         dataset,
         model,
@@ -94,10 +101,20 @@ def run_replay(
         progress=progress,
         resume=resume,
         max_errors=limit,
+        energy=energy_run,
     )
     if reference_outputs is not None:
         record_runtime_parity(result.run.path, reference_outputs)
     return result
+
+
+def _energy_run(options: EnergyOptions | None) -> EnergyRun | None:
+    from auditkit.energy.protocol import EnergyRun, select_meter
+
+    if options is None:
+        return None
+    meter, skipped = select_meter(options)
+    return EnergyRun(meter, options, skipped=skipped) if meter is not None else None
 
 
 def record_runtime_parity(run_dir: Path, reference_outputs: Path) -> dict[str, Any]:
@@ -150,6 +167,9 @@ def run_metrics(
         latency_e2e_s=latency,
         throughput_ips=info["replay"].get("offline_throughput_ips"),
     )
+    from auditkit.energy.protocol import metric_entries
+
+    metrics["metrics"].extend(metric_entries(info.get("energy")))
     return {"format": METRICS_FORMAT, "run_id": info["run_id"], **metrics}
 
 

@@ -168,6 +168,79 @@ WorkersOpt = Annotated[
     int,
     typer.Option(min=1, help="With --executor dask and no --scheduler: local worker processes."),
 ]
+# Energy options (docs/energy.md)
+EnergyOpt = Annotated[
+    str,
+    typer.Option(
+        "--energy",
+        help="auto (the best available of rapl, nvml, powerlog, model), rapl (CPU package and "
+        "DRAM counters), nvml (NVIDIA GPU energy counter), powerlog (--power-log CSV of an "
+        'external meter), model (declared or rated power; always labelled "modelled") or off.',
+    ),
+]
+PowerLogOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--power-log",
+        help="CSV from an external power meter: columns timestamp (ISO 8601 or Unix seconds) "
+        "and watts, covering the idle baseline and the replay.",
+    ),
+]
+PowerLogOffsetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--power-log-offset",
+        help="Seconds to add to the power log's timestamps to get this machine's clock. "
+        "Default: estimated by aligning the power rise with the replay's start.",
+    ),
+]
+DeclaredWattsOpt = Annotated[
+    float | None,
+    typer.Option(help="Model: the machine draws this many watts while replaying (modelled)."),
+]
+RatedWattsOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Model: rated watts x measured CPU utilisation (modelled). Default without "
+        "--declared-watts: an assumed 10 W per logical CPU."
+    ),
+]
+IdleSecondsOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Idle baseline before the replay, seconds. Default: 5 for a measuring meter, "
+        "0 for the model.",
+    ),
+]
+EnergyWindowOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--energy-window-seconds",
+        min=10.0,
+        help="Minimum energy window; a shorter replay is repeated (extra passes, the first "
+        "pass's predictions kept). Default: 10 for a measuring meter, none for the model.",
+    ),
+]
+GridIntensityOpt = Annotated[
+    float | None,
+    typer.Option(help="Grid carbon intensity, gCO2e/kWh (default: world average, IEA 2019)."),
+]
+CountryOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Grid carbon intensity of this country from the bundled table (EU-27 and UK, "
+        "2020; ISO code such as DE or DEU)."
+    ),
+]
+EmbodiedOpt = Annotated[
+    float,
+    typer.Option(
+        "--embodied-g-per-1000",
+        min=0.0,
+        help="Embodied emissions M of the SCI formula, gCO2e per 1,000 inspections.",
+    ),
+]
 
 
 def _params(raw: list[str] | None) -> dict[str, float]:
@@ -205,6 +278,32 @@ class _ReplayOptions:
     metadata: Path | None = None
     metadata_from_path: str | None = None
     split: str | None = None
+    energy: str = "auto"
+    power_log: Path | None = None
+    power_log_offset: float | None = None
+    declared_watts: float | None = None
+    rated_watts: float | None = None
+    idle_seconds: float | None = None
+    energy_window_seconds: float | None = None
+    grid_intensity: float | None = None
+    country: str | None = None
+    embodied_g_per_1000: float = 0.0
+
+    def energy_options(self) -> Any:
+        from auditkit.energy.interface import EnergyOptions
+
+        return EnergyOptions(
+            method=self.energy,
+            power_log=self.power_log,
+            power_log_offset_s=self.power_log_offset,
+            declared_watts=self.declared_watts,
+            rated_watts=self.rated_watts,
+            idle_seconds=self.idle_seconds,
+            window_seconds=self.energy_window_seconds,
+            grid_intensity=self.grid_intensity,
+            country=self.country,
+            embodied_g_per_1000=self.embodied_g_per_1000,
+        )
 
 
 def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _ReplayOptions) -> None:
@@ -226,6 +325,7 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
         workers=opts.workers,
     )
     limit = ErrorLimit.parse(opts.max_errors)
+    energy = opts.energy_options()
     reporter = ProgressReporter() if opts.progress else None
     try:
         result = run_replay(
@@ -244,6 +344,7 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
             data_options=load_options(
                 opts.data_format, opts.images, opts.metadata, opts.metadata_from_path, opts.split
             ),
+            energy=energy,
         )
     except (ReplayInterrupted, KeyboardInterrupt):  # also while loading, before the replay
         if reporter:
@@ -264,6 +365,7 @@ def _print_replay(result: Any) -> None:
     )
     _say(f"run directory: {result.run.path}")
     run = json.loads((result.run.path / "run.json").read_text(encoding="utf-8"))
+    _print_energy(run.get("energy") or {})
     parity = run["replay"].get("runtime_parity")
     if parity:
         differences = parity["max_abs_difference"].items()
@@ -274,6 +376,21 @@ def _print_replay(result: Any) -> None:
             f"runtime parity: {n} of {parity['n_reference']} reference images compared; "
             f"max |difference| {diffs}; decisions agree {agree}"
         )
+
+
+def _print_energy(energy: dict[str, Any]) -> None:
+    if energy.get("method") in (None, "off") or energy.get("j_per_image") is None:
+        return
+    window = energy["window"]
+    carbon = energy.get("carbon") or {}
+    _say(
+        f"energy ({energy['label'].upper()}, {energy['method']}, boundary {energy['boundary']}): "
+        f"{energy['energy_j']:.3g} J over {window['seconds']:.1f} s, {window['images']} images "
+        f"in {window['passes']} pass(es); {energy['j_per_image'] * 1000:.3g} mJ per image, "
+        f"{energy['wh_per_1000_inspections']:.3g} Wh and "
+        f"{carbon.get('gco2e_per_1000_inspections', float('nan')):.3g} gCO2e per 1,000 "
+        f"inspections ({carbon.get('grid_intensity_g_per_kwh', float('nan')):g} g/kWh)"
+    )
 
 
 def _print_verdicts(verdicts: dict[str, Any]) -> None:
@@ -328,6 +445,16 @@ def audit(
     metadata: MetadataOpt = None,
     metadata_from_path: MetadataFromPathOpt = None,
     split: SplitOpt = None,
+    energy: EnergyOpt = "auto",
+    power_log: PowerLogOpt = None,
+    power_log_offset: PowerLogOffsetOpt = None,
+    declared_watts: DeclaredWattsOpt = None,
+    rated_watts: RatedWattsOpt = None,
+    idle_seconds: IdleSecondsOpt = None,
+    energy_window_seconds: EnergyWindowOpt = None,
+    grid_intensity: GridIntensityOpt = None,
+    country: CountryOpt = None,
+    embodied_g_per_1000: EmbodiedOpt = 0.0,
     verify: Annotated[bool, typer.Option(help="Verify the signed report after writing it.")] = True,
 ) -> None:
     """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
@@ -354,6 +481,16 @@ def audit(
         metadata=metadata,
         metadata_from_path=metadata_from_path,
         split=split,
+        energy=energy,
+        power_log=power_log,
+        power_log_offset=power_log_offset,
+        declared_watts=declared_watts,
+        rated_watts=rated_watts,
+        idle_seconds=idle_seconds,
+        energy_window_seconds=energy_window_seconds,
+        grid_intensity=grid_intensity,
+        country=country,
+        embodied_g_per_1000=embodied_g_per_1000,
     )
     _replay(data, model, out, card, opts)
     verdicts = run_evaluate(out, rubric, params=_params(param))
@@ -399,6 +536,16 @@ def replay_cmd(
     metadata: MetadataOpt = None,
     metadata_from_path: MetadataFromPathOpt = None,
     split: SplitOpt = None,
+    energy: EnergyOpt = "auto",
+    power_log: PowerLogOpt = None,
+    power_log_offset: PowerLogOffsetOpt = None,
+    declared_watts: DeclaredWattsOpt = None,
+    rated_watts: RatedWattsOpt = None,
+    idle_seconds: IdleSecondsOpt = None,
+    energy_window_seconds: EnergyWindowOpt = None,
+    grid_intensity: GridIntensityOpt = None,
+    country: CountryOpt = None,
+    embodied_g_per_1000: EmbodiedOpt = 0.0,
 ) -> None:
     """Replay labelled images through the model and write the run directory.
 
@@ -425,6 +572,16 @@ def replay_cmd(
         metadata=metadata,
         metadata_from_path=metadata_from_path,
         split=split,
+        energy=energy,
+        power_log=power_log,
+        power_log_offset=power_log_offset,
+        declared_watts=declared_watts,
+        rated_watts=rated_watts,
+        idle_seconds=idle_seconds,
+        energy_window_seconds=energy_window_seconds,
+        grid_intensity=grid_intensity,
+        country=country,
+        embodied_g_per_1000=embodied_g_per_1000,
     )
     _replay(data, model, out, card, opts)
 

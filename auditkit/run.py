@@ -58,6 +58,11 @@ class RunDir:
         return self.path / "timings.parquet"
 
     @property
+    def power(self) -> Path:
+        """Power samples of the energy window (docs/energy.md), when the meter has them."""
+        return self.path / "power.parquet"
+
+    @property
     def metrics(self) -> Path:
         return self.path / "metrics.json"
 

@@ -60,7 +60,8 @@ def test_replay_of_an_mvtec_category_with_a_matching_card(tmp_path: Path) -> Non
     assert run["dataset"]["format"] == "mvtec"
     assert run["dataset"]["metadata_columns"] == []
     samples = pd.read_parquet(tmp_path / "run" / "samples.parquet")
-    masks = pd.read_parquet(tmp_path / "run" / "masks.parquet")  # ground truth kept for pixel metrics
+    # ground truth kept for pixel metrics
+    masks = pd.read_parquet(tmp_path / "run" / "masks.parquet")
     assert (masks["status"] == "ok").sum() == 3 and "mask" not in samples.columns
     metrics = run_metrics(tmp_path / "run")["metrics"]
     assert metrics and all("mask" not in m["slice"] for m in metrics)

@@ -97,8 +97,10 @@ class EnergyRun:
         *,
         skipped: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.meter = meter
+        self.clock = clock
         self.options = options
         self.skipped = skipped or {}
         self.sleep = sleep
@@ -119,6 +121,8 @@ class EnergyRun:
         self.first_pass_images = 0
         self.passes = 0
         self.resumed = False
+        self.executor = "local"
+        self._idle_span: tuple[Any, Any] | None = None
         self._token: Any = None
         self._started = 0.0
 
@@ -132,7 +136,7 @@ class EnergyRun:
             else:
                 self.idle = self.meter.stop(token)
         self._token = self.meter.start()
-        self._started = time.perf_counter()
+        self._started = self.clock()
 
     def end(
         self,
@@ -140,6 +144,7 @@ class EnergyRun:
         extra_pass: Callable[[], int] | None = None,
         *,
         resumed: bool = False,
+        executor: str = "local",
     ) -> None:
         """After the scenario: replay again with ``extra_pass`` (returns the images it
         processed) until the window lasts ``window_seconds``, then the window's last edge."""
@@ -147,14 +152,15 @@ class EnergyRun:
         self.images = first_pass_images
         self.passes = 1
         self.resumed = resumed
-        while extra_pass is not None and time.perf_counter() - self._started < self.window_seconds:
+        self.executor = executor
+        while extra_pass is not None and self.clock() - self._started < self.window_seconds:
             n = extra_pass()
             if n <= 0:
                 break
             self.images += n
             self.passes += 1
         self.window = self.meter.stop(self._token)
-        if self.idle is None and hasattr(self, "_idle_span"):
+        if self.idle is None and self._idle_span is not None:
             self.idle = self.meter.span(*self._idle_span)  # type: ignore[attr-defined]
 
     def block(self) -> dict[str, Any]:
@@ -172,6 +178,7 @@ class EnergyRun:
                 "first_pass_images": self.first_pass_images,
                 "resumed": self.resumed,
                 "target_seconds": self.window_seconds,
+                "executor": self.executor,
             },
             skipped=self.skipped,
         )
@@ -213,17 +220,18 @@ def energy_block(
     above = energy - idle_power * window.seconds if idle_power is not None else None
     j_per_image = energy / images if images > 0 else None
     wh_per_1000 = j_per_image * 1000.0 / 3600.0 if j_per_image is not None else None
-    carbon = None
-    if wh_per_1000 is not None:
-        carbon = {
-            "grid_intensity_g_per_kwh": grid.g_per_kwh,
-            "source": grid.source,
-            "embodied_g_per_1000": embodied_g_per_1000,
-            "gco2e_per_1000_inspections": sci_g_per_1000(
-                wh_per_1000, grid.g_per_kwh, embodied_g_per_1000
-            ),
-            "formula": "SCI (ISO/IEC 21031): (E x I + M) per 1,000 inspections",
-        }
+    carbon = {
+        "grid_intensity_g_per_kwh": grid.g_per_kwh,
+        "source": grid.source,
+        "embodied_g_per_1000": embodied_g_per_1000,
+        # null when no image was processed in the window (nothing to divide by)
+        "gco2e_per_1000_inspections": sci_g_per_1000(
+            wh_per_1000, grid.g_per_kwh, embodied_g_per_1000
+        )
+        if wh_per_1000 is not None
+        else None,
+        "formula": "SCI (ISO/IEC 21031): (E x I + M) per 1,000 inspections",
+    }
     meter_info = dict(meter.describe())
     meter_info.update(window.details)
     if idle is not None:
@@ -297,9 +305,51 @@ def uncertainty(
         )
     else:
         parts.append("No idle baseline was taken: above-idle figures are not given.")
+    if extra.get("executor", "local") != "local":
+        parts.append(
+            "Offline batches ran on a Dask cluster: no extra passes; the meter sees this machine "
+            "only (workers elsewhere are not included, and local workers' CPU time is not this "
+            "process's, so a model misses it)."
+        )
     if extra.get("resumed"):
         parts.append(
             "The replay was resumed: the window covers only the images replayed in this "
             "session (and any extra passes), not the interrupted earlier session."
         )
     return " ".join(parts)
+
+
+#: ``metrics.json`` names and the ``energy`` block keys they come from
+METRIC_KEYS = (
+    ("energy_wh_per_1000_inspections", "wh_per_1000_inspections"),
+    ("energy_j_per_image", "j_per_image"),
+    ("gco2e_per_1000_inspections", None),
+    ("idle_power_w", None),
+    ("mean_power_w", "mean_power_w"),
+)
+
+
+def metric_entries(block: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """``metrics.json`` entries of a run's ``energy`` block, each with ``method`` "measured"
+    or "modelled"; none when energy was off (or the run predates energy)."""
+    if not block or block.get("method") in (None, "off"):
+        return []
+    carbon = block.get("carbon") or {}
+    values = {
+        "gco2e_per_1000_inspections": carbon.get("gco2e_per_1000_inspections"),
+        "idle_power_w": (block.get("idle") or {}).get("power_w"),
+    }
+    label = MEASURED if block.get("measured") else MODELLED
+    return [
+        {
+            "name": name,
+            "slice": {},
+            "unit": "image",
+            "value": block.get(key) if key else values[name],
+            "k": None,
+            "n": None,
+            "interval": None,
+            "method": label,
+        }
+        for name, key in METRIC_KEYS
+    ]

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import onnxruntime as ort
@@ -59,6 +59,9 @@ from auditkit.replay.task_outputs import (
     write_shard_extras,
 )
 from auditkit.run import RUN_FORMAT, RunDir
+
+if TYPE_CHECKING:
+    from auditkit.energy.protocol import EnergyRun
 
 SCENARIOS = ("offline", "single-stream", "both")
 EXECUTORS = ("local", "dask")
@@ -566,7 +569,7 @@ def _strict_decoding() -> Iterator[None]:
 def _stale_outputs(run: RunDir) -> None:
     """A fresh replay removes the previous run's tables first: a directory that holds shards
     but no run.json is visibly unfinished (``evaluate`` refuses it)."""
-    for target in (run.run_json, run.samples, run.predictions, run.timings):
+    for target in (run.run_json, run.samples, run.predictions, run.timings, run.power):
         target.unlink(missing_ok=True)
     remove_outputs(run.path)
 
@@ -607,8 +610,12 @@ def replay(
     progress: Progress | None = None,
     resume: bool = False,
     max_errors: ErrorLimit | None = None,
+    energy: EnergyRun | None = None,
 ) -> ReplayResult:
     """Replay ``dataset`` through ``model`` and write the run directory ``out``.
+
+    ``energy``: the energy protocol (docs/energy.md); its window wraps the scenario that gives
+    the predictions (after the warm-up), extended by extra passes when too short.
 
     With ``resume``, continue the interrupted replay in ``out`` (refused if it was made with
     another model, data set or settings). Raises :class:`ReplayInterrupted` on Ctrl-C and
@@ -627,6 +634,7 @@ def replay(
                 progress=progress,
                 resume=resume,
                 max_errors=max_errors,
+                energy=energy,
             )
         except KeyboardInterrupt:  # outside the batch loop (warm-up, merge, single-stream)
             raise ReplayInterrupted() from None
@@ -643,6 +651,7 @@ def _replay(
     progress: Progress | None,
     resume: bool,
     max_errors: ErrorLimit | None,
+    energy: EnergyRun | None = None,
 ) -> ReplayResult:
     if settings.executor == "dask":
         from auditkit.replay.dask_executor import require_dask
@@ -713,6 +722,8 @@ def _replay(
         warmup = _warm_up(model, settings)
         if dask_batches is not None:  # start the cluster and warm its workers: not timed
             dask_batches.start_cluster()
+        if energy is not None:  # idle baseline, then the energy window opens
+            energy.begin()
         writer.last = time.perf_counter()  # the first shard's wall time starts after warm-up
         for result in results:
             writer.add(result)
@@ -739,6 +750,13 @@ def _replay(
             results.close()
         if dask_batches is not None:  # the cluster is closed, errors included
             dask_batches.close()
+    if energy is not None:
+        energy.end(
+            done - start,
+            _extra_pass(todo, paths, model, settings) if settings.executor == "local" else None,
+            resumed=resumed,
+            executor=settings.executor,
+        )
 
     rows, shard_status, shard_error, shard_scores, timings, wall, n_sessions = _merge(
         checkpoint, classes, todo, run.path
@@ -830,13 +848,10 @@ def _replay(
                 "resumed": resumed,
             },
         },
-        "energy": {
-            "method": "off",
-            "boundary": None,
-            "joules": None,
-            "note": "energy not measured in this version",
-        },
+        "energy": energy.block() if energy is not None else {"method": "off"},
     }
+    if energy is not None:
+        energy.write_power(run.power)
     run.write_json(run.run_json, document)
     checkpoint.remove()
     return ReplayResult(
@@ -850,6 +865,22 @@ def _replay(
         resumed=resumed,
         latency=latency,
     )
+
+
+def _extra_pass(
+    todo: np.ndarray, paths: Sequence[Path], model: DeployedModel, settings: ReplaySettings
+) -> Callable[[], int]:
+    """One more pass over the images, the scenario's way, results discarded (the energy window
+    must last long enough; only the first pass's predictions are kept)."""
+
+    def run_pass() -> int:
+        if settings.scenario == "single-stream":
+            results = _single_stream_batches(todo, 0, paths, model)
+        else:
+            results = _offline_batches(todo, 0, paths, model, settings, 0)
+        return sum(len(result.rows) for result in results)
+
+    return run_pass
 
 
 def run_id(model_sha256: str, manifest_sha256: str, settings: ReplaySettings) -> str:
