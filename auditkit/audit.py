@@ -90,7 +90,8 @@ def run_replay(
         )
     model = DeployedModel.load(model_path, card, session)
     card_sha = hashlib.sha256(card_path.read_bytes()).hexdigest()
-    energy_run = _energy_run(energy)  # an unusable meter fails before the run directory
+    # an unusable meter fails before the run directory is touched
+    energy_run = _energy_run(energy, gpu_inference=model.runs_on_gpu)
     result = replay(
         dataset,
         model,
@@ -108,12 +109,12 @@ def run_replay(
     return result
 
 
-def _energy_run(options: EnergyOptions | None) -> EnergyRun | None:
+def _energy_run(options: EnergyOptions | None, *, gpu_inference: bool) -> EnergyRun | None:
     from auditkit.energy.protocol import EnergyRun, select_meter
 
     if options is None:
         return None
-    meter, skipped = select_meter(options)
+    meter, skipped = select_meter(options, gpu_inference=gpu_inference)
     return EnergyRun(meter, options, skipped=skipped) if meter is not None else None
 
 

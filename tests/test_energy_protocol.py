@@ -124,8 +124,14 @@ def test_auto_on_a_machine_without_counters_picks_the_model(
     meter, skipped = select_meter(EnergyOptions(powercap_root=tmp_path / "no-powercap"))
     assert meter is not None and meter.name == "model" and not meter.measured
     assert "does not exist" in skipped["rapl"]
-    assert "nvidia-ml-py is not installed" in skipped["nvml"]
+    assert "inference runs on the CPU" in skipped["nvml"]  # never tried: it cannot see the work
     assert skipped["powerlog"] == "no --power-log given"
+    meter, skipped = select_meter(
+        EnergyOptions(powercap_root=tmp_path / "no-powercap"), gpu_inference=True
+    )
+    assert meter is not None and meter.name == "model"
+    assert list(skipped) == ["nvml", "rapl", "powerlog"]  # the GPU's own counter first
+    assert "nvidia-ml-py is not installed" in skipped["nvml"]
 
 
 def test_auto_prefers_rapl_then_a_given_power_log(

@@ -36,7 +36,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def use_energy_run(monkeypatch: pytest.MonkeyPatch, energy_run: EnergyRun) -> None:
     """Give run_replay a prepared protocol (a window shorter than the CLI allows: fast)."""
-    monkeypatch.setattr(auditkit.audit, "_energy_run", lambda options: energy_run)
+    monkeypatch.setattr(auditkit.audit, "_energy_run", lambda options, **_: energy_run)
 
 
 def write_constant_log(path: Path, watts: float, around: float, step: float = 0.25) -> Path:

@@ -62,17 +62,26 @@ def make_meter(name: str, options: EnergyOptions) -> Meter:
     raise EnergyInputError(f"unknown energy method {name!r}")
 
 
-def select_meter(options: EnergyOptions) -> tuple[Meter | None, dict[str, str]]:
+def select_meter(
+    options: EnergyOptions, *, gpu_inference: bool = False
+) -> tuple[Meter | None, dict[str, str]]:
     """The meter for ``options.method`` (None for ``off``) and, for ``auto``, why each better
     method was passed over (method -> reason). ``auto`` tries RAPL, NVML, the power log (only
     when ``--power-log`` is given; a given log that cannot be used is an error, not a reason to
-    fall back) and the model, in that order."""
+    fall back) and the model, in that order. The meter must see the work: when the inference
+    runs on an NVIDIA GPU (``gpu_inference``) NVML comes before RAPL, since the board draws most
+    of the power; when it runs on the CPU NVML is passed over, since an idle board's counter
+    would be reported as the energy of a replay it never saw."""
     if options.method == "off":
         return None, {}
     if options.method != "auto":
         return make_meter(options.method, options), {}
     skipped: dict[str, str] = {}
-    for name in AUTO_ORDER:
+    order = ("nvml", "rapl", "powerlog", "model") if gpu_inference else AUTO_ORDER
+    for name in order:
+        if name == "nvml" and not gpu_inference:
+            skipped[name] = "inference runs on the CPU: a GPU board's counter would not see it"
+            continue
         if name == "powerlog":
             if options.power_log is None:
                 skipped[name] = "no --power-log given"

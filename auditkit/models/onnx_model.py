@@ -99,6 +99,9 @@ PROVIDER_ALIASES = {
 }
 
 
+_NVIDIA_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+
+
 def parse_providers(text: str | None) -> tuple[str, ...]:
     """``"cuda,cpu"`` or ``"CUDAExecutionProvider,CPUExecutionProvider"`` → provider names, in
     order of preference; empty → the CPU provider. Availability is checked when loading."""
@@ -237,6 +240,12 @@ class DeployedModel:
         """Summary scores, shape (batch, columns), float64: for a classifier, the class
         probabilities."""
         return self.run(batch).scores
+
+    @property
+    def runs_on_gpu(self) -> bool:
+        """Whether onnxruntime runs this model on an NVIDIA GPU (what an energy meter must see)."""
+        assert self.session is not None
+        return bool(_NVIDIA_PROVIDERS & set(self.session.get_providers()))
 
     def description(self) -> dict[str, Any]:
         assert self.session is not None
