@@ -105,7 +105,7 @@ def _print_summary(report: dict[str, Any]) -> None:
         typer.echo(
             f"boxes: {report['n_boxes']}; per image min {per_image['min']}, "
             f"mean {per_image['mean']:.2f}, max {per_image['max']}; "
-            f"{per_image['images_without_boxes']} images without boxes"
+            f"images without boxes: {per_image['images_without_boxes']}"
         )
         _print_counts("box classes", report["box_classes"])
     if report["n_masks"]:

@@ -273,3 +273,12 @@ def test_cli_data_check_bad_input_is_one_line(tmp_path: Path) -> None:
     result = run_cli("data", "check", str(tmp_path / "absent"))
     assert result.returncode == 5 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: data not found: {tmp_path / 'absent'}"
+
+
+def test_cli_data_help() -> None:
+    from auditkit.cli import app
+
+    result = CliRunner().invoke(app, ["data", "check", "--help"])
+    assert result.exit_code == 0
+    for option in ("--format", "--images", "--metadata", "--metadata-from-path", "--json"):
+        assert option in result.output

@@ -4,6 +4,7 @@
 given, else in the JSON's folder, else in an ``images/`` folder beside it (the first of the two
 holding any of the listed files); that folder is the data root. Boxes are the annotations'
 ``bbox`` ``[x, y, width, height]`` in pixels, turned into corners ``x1 = x``, ``x2 = x + width``.
+An annotation with a ``segmentation`` and no ``bbox`` gets its segmentation's extent as box.
 Masks are the annotations' ``segmentation`` (polygons, uncompressed or compressed RLE): an image
 with any segmentation gets the mask ``coco:<image id>``, the union of its annotations'
 segmentations (:mod:`auditkit.data.masks`). The image-level label follows the box rule
@@ -21,7 +22,7 @@ import pandas as pd
 from auditkit.data.build import boxes_table, finish, labels_from_boxes
 from auditkit.data.interface import Loaded, LoadOptions, Problem
 from auditkit.data.manifest import safe_relative_path
-from auditkit.data.masks import COCO_PREFIX
+from auditkit.data.masks import COCO_PREFIX, coco_segmentation_bbox
 from auditkit.errors import DataError
 
 
@@ -83,6 +84,16 @@ def load(path: Path, options: LoadOptions) -> Loaded:
         if annotation.get("segmentation"):
             segmented.add(image_id)
         bbox = annotation.get("bbox")
+        if not bbox and annotation.get("segmentation"):  # a mask-only annotation: its extent
+            image = images[image_id]
+            try:
+                bbox = coco_segmentation_bbox(
+                    annotation["segmentation"], int(image["height"]), int(image["width"])
+                )
+            except Exception as exc:  # the RLE code raises several types on bad input
+                detail = f"{where}: segmentation unreadable ({exc})"
+                problems.append(Problem("malformed_label", image_path, detail))
+                continue
         try:
             x, y, w, h = (float(v) for v in bbox)
         except (TypeError, ValueError):
