@@ -282,3 +282,14 @@ def test_cli_data_help() -> None:
     assert result.exit_code == 0
     for option in ("--format", "--images", "--metadata", "--metadata-from-path", "--json"):
         assert option in result.output
+
+
+def test_malformed_coco_segmentations(tmp_path: Path) -> None:
+    path = layouts.coco(tmp_path)
+    document = json.loads(path.read_text())
+    document["annotations"][0]["segmentation"] = [[1, 2, 3, 4]]  # two points
+    document["annotations"][1]["segmentation"] = {"counts": "abc"}  # no size
+    path.write_text(json.dumps(document))
+    report = check_data(path)
+    assert kinds(report) == [("malformed_label", "poly.png"), ("malformed_label", "rle.png")]
+    assert report["n_masks"] == 1 and report["n_boxes"] == 5  # boxes kept, masks dropped

@@ -384,3 +384,27 @@ def test_symbolic_links_out_of_a_folder_layout_are_refused(tmp_path: Path) -> No
     (root / "good" / "link.png").unlink()
     (root / "scratch" / "outside").symlink_to(tmp_path, target_is_directory=True)
     assert len(load(root).dataset.samples) == 6  # linked folders are not walked
+
+
+def test_a_linked_folder_out_of_the_root_is_refused_in_a_manifest(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    layouts.write_image(outside / "secret.png")
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "shelf").symlink_to(outside, target_is_directory=True)
+    (root / "m.csv").write_text("path,label\nshelf/secret.png,good\n")
+    with pytest.raises(DataError, match="through a symbolic link"):
+        load_manifest(root / "m.csv")
+    # a link that stays inside the root is followed
+    layouts.write_image(root / "real" / "a.png")
+    (root / "alias").symlink_to(root / "real", target_is_directory=True)
+    (root / "n.csv").write_text("path,label\nalias/a.png,good\n")
+    assert load_manifest(root / "n.csv").samples["status"].tolist() == ["ok"]
+
+
+def test_a_folder_holding_one_data_set_is_not_read_as_an_image_folder(tmp_path: Path) -> None:
+    layouts.voc(tmp_path / "VOCdevkit" / "VOC2007")
+    with pytest.raises(DataError, match=r"its folder VOC2007 looks like voc .*give .*VOC2007"):
+        detect_format(tmp_path / "VOCdevkit")
+    forced = load(tmp_path / "VOCdevkit", LoadOptions(format="imagefolder")).dataset
+    assert set(forced.samples["label"]) == {"VOC2007"}

@@ -44,6 +44,27 @@ def _read(path: Path) -> dict[str, Any]:
     return document
 
 
+def _segmentation_fault(segmentation: Any) -> str | None:
+    """What is wrong with a COCO segmentation's shape, or None (polygons: lists of at least
+    three x, y points; RLE: ``size`` [height, width] and ``counts``)."""
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            if (
+                not isinstance(polygon, list)
+                or len(polygon) < 6
+                or len(polygon) % 2
+                or not all(isinstance(v, int | float) for v in polygon)
+            ):
+                return "a segmentation polygon needs at least 3 x, y points"
+        return None
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if isinstance(size, list) and len(size) == 2 and isinstance(counts, list | str):
+            return None
+        return "an RLE segmentation needs size [height, width] and counts"
+    return "segmentation is neither polygons nor RLE"
+
+
 def _image_root(json_path: Path, names: list[str], images: Path | None) -> Path:
     if images is not None:
         if not images.is_dir():
@@ -81,7 +102,12 @@ def load(path: Path, options: LoadOptions) -> Loaded:
                 Problem("unknown_class", image_path, f"{where}: category_id {category} unknown")
             )
             continue
-        if annotation.get("segmentation"):
+        segmentation = annotation.get("segmentation")
+        wrong = _segmentation_fault(segmentation) if segmentation else None
+        if wrong:
+            problems.append(Problem("malformed_label", image_path, f"{where}: {wrong}"))
+            annotation = {k: v for k, v in annotation.items() if k != "segmentation"}
+        elif segmentation:
             segmented.add(image_id)
         bbox = annotation.get("bbox")
         if not bbox and annotation.get("segmentation"):  # a mask-only annotation: its extent

@@ -17,6 +17,7 @@ import hashlib
 import os
 import posixpath
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -123,9 +124,23 @@ def safe_relative_path(root: Path, raw: str) -> str:
     return normal
 
 
+@lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
 def _inside_root(root: str, relative: str) -> str:
-    """The file's real path, refusing a symbolic link that leads out of ``root`` (real path)."""
-    real = os.path.realpath(os.path.join(root, relative))
+    """The file's real path, refusing a symbolic link that leads out of ``root`` (real path).
+
+    The real path of each folder is resolved once (a data set has few folders and many files);
+    only a file that is itself a symbolic link is resolved in full.
+    """
+    full = os.path.join(root, relative)
+    if os.path.islink(full):
+        real = os.path.realpath(full)
+    else:
+        folder, name = os.path.split(full)
+        real = os.path.join(_real_folder(folder), name)
     if not real.startswith(root + os.sep):
         raise DataError(f"path {relative!r} escapes the data root {root} through a symbolic link")
     return real
