@@ -293,3 +293,21 @@ def test_malformed_coco_segmentations(tmp_path: Path) -> None:
     report = check_data(path)
     assert kinds(report) == [("malformed_label", "poly.png"), ("malformed_label", "rle.png")]
     assert report["n_masks"] == 1 and report["n_boxes"] == 5  # boxes kept, masks dropped
+
+
+def test_cli_data_check_against_a_model_card(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.conftest import card_dict
+
+    category = layouts.mvtec_category(tmp_path / "mvtec")
+    card = tmp_path / "m.card.yaml"
+    card.write_text(yaml.safe_dump(card_dict(good_class="good")))  # good, scratch, pit
+    result = check_cli(str(category), "--card", str(card), "--json")
+    assert result.exit_code == 5
+    problems = json.loads(result.output)["problems"]
+    assert {(p["kind"], p["detail"]) for p in problems} == {
+        ("unknown_class", "label 'broken_large' not in the expected classes"),
+        ("unknown_class", "label 'contamination' not in the expected classes"),
+    }
+    assert len(problems) == 3  # two broken_large images, one contamination
