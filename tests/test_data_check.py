@@ -311,3 +311,15 @@ def test_cli_data_check_against_a_model_card(tmp_path: Path) -> None:
         ("unknown_class", "label 'contamination' not in the expected classes"),
     }
     assert len(problems) == 3  # two broken_large images, one contamination
+
+
+def test_yolo_unreadable_image_keeps_its_label(tmp_path: Path) -> None:
+    root = layouts.yolo(tmp_path)
+    (root / "images" / "train" / "a.png").write_bytes(b"not an image")
+    loaded = load(root)
+    samples = loaded.dataset.samples.set_index("path")
+    assert samples.at["images/train/a.png", "label"] == "pit"  # from its label file
+    assert samples.at["images/train/a.png", "status"] == "ok"  # hashed; replay marks decoding
+    assert loaded.problems == ()  # without decoding, the file reads fine
+    assert kinds(check_data(root)) == [("unreadable_image", "images/train/a.png")]
+    assert len(load_dataset(root).boxes) == 1  # only c.jpg's box is placed
