@@ -105,7 +105,7 @@ def _print_summary(report: dict[str, Any]) -> None:
         typer.echo(
             f"boxes: {report['n_boxes']}; per image min {per_image['min']}, "
             f"mean {per_image['mean']:.2f}, max {per_image['max']}; "
-            f"{per_image['images_without_boxes']} images without boxes"
+            f"images without boxes: {per_image['images_without_boxes']}"
         )
         _print_counts("box classes", report["box_classes"])
     if report["n_masks"]:
@@ -140,6 +140,13 @@ def check_cmd(
         ),
     ] = None,
     good_label: Annotated[str, typer.Option(help="The class of an image with no defect.")] = "good",
+    card: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model card: its classes are the expected ones (as --classes) and its good "
+            "class the good label."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of the summary.")
     ] = False,
@@ -148,6 +155,11 @@ def check_cmd(
     from auditkit.data.check import check_data
 
     expected = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+    if card is not None:
+        from auditkit.models.card import load_card
+
+        loaded = load_card(card)
+        expected, good_label = (expected or tuple(loaded.classes)), loaded.good_class
     options = load_options(
         data_format,
         images,

@@ -273,3 +273,53 @@ def test_cli_data_check_bad_input_is_one_line(tmp_path: Path) -> None:
     result = run_cli("data", "check", str(tmp_path / "absent"))
     assert result.returncode == 5 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: data not found: {tmp_path / 'absent'}"
+
+
+def test_cli_data_help() -> None:
+    from auditkit.cli import app
+
+    result = CliRunner().invoke(app, ["data", "check", "--help"])
+    assert result.exit_code == 0
+    for option in ("--format", "--images", "--metadata", "--metadata-from-path", "--json"):
+        assert option in result.output
+
+
+def test_malformed_coco_segmentations(tmp_path: Path) -> None:
+    path = layouts.coco(tmp_path)
+    document = json.loads(path.read_text())
+    document["annotations"][0]["segmentation"] = [[1, 2, 3, 4]]  # two points
+    document["annotations"][1]["segmentation"] = {"counts": "abc"}  # no size
+    path.write_text(json.dumps(document))
+    report = check_data(path)
+    assert kinds(report) == [("malformed_label", "poly.png"), ("malformed_label", "rle.png")]
+    assert report["n_masks"] == 1 and report["n_boxes"] == 5  # boxes kept, masks dropped
+
+
+def test_cli_data_check_against_a_model_card(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.conftest import card_dict
+
+    category = layouts.mvtec_category(tmp_path / "mvtec")
+    card = tmp_path / "m.card.yaml"
+    card.write_text(yaml.safe_dump(card_dict(good_class="good")))  # good, scratch, pit
+    result = check_cli(str(category), "--card", str(card), "--json")
+    assert result.exit_code == 5
+    problems = json.loads(result.output)["problems"]
+    assert {(p["kind"], p["detail"]) for p in problems} == {
+        ("unknown_class", "label 'broken_large' not in the expected classes"),
+        ("unknown_class", "label 'contamination' not in the expected classes"),
+    }
+    assert len(problems) == 3  # two broken_large images, one contamination
+
+
+def test_yolo_unreadable_image_keeps_its_label(tmp_path: Path) -> None:
+    root = layouts.yolo(tmp_path)
+    (root / "images" / "train" / "a.png").write_bytes(b"not an image")
+    loaded = load(root)
+    samples = loaded.dataset.samples.set_index("path")
+    assert samples.at["images/train/a.png", "label"] == "pit"  # from its label file
+    assert samples.at["images/train/a.png", "status"] == "ok"  # hashed; replay marks decoding
+    assert loaded.problems == ()  # without decoding, the file reads fine
+    assert kinds(check_data(root)) == [("unreadable_image", "images/train/a.png")]
+    assert len(load_dataset(root).boxes) == 1  # only c.jpg's box is placed

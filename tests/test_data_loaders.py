@@ -351,3 +351,60 @@ def test_samples_table_has_the_contract_columns(tmp_path: Path) -> None:
     ]
     assert samples["is_defect"].dtype == bool
     assert isinstance(samples, pd.DataFrame)
+
+
+def test_coco_mask_only_annotation_gets_its_extent_as_box(tmp_path: Path) -> None:
+    from pycocotools import mask as coco_mask
+
+    path = layouts.coco(tmp_path)
+    document = json.loads(path.read_text())
+    for annotation in document["annotations"][:3]:
+        del annotation["bbox"]
+    path.write_text(json.dumps(document))
+    loaded = load(path)
+    polygon, compressed, raw = (a["segmentation"] for a in document["annotations"][:3])
+    compressed = {**compressed, "counts": compressed["counts"].encode("ascii")}
+    references = {  # pycocotools' toBbox of the same segmentations (images are 20 x 10)
+        "poly.png": ("scratch", coco_mask.merge(coco_mask.frPyObjects(polygon, 10, 20))),
+        "rle.png": ("pit", compressed),
+        "rle_raw.png": ("pit", coco_mask.frPyObjects(raw, 10, 20)),
+    }
+    for name, (cls, rle) in references.items():
+        x, y, w, h = (float(v) for v in coco_mask.toBbox(rle))
+        assert boxes_of(loaded, name) == [(cls, x, y, x + w, y + h)], name
+    assert boxes_of(loaded, "rle.png") == [("pit", 3.0, 2.0, 9.0, 6.0)]  # the 4 x 6 block
+
+
+def test_symbolic_links_out_of_a_folder_layout_are_refused(tmp_path: Path) -> None:
+    root = layouts.image_folder(tmp_path / "data")
+    secret = layouts.write_image(tmp_path / "secret.png")
+    (root / "good" / "link.png").symlink_to(secret)
+    with pytest.raises(DataError, match="through a symbolic link"):
+        load(root)
+    (root / "good" / "link.png").unlink()
+    (root / "scratch" / "outside").symlink_to(tmp_path, target_is_directory=True)
+    assert len(load(root).dataset.samples) == 6  # linked folders are not walked
+
+
+def test_a_linked_folder_out_of_the_root_is_refused_in_a_manifest(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    layouts.write_image(outside / "secret.png")
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "shelf").symlink_to(outside, target_is_directory=True)
+    (root / "m.csv").write_text("path,label\nshelf/secret.png,good\n")
+    with pytest.raises(DataError, match="through a symbolic link"):
+        load_manifest(root / "m.csv")
+    # a link that stays inside the root is followed
+    layouts.write_image(root / "real" / "a.png")
+    (root / "alias").symlink_to(root / "real", target_is_directory=True)
+    (root / "n.csv").write_text("path,label\nalias/a.png,good\n")
+    assert load_manifest(root / "n.csv").samples["status"].tolist() == ["ok"]
+
+
+def test_a_folder_holding_one_data_set_is_not_read_as_an_image_folder(tmp_path: Path) -> None:
+    layouts.voc(tmp_path / "VOCdevkit" / "VOC2007")
+    with pytest.raises(DataError, match=r"its folder VOC2007 looks like voc .*give .*VOC2007"):
+        detect_format(tmp_path / "VOCdevkit")
+    forced = load(tmp_path / "VOCdevkit", LoadOptions(format="imagefolder")).dataset
+    assert set(forced.samples["label"]) == {"VOC2007"}

@@ -22,6 +22,11 @@ OFFLINE = ReplaySettings(scenario="offline", batch_size=4)
 
 def test_replay_of_an_image_folder_through_the_cli(tmp_path: Path, tiny_model: Path) -> None:
     root = layouts.image_folder(tmp_path / "data")
+    (tmp_path / "cameras.csv").write_text(
+        "file_name,camera\n"
+        + "".join(f"{n},c{n[1]}\n" for n in ("g0.png", "g1.png", "g2.png"))
+        + "s0.jpg,c0\ns1.jpg,c1\np0.bmp,c0\n"
+    )
     out = tmp_path / "run"
     result = run_cli(
         "replay",
@@ -35,17 +40,23 @@ def test_replay_of_an_image_folder_through_the_cli(tmp_path: Path, tiny_model: P
         "--no-progress",
         "--metadata-from-path",
         r"^(?P<folder>[a-z]+)/",
+        "--metadata",
+        str(tmp_path / "cameras.csv"),
+        "--format",
+        "imagefolder",
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "replayed 6 images: 6 scored" in result.stdout
     run = json.loads((out / "run.json").read_text())
     assert run["dataset"]["format"] == "imagefolder"
     assert run["dataset"]["labels"] == {"good": 3, "pit": 1, "scratch": 2}
-    assert run["dataset"]["metadata_columns"] == ["folder"]
+    assert run["dataset"]["metadata_columns"] == ["camera", "folder"]
     samples = pd.read_parquet(out / "samples.parquet")
     expected = ["good/g0.png", "good/g1.png", "good/g2.png", "pit/day/p0.bmp"]
     expected += ["scratch/s0.jpg", "scratch/s1.jpg"]
     assert sorted(samples["path"]) == expected
+    cameras = dict(zip(samples["path"], samples["camera"], strict=True))
+    assert cameras["good/g2.png"] == "c2" and cameras["pit/day/p0.bmp"] == "c0"
 
 
 def test_replay_of_an_mvtec_category_with_a_matching_card(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ BOX_COLUMNS = ("sample_id", "class", "x1", "y1", "x2", "y2")
 #: samples columns that are neither standard nor metadata
 EXTRA_COLUMNS = ("mask",)
 _THREADS = 4
-_CHUNK = 256
+#: files per thread task, and files in flight per window (bounds memory, not open files)
+_RUN = 64
+_WINDOW = 4096
 
 
 def boxes_table(rows: Iterable[tuple[str, str, float, float, float, float]]) -> pd.DataFrame:
@@ -66,12 +68,20 @@ def _scan_one(real_root: str, relative: str, probe: bool) -> tuple[str, str, str
 def scan_files(
     root: Path, paths: Sequence[str], *, probe: bool = False
 ) -> Iterator[tuple[str, str, str, int, int, str]]:
-    """``_scan_one`` for every path, in order, a chunk of files in flight at a time."""
+    """``_scan_one`` for every path, in order. Each thread task scans a run of files (one open
+    at a time): a task per file would cost more in futures than small images cost to read."""
     real_root = os.path.realpath(root)
-    with ThreadPoolExecutor(max_workers=min(_THREADS, os.cpu_count() or 1)) as pool:
-        for start in range(0, len(paths), _CHUNK):
-            chunk = paths[start : start + _CHUNK]
-            yield from pool.map(lambda p: _scan_one(real_root, p, probe), chunk)
+
+    def scan(run: Sequence[str]) -> list[tuple[str, str, str, int, int, str]]:
+        return [_scan_one(real_root, p, probe) for p in run]
+
+    threads = min(_THREADS, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for start in range(0, len(paths), _WINDOW):
+            window = paths[start : start + _WINDOW]
+            runs = [window[i : i + _RUN] for i in range(0, len(window), _RUN)]
+            for scanned in pool.map(scan, runs):
+                yield from scanned
 
 
 def finish(

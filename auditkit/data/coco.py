@@ -4,6 +4,7 @@
 given, else in the JSON's folder, else in an ``images/`` folder beside it (the first of the two
 holding any of the listed files); that folder is the data root. Boxes are the annotations'
 ``bbox`` ``[x, y, width, height]`` in pixels, turned into corners ``x1 = x``, ``x2 = x + width``.
+An annotation with a ``segmentation`` and no ``bbox`` gets its segmentation's extent as box.
 Masks are the annotations' ``segmentation`` (polygons, uncompressed or compressed RLE): an image
 with any segmentation gets the mask ``coco:<image id>``, the union of its annotations'
 segmentations (:mod:`auditkit.data.masks`). The image-level label follows the box rule
@@ -21,7 +22,7 @@ import pandas as pd
 from auditkit.data.build import boxes_table, finish, labels_from_boxes
 from auditkit.data.interface import Loaded, LoadOptions, Problem
 from auditkit.data.manifest import safe_relative_path
-from auditkit.data.masks import COCO_PREFIX
+from auditkit.data.masks import COCO_PREFIX, coco_segmentation_bbox
 from auditkit.errors import DataError
 
 
@@ -41,6 +42,27 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         raise DataError(f"{path.name} is not a COCO file: it has no 'images' list")
     return document
+
+
+def _segmentation_fault(segmentation: Any) -> str | None:
+    """What is wrong with a COCO segmentation's shape, or None (polygons: lists of at least
+    three x, y points; RLE: ``size`` [height, width] and ``counts``)."""
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            if (
+                not isinstance(polygon, list)
+                or len(polygon) < 6
+                or len(polygon) % 2
+                or not all(isinstance(v, int | float) for v in polygon)
+            ):
+                return "a segmentation polygon needs at least 3 x, y points"
+        return None
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if isinstance(size, list) and len(size) == 2 and isinstance(counts, list | str):
+            return None
+        return "an RLE segmentation needs size [height, width] and counts"
+    return "segmentation is neither polygons nor RLE"
 
 
 def _image_root(json_path: Path, names: list[str], images: Path | None) -> Path:
@@ -80,9 +102,24 @@ def load(path: Path, options: LoadOptions) -> Loaded:
                 Problem("unknown_class", image_path, f"{where}: category_id {category} unknown")
             )
             continue
-        if annotation.get("segmentation"):
+        segmentation = annotation.get("segmentation")
+        wrong = _segmentation_fault(segmentation) if segmentation else None
+        if wrong:
+            problems.append(Problem("malformed_label", image_path, f"{where}: {wrong}"))
+            annotation = {k: v for k, v in annotation.items() if k != "segmentation"}
+        elif segmentation:
             segmented.add(image_id)
         bbox = annotation.get("bbox")
+        if not bbox and annotation.get("segmentation"):  # a mask-only annotation: its extent
+            image = images[image_id]
+            try:
+                bbox = coco_segmentation_bbox(
+                    annotation["segmentation"], int(image["height"]), int(image["width"])
+                )
+            except Exception as exc:  # the RLE code raises several types on bad input
+                detail = f"{where}: segmentation unreadable ({exc})"
+                problems.append(Problem("malformed_label", image_path, detail))
+                continue
         try:
             x, y, w, h = (float(v) for v in bbox)
         except (TypeError, ValueError):

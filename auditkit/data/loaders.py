@@ -58,12 +58,26 @@ def detect_format(path: Path) -> str:
     if candidates:
         return next(iter(candidates))
     if LOADERS[_FALLBACK][0](path) is not None:
+        _refuse_nested_layout(path)
         return _FALLBACK
     raise DataError(
         f"cannot tell the layout of {path}: expected a manifest (.csv/.parquet), a COCO .json, "
         "a YOLO data.yaml or images/+labels/, a VOC folder (Annotations/), an MVTec AD folder "
         "(train/, test/) or an image folder (<class>/*.png); see docs/data-formats.md"
     )
+
+
+def _refuse_nested_layout(path: Path) -> None:
+    """A folder that holds one data set (``VOCdevkit/VOC2007``, ``export/yolo``) would read as
+    an image folder with one class per data set: refuse, and name the folder to give instead."""
+    for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+        for name, (detect, _) in LOADERS.items():
+            reason = detect(folder) if name not in (_FALLBACK, "coco") else None
+            if reason is not None:
+                raise DataError(
+                    f"cannot tell the layout of {path}: its folder {folder.name} looks like "
+                    f"{name} ({reason}); give {folder} as DATA, or --format imagefolder"
+                )
 
 
 def load(data: Path, options: LoadOptions | None = None) -> Loaded:

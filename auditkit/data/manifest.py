@@ -1,12 +1,14 @@
-"""Labelled data from a manifest (CSV or Parquet) into the samples table.
+"""The labelled data set (:class:`Dataset`, the contract every layout's loader returns), path
+safety, file hashes and the manifest digest; :func:`load_manifest` for the manifest layout.
 
 A manifest has one row per image with at least ``path`` and ``label``; ``sample_id`` and
 ``part_id`` are optional (``sample_id`` defaults to the path, ``part_id`` to ``sample_id``).
-Every other column is metadata (line, shift, camera, ...) and is kept as text.
+Every other column is metadata (line, shift, camera, ...) and is kept as text. Other layouts:
+:mod:`auditkit.data.loaders` (docs/data-formats.md).
 
-Paths are relative to the manifest's folder (the data root) and must stay inside it: an absolute
-path or one that climbs out with ``..`` is refused, so a manifest cannot make the audit read (and
-hash into a signed report) files it was not meant to.
+Paths are relative to the data root and must stay inside it: an absolute path or one that climbs
+out with ``..`` is refused, so a manifest (or a COCO ``file_name``, a mask path, ...) cannot make
+the audit read (and hash into a signed report) files it was not meant to.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import os
 import posixpath
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -112,22 +115,34 @@ def safe_relative_path(root: Path, raw: str) -> str:
     """
     text = raw.strip().replace("\\", "/")
     if not text:
-        raise DataError("manifest row has an empty path")
+        raise DataError("a row has an empty path")
     if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
-        raise DataError(f"manifest path {raw!r} is absolute; paths must be relative to {root}")
+        raise DataError(f"path {raw!r} is absolute; paths must be relative to {root}")
     normal = posixpath.normpath(text)
     if normal == ".." or normal.startswith("../"):
-        raise DataError(f"manifest path {raw!r} escapes the data root {root}")
+        raise DataError(f"path {raw!r} escapes the data root {root}")
     return normal
 
 
+@lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
 def _inside_root(root: str, relative: str) -> str:
-    """The file's real path, refusing a symbolic link that leads out of ``root`` (real path)."""
-    real = os.path.realpath(os.path.join(root, relative))
+    """The file's real path, refusing a symbolic link that leads out of ``root`` (real path).
+
+    The real path of each folder is resolved once (a data set has few folders and many files);
+    only a file that is itself a symbolic link is resolved in full.
+    """
+    full = os.path.join(root, relative)
+    if os.path.islink(full):
+        real = os.path.realpath(full)
+    else:
+        folder, name = os.path.split(full)
+        real = os.path.join(_real_folder(folder), name)
     if not real.startswith(root + os.sep):
-        raise DataError(
-            f"manifest path {relative!r} escapes the data root {root} through a symbolic link"
-        )
+        raise DataError(f"path {relative!r} escapes the data root {root} through a symbolic link")
     return real
 
 

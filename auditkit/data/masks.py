@@ -59,22 +59,35 @@ def _coco_index(json_path: str, mtime: float) -> dict[int, tuple[int, int, list[
     return index
 
 
+def _coco_rle(segmentation: Any, height: int, width: int) -> Any:
+    """One COCO segmentation (polygon list, uncompressed or compressed RLE) as a compressed RLE."""
+    from faster_coco_eval.core import mask as coco_mask
+
+    if isinstance(segmentation, list):  # polygons: [[x, y, x, y, ...], ...]
+        return coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation.get("counts"), list):  # uncompressed RLE
+        return coco_mask.frPyObjects(segmentation, height, width)
+    rle = dict(segmentation)  # compressed RLE
+    if isinstance(rle["counts"], str):
+        rle["counts"] = rle["counts"].encode("ascii")
+    return rle
+
+
 def rasterise_coco(segmentations: list[Any], height: int, width: int) -> npt.NDArray[np.bool_]:
     """Union of COCO segmentations (polygon lists, uncompressed or compressed RLE) as a mask."""
     from faster_coco_eval.core import mask as coco_mask
 
     out = np.zeros((height, width), dtype=bool)
     for segmentation in segmentations:
-        if isinstance(segmentation, list):  # polygons: [[x, y, x, y, ...], ...]
-            rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
-        elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
-            rle = coco_mask.frPyObjects(segmentation, height, width)
-        else:  # compressed RLE
-            rle = dict(segmentation)
-            if isinstance(rle["counts"], str):
-                rle["counts"] = rle["counts"].encode("ascii")
-        out |= coco_mask.decode(rle).astype(bool)
+        out |= coco_mask.decode(_coco_rle(segmentation, height, width)).astype(bool)
     return out
+
+
+def coco_segmentation_bbox(segmentation: Any, height: int, width: int) -> list[float]:
+    """``[x, y, w, h]`` of a COCO segmentation's extent (COCO's ``toBbox``)."""
+    from faster_coco_eval.core import mask as coco_mask
+
+    return [float(v) for v in coco_mask.toBbox(_coco_rle(segmentation, height, width))]
 
 
 def read_mask(root: Path, source: Path, value: str) -> npt.NDArray[np.bool_] | None:

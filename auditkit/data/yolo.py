@@ -162,6 +162,7 @@ def load(path: Path, options: LoadOptions) -> Loaded:
     paths: list[str] = []
     splits: list[str] = []
     rows: list[tuple[str, str, float, float, float, float]] = []
+    unplaced: list[tuple[str, str, float, float, float, float]] = []
     problems: list[Problem] = []
     expected_labels: set[str] = set()
     for folder in _image_folders(root):
@@ -188,12 +189,10 @@ def load(path: Path, options: LoadOptions) -> Loaded:
             try:
                 with Image.open(_inside_root(real_root, relative)) as image:
                     width, height = image.size
-            except (OSError, ValueError) as exc:
-                problems.append(
-                    Problem(
-                        "malformed_label", label, f"boxes not placed: image size unknown ({exc})"
-                    )
-                )
+            except (OSError, ValueError):
+                # an unreadable image (reported as such): its boxes cannot be placed, but its
+                # label can, since scaling every box of an image alike keeps the largest class
+                unplaced += [(relative, *box) for box in found]
                 continue
             for cls, x1, y1, x2, y2 in found:
                 rows.append((relative, cls, x1 * width, y1 * height, x2 * width, y2 * height))
@@ -214,7 +213,8 @@ def load(path: Path, options: LoadOptions) -> Loaded:
 
     boxes = boxes_table(rows)
     table = pd.DataFrame({"path": paths})
-    table["label"], table["is_defect"] = labels_from_boxes(paths, boxes, options.good_label)
+    labelled = boxes_table(rows + unplaced)
+    table["label"], table["is_defect"] = labels_from_boxes(paths, labelled, options.good_label)
     if any(splits):
         table["split"] = splits
     return finish(root, yaml_path or root, "yolo", table, options, boxes=boxes, problems=problems)
