@@ -439,3 +439,22 @@ def test_malformed_rubrics_name_file_line_and_field(
     path.write_text(text.replace(change[0], change[1], 1))
     with pytest.raises(RubricError, match=r"r\.yaml:\d+: " + message):
         load_rubric(str(path))
+
+
+def test_rubric_show_table_and_schema() -> None:
+    from auditkit.rubric.schema import json_schema
+    from auditkit.rubric.show import rubric_table
+
+    loaded = load_rubric("iso-iec-tr-24027-consistency")
+    table = rubric_table(loaded)
+    assert loaded.sha256 in table and "multiplicity holm" in table
+    for criterion in loaded.rubric.criteria:
+        assert criterion.id in table
+    assert "each by line ×" in table  # an intersection prints its cells
+    assert "p_value >= 0.01" in table
+    schema = json_schema()
+    criterion = schema["$defs"]["Criterion"]["properties"]
+    assert {"kind", "maps_to", "metric", "requirement", "sample", "severity"} <= set(criterion)
+    metric = schema["$defs"]["MetricSpec"]["properties"]
+    assert {"name", "params", "filter", "slice_by", "intersect", "aggregate"} <= set(metric)
+    assert schema["$id"] == "auditkit.rubric/v1"

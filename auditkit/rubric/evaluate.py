@@ -654,8 +654,10 @@ def _judge_criterion(
             approval=rubric.approval,
         )
         outcome = on_insufficient if result.outcome == "INSUFFICIENT" else result.outcome
-        base.update(empty, outcome=outcome, value=result.value, reason=result.reason)
-        base["evidence"] = result.detail
+        # `value` stays a number (the report formats it as one); facts go in `evidence`
+        numeric = isinstance(result.value, (int, float)) and not isinstance(result.value, bool)
+        base.update(empty, outcome=outcome, value=result.value if numeric else None)
+        base.update(reason=result.reason, evidence={**result.detail, "value": result.value})
         if result.outcome in ("INSUFFICIENT", "ERROR"):
             gaps.append(f"{criterion.id}: {result.reason}")
         return base
