@@ -302,6 +302,9 @@ def _print_verdicts(verdicts: dict[str, Any]) -> None:
         f"{verdicts['decision_rule'].replace('_', ' ')}, "
         f"{100 * verdicts['confidence_level']:.0f}% confidence)"
     )
+    note = verdicts["rubric"].get("applicability_note")
+    if note:
+        _say(f"note: {' '.join(note.split())}")
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,7 @@ def test_baseline_gate_and_changed_decisions(runs: dict[str, Path], tmp_path: Pa
         json.loads((runs["v2"] / "metrics.json").read_text()),
         load_rubric("industrial-aoi-acceptance"),
         card=ModelCard.model_validate(run_json["model"]["card"]),
-        params=verdicts["site_params"],
+        params=verdicts["params"],
         run=run_json,
         baseline=verdicts["baseline"],
     )

@@ -745,7 +745,7 @@ def evaluate(
     output, for ``escape_rate_change`` / ``overkill_rate_change`` criteria (SKIPPED without).
 
     To recompute a ``verdicts.json`` exactly: ``evaluate(metrics, loaded, card=card,
-    params=verdicts["site_params"], run=run_json, baseline=verdicts.get("baseline"))``.
+    params=verdicts["params"], run=run_json, baseline=verdicts.get("baseline"))``.
     """
     rubric = loaded.rubric
     defaults = rubric.defaults.statistics
@@ -784,7 +784,7 @@ def evaluate(
         "multiplicity": defaults.multiplicity,
         "verdict_policy": rubric.verdict_policy.model_dump(),
         # what a recomputation needs besides metrics.json, run.json and the rubric
-        "site_params": dict(sorted(params.items())),
+        "params": dict(sorted(params.items())),
         "verdict": verdict,
         "exit_code": VERDICT_EXIT[verdict],
         "criteria": criteria_out,
