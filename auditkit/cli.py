@@ -313,15 +313,23 @@ class _GateOptions:
     markdown: Path | None = None
     json_file: Path | None = None
     fail_on: str = "conditional"
+    baseline: Path | None = None
+
+    def __post_init__(self) -> None:
+        # checked before a long replay, not after it
+        from auditkit.rubric.evaluate import FAIL_ON
+
+        if self.fail_on not in FAIL_ON:
+            raise InputError(f"--fail-on {self.fail_on!r}: expected one of {', '.join(FAIL_ON)}")
+        if self.baseline is not None and not (self.baseline / "run.json").is_file():
+            raise InputError(f"--baseline {self.baseline}: not a run directory (no run.json)")
 
 
 def _gate(verdicts: dict[str, Any], opts: _GateOptions) -> int:
     """Write the CI files and return the gate's exit code."""
     from auditkit.report.ci import write_ci_outputs
-    from auditkit.rubric.evaluate import FAIL_ON, gate_exit_code
+    from auditkit.rubric.evaluate import gate_exit_code
 
-    if opts.fail_on not in FAIL_ON:
-        raise InputError(f"--fail-on {opts.fail_on!r}: expected one of {', '.join(FAIL_ON)}")
     for path in write_ci_outputs(
         verdicts, junit=opts.junit, markdown=opts.markdown, json_file=opts.json_file
     ):
@@ -376,7 +384,9 @@ def audit(
     """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
     from auditkit.audit import run_evaluate, run_report
 
-    gate = _GateOptions(junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on)
+    gate = _GateOptions(
+        junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on, baseline=baseline
+    )
 
     opts = _ReplayOptions(
         batch_size=batch_size,
@@ -490,7 +500,9 @@ def evaluate_cmd(
         _say(f"metrics.json: {len(metrics['metrics'])} metrics written to {run / 'metrics.json'}")
         _say("no rubric given: no verdict (use --rubric NAME to judge them)")
         return
-    gate = _GateOptions(junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on)
+    gate = _GateOptions(
+        junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on, baseline=baseline
+    )
     verdicts = run_evaluate(run, rubric, params=_params(param), baseline=baseline)
     _print_verdicts(verdicts)
     raise typer.Exit(_gate(verdicts, gate))

@@ -336,3 +336,28 @@ def test_audit_writes_ci_files_and_applies_the_gate(tmp_path: Path, tiny_model: 
     assert schema.validate(etree.parse(str(files["--junit"])))
     assert "**HOLD**" in files["--markdown"].read_text()
     assert (out / "report.pdf").exists()
+
+
+def test_gate_options_are_checked_first(tmp_path: Path) -> None:
+    for extra, text in (
+        (["--fail-on", "never"], "--fail-on 'never': expected one of reject, hold, conditional"),
+        (["--baseline", str(tmp_path)], "not a run directory (no run.json)"),
+    ):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "auditkit",
+                "evaluate",
+                str(tmp_path),
+                "-r",
+                "industrial-aoi-acceptance",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 5 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and line.endswith(text)

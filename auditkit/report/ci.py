@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from auditkit.rubric.evaluate import slice_label
+from auditkit.rubric.evaluate import format_value, slice_label
 from auditkit.run import dumps
 
 _VERDICT_ICON = {"ACCEPT": "✅", "CONDITIONAL": "⚠️", "HOLD": "⏸️", "REJECT": "❌"}
@@ -30,35 +30,25 @@ _OUTCOME_ICON = {
 }
 
 
-def _num(metric: str | None, x: Any) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
-    name = metric or ""
-    if name.endswith(("_rate", "_share", "_change")) or name in ("precision", "accuracy"):
-        return f"{100 * x:.2f}%"
-    if name.endswith("_ms"):
-        return f"{x:.3g} ms"
-    return f"{x:.4g}"
+def _metric(criterion: dict[str, Any]) -> str | None:
+    # a homogeneity criterion's value and threshold are p-values, not rates
+    return None if criterion.get("aggregate") == "homogeneity" else criterion.get("metric")
 
 
 def describe(criterion: dict[str, Any], row: dict[str, Any] | None = None) -> str:
     """One line: outcome, value, bound, threshold with provenance, k/n, reason."""
     r = row or criterion
-    metric = criterion.get("metric")
-    if criterion.get("aggregate") == "homogeneity" and row is not None:
-        metric = None  # a p-value
+    metric = _metric(criterion)
     parts = [str(r.get("outcome"))]
     if criterion.get("kind") == "attestation":
         return f"ATTESTED: {criterion.get('reason')}"
-    parts.append(f"value {_num(metric, r.get('value'))}")
+    parts.append(f"value {format_value(metric, r.get('value'))}")
     if r.get("bound") is not None:
-        parts.append(f"bound {_num(metric, r.get('bound'))}")
+        parts.append(f"bound {format_value(metric, r.get('bound'))}")
     if criterion.get("op") and criterion.get("threshold") is not None:
         prov = criterion.get("threshold_provenance") or ""
         parts.append(
-            f"threshold {criterion['op']} {_num(metric, criterion['threshold'])}"
+            f"threshold {criterion['op']} {format_value(metric, criterion['threshold'])}"
             + (f" ({prov})" if prov else "")
         )
     if r.get("n") is not None:
@@ -149,9 +139,9 @@ def markdown_summary(verdicts: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in verdicts["criteria"]:
-        metric = c.get("metric")
+        metric = _metric(c)
         threshold = (
-            f"{c['op']} {_num(metric, c['threshold'])} ({c.get('threshold_provenance')})"
+            f"{c['op']} {format_value(metric, c['threshold'])} ({c.get('threshold_provenance')})"
             if c.get("op") and c.get("threshold") is not None
             else ""
         )
@@ -165,8 +155,8 @@ def markdown_summary(verdicts: dict[str, Any]) -> str:
                     _OUTCOME_ICON.get(c["outcome"], "") + " " + c["outcome"],
                     f"{c['id']}: {c['title']}",
                     c["severity"],
-                    _num(metric, c.get("value")) if c["kind"] != "attestation" else "",
-                    _num(metric, c.get("bound")) if c.get("bound") is not None else "",
+                    format_value(metric, c.get("value")) if c["kind"] != "attestation" else "",
+                    format_value(metric, c.get("bound")) if c.get("bound") is not None else "",
                     threshold,
                     kn,
                     c.get("reason", ""),
@@ -186,7 +176,7 @@ def markdown_summary(verdicts: dict[str, Any]) -> str:
         lines += [
             "",
             f"Baseline `{base['model']}` on the same {base['n_parts']} parts: "
-            f"escape change {_num('escape_rate_change', esc['difference'])} "
+            f"escape change {format_value('escape_rate_change', esc['difference'])} "
             f"({esc['b']} new, {esc['c']} fixed; McNemar p = {esc['p_value_mcnemar']:.3g}); "
             f"{changed['total']} decision(s) changed.",
         ]

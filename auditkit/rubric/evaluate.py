@@ -89,10 +89,17 @@ class Judgement:
     reason: str
 
 
-def _fmt(metric: str, x: float) -> str:
-    if METRICS.get(metric) in ("rate", "paired") or metric.endswith("_share"):
+def format_value(metric: str | None, x: Any) -> str:
+    """A number as verdicts print it: rates, rate changes and shares in %, latency in ms, the
+    rest to 4 significant digits; ``metric`` None for a plain number (a p-value)."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    name = metric or ""
+    if METRICS.get(name) in ("rate", "paired") or name.endswith("_share"):
         return f"{100 * x:.2f}%"
-    if metric.endswith("_ms"):
+    if name.endswith("_ms"):
         return f"{x:.3g} ms"
     return f"{x:.4g}"
 
@@ -111,7 +118,7 @@ def decide(
     # The bound that would prove conformity, and the one that would prove violation.
     proving_bound, violating_bound = (high, low) if le else (low, high)
     proving_name, violating_name = ("upper", "lower") if le else ("lower", "upper")
-    t = _fmt(metric, threshold)
+    t = format_value(metric, threshold)
 
     def meets(x: float) -> bool:
         return x <= threshold if le else x >= threshold
@@ -121,30 +128,32 @@ def decide(
 
     if rule == "simple_acceptance":
         outcome: Outcome = "PASS" if meets(point) else "FAIL"
-        return Judgement(outcome, proving_bound, f"value {_fmt(metric, point)} {word(point)}")
+        return Judgement(
+            outcome, proving_bound, f"value {format_value(metric, point)} {word(point)}"
+        )
     if rule == "guarded_rejection":
         if violating_bound is not None and not meets(violating_bound):
-            b = _fmt(metric, violating_bound)
+            b = format_value(metric, violating_bound)
             return Judgement(
                 "FAIL", violating_bound, f"{violating_name} bound {b} {word(violating_bound)}"
             )
         return Judgement("PASS", violating_bound, "violation not proven at this confidence")
     # guarded acceptance
     if proving_bound is not None and meets(proving_bound):
-        b = _fmt(metric, proving_bound)
+        b = format_value(metric, proving_bound)
         return Judgement("PASS", proving_bound, f"{proving_name} bound {b} {word(proving_bound)}")
     if violating_bound is not None and not meets(violating_bound):
-        b = _fmt(metric, violating_bound)
+        b = format_value(metric, violating_bound)
         return Judgement(
             "FAIL", violating_bound, f"{violating_name} bound {b} {word(violating_bound)}"
         )
     if proving_bound is None:
         return Judgement("INCONCLUSIVE", None, "too few measurements for a confidence bound")
-    b = _fmt(metric, proving_bound)
+    b = format_value(metric, proving_bound)
     return Judgement(
         "INCONCLUSIVE",
         proving_bound,
-        f"value {_fmt(metric, point)} but {proving_name} bound {b} does not prove {op} {t}",
+        f"value {format_value(metric, point)} but {proving_name} bound {b} does not prove {op} {t}",
     )
 
 
@@ -346,7 +355,7 @@ def _holm(ctx: _Ctx, rows: list[dict[str, Any]]) -> None:
     lv_conform = holm_levels(p_conform, family)
     lv_violate = holm_levels(p_violate, family)
     rule = ctx.stats.decision_rule
-    t = _fmt(ctx.metric, ctx.threshold)
+    t = format_value(ctx.metric, ctx.threshold)
     for i, r in enumerate(judged):
         lo_c, hi_c = binomial_interval(int(k[i]), int(n[i]), level=float(lv_conform[i]))
         lo_v, hi_v = binomial_interval(int(k[i]), int(n[i]), level=float(lv_violate[i]))
@@ -367,7 +376,7 @@ def _holm(ctx: _Ctx, rows: list[dict[str, Any]]) -> None:
             r.update(
                 outcome="FAIL",
                 bound=violating,
-                reason=f"{other} bound {_fmt(ctx.metric, violating)} at Holm level "
+                reason=f"{other} bound {format_value(ctx.metric, violating)} at Holm level "
                 f"{lv_violate[i]:.4f} violates {ctx.op} {t}",
             )
         elif rule == "guarded_rejection" or conform:
@@ -375,7 +384,7 @@ def _holm(ctx: _Ctx, rows: list[dict[str, Any]]) -> None:
                 outcome="PASS",
                 bound=proving if conform else violating,
                 reason=(
-                    f"{side} bound {_fmt(ctx.metric, proving)} at Holm level "
+                    f"{side} bound {format_value(ctx.metric, proving)} at Holm level "
                     f"{lv_conform[i]:.4f} {ctx.op} {t}"
                     if conform
                     else "violation not proven at this family-wise confidence (Holm)"
@@ -385,8 +394,8 @@ def _holm(ctx: _Ctx, rows: list[dict[str, Any]]) -> None:
             r.update(
                 outcome="INCONCLUSIVE",
                 bound=proving,
-                reason=f"value {_fmt(ctx.metric, r['value'])} but {side} bound "
-                f"{_fmt(ctx.metric, proving)} at Holm level {lv_conform[i]:.4f} "
+                reason=f"value {format_value(ctx.metric, r['value'])} but {side} bound "
+                f"{format_value(ctx.metric, proving)} at Holm level {lv_conform[i]:.4f} "
                 f"does not prove {ctx.op} {t}",
             )
 
