@@ -289,16 +289,10 @@ def _interval(ctx: _Ctx, entry: dict[str, Any]) -> tuple[float | None, float | N
     return interval.get("low"), interval.get("high"), ""
 
 
-def _judge_value(
-    ctx: _Ctx, point: float, low: float | None, high: float | None, rule: str | None = None
-) -> Judgement:
-    if ctx.statistic == "point":
-        # a requirement on the point value is decided on it; bounds are shown
-        j = decide("simple_acceptance", ctx.op, ctx.threshold, point, low, high, ctx.metric)
-        return j
-    return decide(
-        rule or ctx.stats.decision_rule, ctx.op, ctx.threshold, point, low, high, ctx.metric
-    )
+def _judge_value(ctx: _Ctx, point: float, low: float | None, high: float | None) -> Judgement:
+    # a requirement on the point value is decided on it, whatever the rule; bounds are shown
+    rule = "simple_acceptance" if ctx.statistic == "point" else ctx.stats.decision_rule
+    return decide(rule, ctx.op, ctx.threshold, point, low, high, ctx.metric)
 
 
 def _judge_entry(ctx: _Ctx, entry: dict[str, Any], check_n: bool = True) -> dict[str, Any]:
