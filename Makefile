@@ -24,7 +24,7 @@ demo: $(STAMP)
 	@rm -rf $(DEMO)
 	@$(BIN)/auditkit audit sample_data/steel/manifest.csv \
 	    --model sample_data/models/steel-v1.onnx \
-	    --rubric industrial-aoi-acceptance --out $(DEMO) --no-verify; \
+	    --rubric industrial-aoi-acceptance --param latency_budget_ms=50 --out $(DEMO) --no-verify; \
 	  code=$$?; if [ $$code -gt 4 ]; then exit $$code; fi; \
 	  echo "(exit code $$code: 0 ACCEPT, 1 REJECT, 3 HOLD, 4 CONDITIONAL)"
 	@echo "== auditkit verify $(DEMO)/report.pdf --trust $(DEMO)/dev-keys/ca.pem"

@@ -141,8 +141,14 @@ def run_metrics(
     level: float = 0.95,
     method: str = "clopper_pearson",
     sided: str = "one",
+    intersections: list[list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Compute the full metric set of a replayed run (``metrics.json`` content, not written)."""
+    """Compute the full metric set of a replayed run (``metrics.json`` content, not written).
+
+    ``intersections``: slicings by several columns to add to the one-column slicings (those
+    naming a column the samples lack are left out: the rubric reports them as data gaps).
+    """
+    from auditkit.metrics.classification import metadata_columns
     from auditkit.metrics.compute import compute_metrics  # scipy.stats: ~1 s, not for replay
 
     run = RunDir(run_dir)
@@ -156,6 +162,10 @@ def run_metrics(
     if timings is not None and not timings.empty:
         single = timings[timings["scenario"] == "single-stream"]
         latency = single["e2e_s"].to_numpy() if not single.empty else None
+    slice_columns: list[str | list[str]] | None = None
+    if intersections:
+        meta = metadata_columns(samples)
+        slice_columns = [*meta, *(cols for cols in intersections if set(cols) <= set(meta))]
     metrics = compute_metrics(
         samples,
         predictions,
@@ -167,6 +177,7 @@ def run_metrics(
         sided=sided,
         latency_e2e_s=latency,
         throughput_ips=info["replay"].get("offline_throughput_ips"),
+        slice_columns=slice_columns,
     )
     from auditkit.energy.protocol import metric_entries
 
@@ -185,21 +196,46 @@ def write_metrics_only(run_dir: Path) -> dict[str, Any]:
 
 
 def run_evaluate(
-    run_dir: Path, rubric: str = DEFAULT_RUBRIC, *, params: dict[str, float] | None = None
+    run_dir: Path,
+    rubric: str = DEFAULT_RUBRIC,
+    *,
+    params: dict[str, float] | None = None,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
-    """Compute ``metrics.json`` with the rubric's statistics, judge it, write both files."""
+    """Compute ``metrics.json`` with the rubric's statistics, judge it, write both files.
+
+    ``baseline``: a run of the production model on the same samples, for the rubric's
+    ``escape_rate_change`` / ``overkill_rate_change`` criteria (exit 5 when its samples differ).
+    """
+    from auditkit.rubric.baseline import compare_runs
+
     run = RunDir(run_dir)
     run.require_replay()
     loaded = load_rubric(rubric)
     stats = loaded.rubric.defaults.statistics
+    intersections = [
+        list(c.metric.slice_by)
+        for c in loaded.rubric.criteria
+        if c.metric is not None and c.metric.intersect and c.metric.slice_by
+    ]
     metrics = run_metrics(
-        run_dir, level=stats.confidence_level, method=stats.interval, sided=stats.sided
+        run_dir,
+        level=stats.confidence_level,
+        method=stats.interval,
+        sided=stats.sided,
+        intersections=intersections,
     )
-    card = ModelCard.model_validate(run.read_json(run.run_json, RUN_FORMAT)["model"]["card"])
+    info = run.read_json(run.run_json, RUN_FORMAT)
+    card = ModelCard.model_validate(info["model"]["card"])
+    paired = (
+        compare_runs(run_dir, baseline, level=stats.confidence_level, sided=stats.sided)
+        if baseline is not None
+        else None
+    )
     verdicts = {
         "format": VERDICTS_FORMAT,
         "run_id": metrics["run_id"],
-        **evaluate(metrics, loaded, card=card, params=params),
+        **evaluate(metrics, loaded, card=card, params=params, run=info, baseline=paired),
     }
     run.write_json(run.metrics, metrics)
     run.write_json(run.verdicts, verdicts)

@@ -105,6 +105,35 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", help="Site parameter NAME=NUMBER for `threshold_ref: site.NAME`."),
 ]
+BaselineOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--baseline",
+        help="Run directory of the production model replayed on the same samples: enables the "
+        "rubric's escape_rate_change / overkill_rate_change (non-inferiority) criteria and "
+        "lists the changed decisions in verdicts.json. Different samples: exit 5.",
+    ),
+]
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option("--junit", help="Write JUnit XML: one testcase per criterion and slice."),
+]
+MarkdownOpt = Annotated[
+    Path | None,
+    typer.Option("--markdown", help="Write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)."),
+]
+JsonOpt = Annotated[
+    Path | None, typer.Option("--json", help="Write the verdicts as JSON (= verdicts.json).")
+]
+FailOnOpt = Annotated[
+    str,
+    typer.Option(
+        "--fail-on",
+        help="The least severe verdict that fails the gate (non-zero exit): conditional "
+        "(default: anything but ACCEPT), hold (CONDITIONAL exits 0) or reject (only REJECT "
+        "fails).",
+    ),
+]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Images per inference batch.")]
 ThreadsOpt = Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads.")]
 DecodeOpt = Annotated[int, typer.Option(min=1, help="Threads that decode images.")]
@@ -398,12 +427,53 @@ def _print_verdicts(verdicts: dict[str, Any]) -> None:
         _say(f"  {c['outcome']:<12} {c['severity']:<8} {c['id']}: {c['reason']}")
     for gap in verdicts["data_gaps"]:
         _say(f"  data gap: {gap}")
+    base = verdicts.get("baseline")
+    if base:
+        changed = base["changed_decisions"]
+        kinds = ", ".join(f"{v} {k}" for k, v in sorted(changed["by_change"].items())) or "none"
+        _say(f"  baseline {base['model']}: {changed['total']} decision(s) changed ({kinds})")
     _say(
         f"verdict: {verdicts['verdict']} "
         f"(rubric {verdicts['rubric']['id']} {verdicts['rubric']['version']}, "
         f"{verdicts['decision_rule'].replace('_', ' ')}, "
         f"{100 * verdicts['confidence_level']:.0f}% confidence)"
     )
+    note = verdicts["rubric"].get("applicability_note")
+    if note:
+        _say(f"note: {' '.join(note.split())}")
+
+
+@dataclass(frozen=True)
+class _GateOptions:
+    junit: Path | None = None
+    markdown: Path | None = None
+    json_file: Path | None = None
+    fail_on: str = "conditional"
+    baseline: Path | None = None
+
+    def __post_init__(self) -> None:
+        # checked before a long replay, not after it
+        from auditkit.rubric.evaluate import FAIL_ON
+
+        if self.fail_on not in FAIL_ON:
+            raise InputError(f"--fail-on {self.fail_on!r}: expected one of {', '.join(FAIL_ON)}")
+        if self.baseline is not None and not (self.baseline / "run.json").is_file():
+            raise InputError(f"--baseline {self.baseline}: not a run directory (no run.json)")
+
+
+def _gate(verdicts: dict[str, Any], opts: _GateOptions) -> int:
+    """Write the CI files and return the gate's exit code."""
+    from auditkit.report.ci import write_ci_outputs
+    from auditkit.rubric.evaluate import gate_exit_code
+
+    for path in write_ci_outputs(
+        verdicts, junit=opts.junit, markdown=opts.markdown, json_file=opts.json_file
+    ):
+        _say(f"wrote {path}")
+    code = gate_exit_code(verdicts["verdict"], opts.fail_on)
+    if code != verdicts["exit_code"]:
+        _say(f"gate: {verdicts['verdict']} passes with --fail-on {opts.fail_on} (exit {code})")
+    return code
 
 
 def _print_verify(path: Path, trust: list[Path] | None) -> bool:
@@ -456,9 +526,18 @@ def audit(
     country: CountryOpt = None,
     embodied_g_per_1000: EmbodiedOpt = 0.0,
     verify: Annotated[bool, typer.Option(help="Verify the signed report after writing it.")] = True,
+    baseline: BaselineOpt = None,
+    junit: JunitOpt = None,
+    markdown: MarkdownOpt = None,
+    json_file: JsonOpt = None,
+    fail_on: FailOnOpt = "conditional",
 ) -> None:
     """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
     from auditkit.audit import run_evaluate, run_report
+
+    gate = _GateOptions(
+        junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on, baseline=baseline
+    )
 
     opts = _ReplayOptions(
         batch_size=batch_size,
@@ -493,7 +572,7 @@ def audit(
         embodied_g_per_1000=embodied_g_per_1000,
     )
     _replay(data, model, out, card, opts)
-    verdicts = run_evaluate(out, rubric, params=_params(param))
+    verdicts = run_evaluate(out, rubric, params=_params(param), baseline=baseline)
     _print_verdicts(verdicts)
     report = run_report(out, sign_key=sign_key, sign_cert=sign_cert, passphrase=passphrase)
     _say(f"report: {report.pdf}")
@@ -507,7 +586,7 @@ def audit(
             _say(f"verify (trusting {trust[0]}):")
             if not _print_verify(report.pdf, trust):
                 raise VerificationError("the report just written failed verification")
-    raise typer.Exit(verdicts["exit_code"])
+    raise typer.Exit(_gate(verdicts, gate))
 
 
 @app.command("replay")
@@ -599,18 +678,30 @@ def evaluate_cmd(
         ),
     ] = None,
     param: ParamOpt = None,
+    baseline: BaselineOpt = None,
+    junit: JunitOpt = None,
+    markdown: MarkdownOpt = None,
+    json_file: JsonOpt = None,
+    fail_on: FailOnOpt = "conditional",
 ) -> None:
     """Compute metrics and judge them against a rubric. Exit code = verdict (0/1/3/4)."""
     from auditkit.audit import run_evaluate, write_metrics_only
 
     if rubric is None:
+        if baseline or junit or markdown or json_file:
+            raise typer.BadParameter(
+                "--baseline, --junit, --markdown and --json need --rubric", param_hint="--rubric"
+            )
         metrics = write_metrics_only(run)
         _say(f"metrics.json: {len(metrics['metrics'])} metrics written to {run / 'metrics.json'}")
         _say("no rubric given: no verdict (use --rubric NAME to judge them)")
         return
-    verdicts = run_evaluate(run, rubric, params=_params(param))
+    gate = _GateOptions(
+        junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on, baseline=baseline
+    )
+    verdicts = run_evaluate(run, rubric, params=_params(param), baseline=baseline)
     _print_verdicts(verdicts)
-    raise typer.Exit(verdicts["exit_code"])
+    raise typer.Exit(_gate(verdicts, gate))
 
 
 @app.command("report")
@@ -705,20 +796,12 @@ def rubric_list() -> None:
 
 @rubric_app.command("show")
 def rubric_show(rubric: Annotated[str, typer.Argument(help="Name or file.")]) -> None:
-    """Print a rubric's criteria: metric, requirement, provenance, severity."""
+    """Print a rubric as a table: criterion, severity, metric, requirement, provenance, min n,
+    clauses."""
     from auditkit.rubric.schema import load_rubric
+    from auditkit.rubric.show import rubric_table
 
-    loaded = load_rubric(rubric)
-    r = loaded.rubric
-    _say(f"{r.id} {r.version}: {r.title}\nfile {loaded.path}  sha256 {loaded.sha256}")
-    for c in r.criteria:
-        req = c.requirement
-        threshold = req.threshold if req.threshold is not None else req.threshold_ref
-        sliced = f" per {', '.join(c.metric.slice_by)}" if c.metric.slice_by else ""
-        _say(
-            f"  [{c.severity}] {c.id}: {c.metric.name}{sliced} {req.op} {threshold} "
-            f"(min n {c.sample.min_n})"
-        )
+    _say(rubric_table(load_rubric(rubric)))
 
 
 @rubric_app.command("validate")

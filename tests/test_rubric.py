@@ -105,7 +105,7 @@ criteria:
 def test_malformed_rubric_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text(RUBRIC.replace("name: escape_rate}", "name: escape_rat}", 1))
-    with pytest.raises(RubricError, match=r"r\.yaml:10: criteria\.0\.metric: unknown metric"):
+    with pytest.raises(RubricError, match=r"r\.yaml:10: criteria\.0\.metric\.name: unknown metric"):
         load_rubric(str(path))
     path.write_text(
         RUBRIC.replace("    severity: blocker\n", "    severity: blocker\n    colour: red\n", 1)

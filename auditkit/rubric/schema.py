@@ -1,17 +1,18 @@
 """Rubric format ``auditkit.rubric/v1``: standards as versioned data.
 
-A rubric lists criteria; each says which metric it reads, the requirement (operator, threshold
-and where the threshold comes from), how much evidence it needs, its severity, and which clause
-of which reference it evidences. The decision rule (DOMAIN.md §3) is stated once in ``defaults``
+A rubric lists criteria; each says what it reads (a metric of ``metrics.json``, a piece of
+evidence of the run, or nothing for an attestation), the requirement (operator, threshold and
+where the threshold comes from), how much evidence it needs, its severity, and which clause of
+which reference it evidences. The decision rule (DOMAIN.md §3) is stated once in ``defaults``
 and may be overridden per criterion. docs/rubric-format.md describes every field.
-
-This version covers metric criteria on the rates and latency in ``metrics.json``; evidence and
-attestation criteria, intersections and Holm adjustment are planned (issue "Rubrics and CI gates").
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,23 +28,86 @@ Provenance = Literal[
     "standard", "regulation", "contract", "declared_ifu", "organisation", "regulator"
 ]
 DecisionRule = Literal["guarded_acceptance", "simple_acceptance", "guarded_rejection"]
-Outcome = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR"]
+Interval = Literal["clopper_pearson", "wilson", "jeffreys"]
+Sided = Literal["one", "two"]
+Multiplicity = Literal["none", "holm"]
+OnInsufficient = Literal["inconclusive", "fail"]
+#: ATTESTED: an attestation criterion (printed "attested, not verified"); SKIPPED: a baseline
+#: criterion without ``--baseline``. Neither changes the verdict.
+Outcome = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "ATTESTED", "SKIPPED"]
+Counts = Literal["defective", "good", "rejected", "all", "measurements", "parts", "images"]
+Aggregate = Literal["overall", "each", "worst", "difference", "ratio", "homogeneity"]
+Statistic = Literal["point", "upper_bound", "lower_bound", "p_value"]
+Severity = Literal["blocker", "major", "minor", "info"]
+MetricKind = Literal["rate", "quantile", "value", "paired"]
 
-# Metric names a rubric may use, and what kind of number each is. Rates are binomial (k of n,
-# with an interval); quantiles carry order-statistic bounds; values have no interval.
-METRICS: dict[str, Literal["rate", "quantile", "value"]] = {
-    "escape_rate": "rate",
-    "overkill_rate": "rate",
-    "detection_rate": "rate",
-    "precision": "rate",
-    "false_call_share": "rate",
-    "accuracy": "rate",
-    "f1": "value",
-    "latency_p50_ms": "quantile",
-    "latency_p90_ms": "quantile",
-    "latency_p99_ms": "quantile",
-    "throughput_ips": "value",
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric name is: its kind and the units its ``n`` counts (None: no ``n``)."""
+
+    kind: MetricKind
+    counts: Counts | None
+    sliceable: bool = False
+
+
+_RATE_COUNTS: dict[str, Counts] = {
+    "escape_rate": "defective",
+    "overkill_rate": "good",
+    "detection_rate": "defective",
+    "precision": "rejected",
+    "false_call_share": "rejected",
+    "accuracy": "all",
 }
+_SLICED_RATES = ("escape_rate", "overkill_rate", "detection_rate", "accuracy")
+#: Metric names a criterion of kind ``metric`` may read (docs/metrics.md, CONTRACTS.md energy).
+METRIC_INFO: dict[str, MetricInfo] = {
+    # metrics.json has these four per slice (auditkit.metrics.compute.SLICE_RATES)
+    **{
+        name: MetricInfo("rate", c, sliceable=name in _SLICED_RATES)
+        for name, c in _RATE_COUNTS.items()
+    },
+    **{
+        name: MetricInfo("value", None)
+        for name in ("f1", "f2", "balanced_accuracy", "kappa", "roc_auc", "pr_auc")
+    },
+    **{f"latency_p{q}_ms": MetricInfo("quantile", "measurements") for q in (50, 90, 99)},
+    "throughput_ips": MetricInfo("value", None),
+    # written by the energy work (CONTRACTS.md); absent from a run without it: a data gap
+    **{
+        name: MetricInfo("value", None)
+        for name in (
+            "energy_wh_per_1000_inspections",
+            "energy_j_per_image",
+            "gco2e_per_1000_inspections",
+            "idle_power_w",
+            "mean_power_w",
+        )
+    },
+    # candidate minus baseline on the same parts; needs --baseline
+    "escape_rate_change": MetricInfo("paired", "defective"),
+    "overkill_rate_change": MetricInfo("paired", "good"),
+}
+#: Backward-compatible view: metric name -> kind.
+METRICS: dict[str, MetricKind] = {name: info.kind for name, info in METRIC_INFO.items()}
+
+#: Evidence checks a criterion of kind ``evidence`` may name in ``metric.name``, with the
+#: ``params`` each accepts and whether it needs a numeric ``requirement``.
+EVIDENCE_CHECKS: dict[str, tuple[frozenset[str], bool]] = {
+    "model_sha256": (frozenset({"expected"}), False),
+    "unreadable_share": (frozenset(), True),
+    "runtime_parity": (frozenset({"min_compared"}), True),
+    "rubric_approved_before_run": (frozenset(), False),
+    "energy_measured": (frozenset(), False),
+    "metrics_reported": (frozenset({"names", "with_interval"}), False),
+}
+# slice columns that are not metadata columns of the samples table
+DEFECT_CLASS = "defect_class"
+
+_POLICY_RULE = re.compile(
+    r"^any (blocker|major|minor|info) "
+    r"(PASS|FAIL|INCONCLUSIVE|ERROR)( or (PASS|FAIL|INCONCLUSIVE|ERROR))*$"
+)
 
 
 class _Strict(BaseModel):
@@ -51,15 +115,32 @@ class _Strict(BaseModel):
 
 
 class Statistics(_Strict):
+    """How every bound is computed and how outcomes are decided (DOMAIN.md §3)."""
+
     decision_rule: DecisionRule = "guarded_acceptance"
     confidence_level: float = Field(default=0.95, gt=0.5, lt=1)
-    interval: Literal["clopper_pearson", "wilson", "jeffreys"] = "clopper_pearson"
-    sided: Literal["one", "two"] = "one"
-    multiplicity: Literal["none"] = "none"
+    interval: Interval = "clopper_pearson"
+    sided: Sided = "one"
+    multiplicity: Multiplicity = "none"
+
+    @model_validator(mode="after")
+    def _check(self) -> Statistics:
+        if self.multiplicity == "holm" and self.interval != "clopper_pearson":
+            raise ValueError(
+                "[multiplicity] multiplicity holm uses exact binomial tests: "
+                "it needs interval clopper_pearson"
+            )
+        return self
 
 
 class StatisticsOverride(_Strict):
+    """Per-criterion override of ``defaults.statistics``; unset fields inherit."""
+
     decision_rule: DecisionRule | None = None
+    confidence_level: float | None = Field(default=None, gt=0.5, lt=1)
+    interval: Interval | None = None
+    sided: Sided | None = None
+    multiplicity: Multiplicity | None = None
 
 
 class Applicability(_Strict):
@@ -67,6 +148,7 @@ class Applicability(_Strict):
     positive_label: str = "defect"
     unit_of_analysis: Literal["part", "image"] = "part"
     slice_keys: list[str] = Field(default_factory=list)
+    note: str = ""
 
 
 class ThresholdPolicy(_Strict):
@@ -76,20 +158,41 @@ class ThresholdPolicy(_Strict):
 
 class Defaults(_Strict):
     statistics: Statistics = Field(default_factory=Statistics)
-    on_insufficient_sample: Literal["inconclusive", "fail"] = "inconclusive"
+    on_insufficient_sample: OnInsufficient = "inconclusive"
 
 
 class VerdictPolicy(_Strict):
-    """The roll-up of DOMAIN.md §3; written out so the report can print it."""
+    """The roll-up: each rule reads ``any <severity> <OUTCOME>[ or <OUTCOME>...]``; the first
+    list with a matching rule, in the order reject, hold, conditional, gives the verdict;
+    otherwise ACCEPT. The default is DOMAIN.md §3's."""
 
     reject_if: list[str] = Field(default_factory=lambda: ["any blocker FAIL"])
     hold_if: list[str] = Field(default_factory=lambda: ["any blocker INCONCLUSIVE or ERROR"])
     conditional_if: list[str] = Field(default_factory=lambda: ["any major FAIL"])
 
     @model_validator(mode="after")
-    def _only_default(self) -> VerdictPolicy:
-        if self.model_dump() != VerdictPolicy.model_construct().model_dump():
-            raise ValueError("only the default verdict policy is supported in this version")
+    def _grammar(self) -> VerdictPolicy:
+        for rule in (*self.reject_if, *self.hold_if, *self.conditional_if):
+            if not _POLICY_RULE.match(rule):
+                raise ValueError(
+                    f"verdict rule {rule!r}: expected 'any <blocker|major|minor|info> "
+                    "<PASS|FAIL|INCONCLUSIVE|ERROR>[ or <OUTCOME>...]'"
+                )
+        return self
+
+
+class Approval(_Strict):
+    """Who approved the rubric and when (EU AI Act Art. 9(8): thresholds fixed before testing)."""
+
+    approved_by: str
+    approved_at: datetime
+
+    @model_validator(mode="after")
+    def _aware(self) -> Approval:
+        if self.approved_at.tzinfo is None:
+            raise ValueError(
+                "[approved_at] approved_at needs a time zone, e.g. 2026-01-31T09:00:00Z"
+            )
         return self
 
 
@@ -101,23 +204,51 @@ class Reference(_Strict):
 
 class MapsTo(_Strict):
     ref: str
-    clause: str
+    clause: str = Field(min_length=1)
     relation: Literal["evidences", "supports", "informative"] = "supports"
 
 
 class MetricSpec(_Strict):
+    """What a criterion reads. For ``kind: evidence`` the name is an evidence check."""
+
     name: str
-    slice_by: list[str] | None = Field(default=None, max_length=1)
-    aggregate: Literal["overall", "each"] = "overall"
+    params: dict[str, Any] = Field(default_factory=dict)
+    filter: dict[str, list[str]] = Field(default_factory=dict)
+    slice_by: list[str] | None = Field(default=None, min_length=1)
+    intersect: bool = False
+    aggregate: Aggregate | None = None
+
+    @property
+    def resolved_aggregate(self) -> Aggregate:
+        return self.aggregate or ("each" if self.slice_by else "overall")
+
+    def slicings(self) -> list[list[str]]:
+        """The slicings judged: one per column, or one intersection of all of them."""
+        cols = self.slice_by or []
+        if not cols:
+            return []
+        return [list(cols)] if self.intersect else [[c] for c in cols]
 
     @model_validator(mode="after")
-    def _check(self) -> MetricSpec:
-        if self.name not in METRICS:
-            raise ValueError(f"unknown metric {self.name!r}; known: {', '.join(sorted(METRICS))}")
-        if self.aggregate == "each" and not self.slice_by:
-            raise ValueError("aggregate 'each' needs slice_by")
-        if self.slice_by and self.aggregate != "each":
-            raise ValueError("slice_by needs aggregate 'each'")
+    def _shape(self) -> MetricSpec:
+        if self.name not in METRIC_INFO and self.name not in EVIDENCE_CHECKS:
+            known = ", ".join([*sorted(METRIC_INFO), *EVIDENCE_CHECKS])
+            raise ValueError(f"[name] unknown metric {self.name!r}; known: {known}")
+        aggregate = self.resolved_aggregate
+        if aggregate == "overall" and self.slice_by:
+            raise ValueError("[aggregate] slice_by needs an aggregate other than 'overall'")
+        if aggregate != "overall" and not self.slice_by:
+            raise ValueError(f"[aggregate] aggregate {aggregate!r} needs slice_by")
+        if self.intersect and len(self.slice_by or []) < 2:
+            raise ValueError("[intersect] intersect needs at least two slice_by columns")
+        unknown = sorted(set(self.filter) - set(self.slice_by or []))
+        if unknown:
+            raise ValueError(
+                f"[filter] filter column(s) {', '.join(unknown)} must be among slice_by "
+                "(a filter chooses which slices are judged)"
+            )
+        if self.slice_by and len(set(self.slice_by)) != len(self.slice_by):
+            raise ValueError("[slice_by] slice_by repeats a column")
         return self
 
 
@@ -126,32 +257,157 @@ class Requirement(_Strict):
     threshold: float | None = None
     threshold_ref: str | None = Field(default=None, pattern=r"^(declared|site)\.[A-Za-z0-9_]+$")
     threshold_provenance: Provenance | None = None
-    statistic: Literal["point", "upper_bound", "lower_bound"] = "upper_bound"
+    statistic: Statistic | None = None
     statistics: StatisticsOverride | None = None
 
     @model_validator(mode="after")
     def _one_threshold(self) -> Requirement:
         if (self.threshold is None) == (self.threshold_ref is None):
             raise ValueError("give exactly one of threshold or threshold_ref")
+        if self.statistic == "upper_bound" and self.op != "<=":
+            raise ValueError("[statistic] statistic upper_bound goes with op '<='")
+        if self.statistic == "lower_bound" and self.op != ">=":
+            raise ValueError("[statistic] statistic lower_bound goes with op '>='")
         return self
 
 
 class SampleRule(_Strict):
-    min_n: int = Field(default=1, ge=1)
-    counts: Literal["defective", "good", "all", "measurements"] = "all"
-    on_insufficient: Literal["inconclusive", "fail"] | None = None
+    min_n: int = Field(default=1, ge=0)
+    counts: Counts | None = None
+    per_slice: bool = True
+    on_insufficient: OnInsufficient | None = None
 
 
 class Criterion(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     title: str
-    kind: Literal["metric"] = "metric"
+    kind: Literal["metric", "evidence", "attestation"] = "metric"
     maps_to: list[MapsTo] = Field(default_factory=list)
-    metric: MetricSpec
-    requirement: Requirement
+    metric: MetricSpec | None = None
+    requirement: Requirement | None = None
     sample: SampleRule = Field(default_factory=SampleRule)
-    severity: Literal["blocker", "major", "minor", "info"]
+    severity: Severity
     rationale: str = ""
+
+    @property
+    def statistic(self) -> Statistic | None:
+        """The statistic compared with the threshold (explicit, or the natural one)."""
+        req = self.requirement
+        if req is None:
+            return None
+        if req.statistic:
+            return req.statistic
+        if self.kind == "evidence":
+            return "point"
+        assert self.metric is not None
+        if self.metric.resolved_aggregate == "homogeneity":
+            return "p_value"
+        if self.metric.resolved_aggregate == "ratio" or METRICS[self.metric.name] == "value":
+            return "point"
+        return "upper_bound" if req.op == "<=" else "lower_bound"
+
+    @model_validator(mode="after")
+    def _kind(self) -> Criterion:
+        if self.kind == "attestation":
+            if self.metric is not None or self.requirement is not None:
+                raise ValueError("[kind] an attestation criterion has no metric or requirement")
+            return self
+        if self.metric is None:
+            raise ValueError(f"[kind] a {self.kind} criterion needs metric")
+        if self.kind == "evidence":
+            return self._evidence(self.metric)
+        return self._metric(self.metric)
+
+    def _evidence(self, metric: MetricSpec) -> Criterion:
+        if metric.name not in EVIDENCE_CHECKS:
+            raise ValueError(
+                f"[metric.name] unknown evidence check {metric.name!r}; "
+                f"known: {', '.join(EVIDENCE_CHECKS)}"
+            )
+        allowed, numeric = EVIDENCE_CHECKS[metric.name]
+        extra = sorted(set(metric.params) - allowed)
+        if extra:
+            raise ValueError(
+                f"[metric.params] evidence {metric.name}: unknown params {', '.join(extra)}"
+            )
+        if metric.slice_by or metric.filter:
+            raise ValueError("[metric] an evidence criterion has no slice_by or filter")
+        if metric.name == "metrics_reported":
+            names = metric.params.get("names")
+            if not isinstance(names, list) or not names:
+                raise ValueError("[metric.params.names] metrics_reported needs a list of names")
+            unknown = sorted(str(n) for n in names if n not in METRIC_INFO)
+            if unknown:
+                raise ValueError(f"[metric.params.names] unknown metric(s) {', '.join(unknown)}")
+        if numeric and self.requirement is None:
+            raise ValueError(
+                f"[requirement] evidence {metric.name} needs a requirement (op and threshold)"
+            )
+        if not numeric and self.requirement is not None:
+            raise ValueError(f"[requirement] evidence {metric.name} takes no requirement")
+        if self.requirement is not None and self.statistic != "point":
+            raise ValueError(
+                "[requirement.statistic] an evidence requirement compares the recorded "
+                "value: statistic point"
+            )
+        return self
+
+    def _metric(self, metric: MetricSpec) -> Criterion:
+        info = METRIC_INFO.get(metric.name)
+        if info is None:
+            raise ValueError(
+                f"[metric.name] unknown metric {metric.name!r}; "
+                f"known: {', '.join(sorted(METRIC_INFO))}"
+            )
+        if self.requirement is None:
+            raise ValueError("[requirement] a metric criterion needs requirement")
+        if metric.params:
+            allowed = {"method"} if metric.resolved_aggregate == "homogeneity" else set()
+            extra = sorted(set(metric.params) - allowed)
+            if extra:
+                raise ValueError(
+                    f"[metric.params] metric {metric.name}: unknown params {', '.join(extra)}"
+                )
+            method = metric.params.get("method", "auto")
+            if method not in ("auto", "chi2", "fisher", "monte_carlo"):
+                raise ValueError(
+                    "[metric.params.method] homogeneity method: auto, chi2, fisher or monte_carlo"
+                )
+        aggregate = metric.resolved_aggregate
+        if aggregate != "overall" and not info.sliceable:
+            raise ValueError(
+                f"[metric.aggregate] metric {metric.name} is not measured per slice: "
+                "aggregate overall"
+            )
+        if DEFECT_CLASS in (metric.slice_by or []) and (
+            metric.name != "escape_rate" or len(metric.slice_by or []) > 1
+        ):
+            raise ValueError(
+                "[metric.slice_by] defect_class slices exist for escape_rate alone "
+                "(not intersected)"
+            )
+        statistic = self.statistic
+        if aggregate == "homogeneity" and (statistic != "p_value" or self.requirement.op != ">="):
+            raise ValueError(
+                "[requirement.statistic] aggregate homogeneity: statistic p_value with op '>='"
+            )
+        if statistic == "p_value" and aggregate != "homogeneity":
+            raise ValueError(
+                "[requirement.statistic] statistic p_value goes with aggregate homogeneity"
+            )
+        if statistic in ("upper_bound", "lower_bound") and (
+            info.kind == "value" or aggregate == "ratio"
+        ):
+            raise ValueError(
+                f"[requirement.statistic] {metric.name} ({aggregate}) has no interval: "
+                "statistic point"
+            )
+        if self.sample.counts and info.counts and self.sample.counts != info.counts:
+            raise ValueError(
+                f"[sample.counts] {metric.name} counts {info.counts} units, "
+                f"not {self.sample.counts}"
+            )
+        return self
 
 
 class Rubric(_Strict):
@@ -161,6 +417,7 @@ class Rubric(_Strict):
     title: str
     description: str = ""
     status: Literal["draft", "approved", "retired"] = "draft"
+    approval: Approval | None = None
     applicability: Applicability = Field(default_factory=Applicability)
     threshold_policy: ThresholdPolicy = Field(default_factory=ThresholdPolicy)
     defaults: Defaults = Field(default_factory=Defaults)
@@ -176,7 +433,9 @@ class Rubric(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate criterion id(s): {', '.join(duplicates)}")
-        keys = {r.key for r in self.references}
+        keys = [r.key for r in self.references]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate reference key")
         for criterion in self.criteria:
             for mapping in criterion.maps_to:
                 if mapping.ref not in keys:
@@ -184,6 +443,10 @@ class Rubric(_Strict):
                         f"criterion {criterion.id}: maps_to ref {mapping.ref!r} "
                         "is not in references"
                     )
+        if self.status == "approved" and self.approval is None:
+            raise ValueError(
+                "[approval] status approved needs an approval record (approved_by, approved_at)"
+            )
         return self
 
 
@@ -232,6 +495,14 @@ def shipped_rubrics() -> list[str]:
     return sorted(p.stem for p in rubrics_dir().glob("*.yaml"))
 
 
+_HINT = re.compile(r"^\[([A-Za-z0-9_.]+)\] ")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    # pydantic adds the union member or validator name to some locations; users see YAML keys
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
+
+
 def load_rubric(name_or_path: str) -> LoadedRubric:
     """Read and validate a rubric; any problem is one :class:`RubricError` line with file,
     line and field."""
@@ -258,11 +529,14 @@ def load_rubric(name_or_path: str) -> LoadedRubric:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
-        field = ".".join(str(p) for p in loc) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        hint = _HINT.match(message)
+        if hint:  # a model-level check names the field it is about: "[metric.aggregate] ..."
+            loc = (*loc, *(int(p) if p.isdigit() else p for p in hint.group(1).split(".")))
+            message = message[hint.end() :]
         line = _line_of(node, loc)
         where = f":{line}" if line else ""
-        message = err["msg"].removeprefix("Value error, ")
-        raise RubricError(f"{path}{where}: {field}: {message}") from None
+        raise RubricError(f"{path}{where}: {_field(loc)}: {message}") from None
     return LoadedRubric(rubric=rubric, path=path, sha256=hashlib.sha256(data).hexdigest())
 
 
