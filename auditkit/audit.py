@@ -18,6 +18,7 @@ from auditkit.models.onnx_model import DeployedModel, SessionSettings
 from auditkit.replay.checkpoint import ErrorLimit
 from auditkit.replay.parity import compare_reference_outputs
 from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, replay
+from auditkit.replay.task_outputs import task_metric_entries
 from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import load_rubric
@@ -74,7 +75,8 @@ def run_replay(
         raise DataError(f"expected a manifest file (CSV or Parquet), got a folder: {data}")
     dataset = load_manifest(data, good_label=card.good_class)
     unknown = sorted(set(dataset.samples["label"]) - set(card.classes))
-    if unknown:
+    # detectors, anomaly and segmentation models do not classify images: any label is data
+    if unknown and card.task == "classification":
         raise DataError(
             f"labels not among the model card's classes: {', '.join(unknown)} "
             f"(card classes: {', '.join(card.classes)})"
@@ -146,6 +148,10 @@ def run_metrics(
         sided=sided,
         latency_e2e_s=latency,
         throughput_ips=info["replay"].get("offline_throughput_ips"),
+    )
+    # detection, anomaly and segmentation metrics, and the model's size and compute
+    metrics["metrics"] += task_metric_entries(
+        run.path, info, card, samples, predictions, level=level, method=method, sided=sided
     )
     return {"format": METRICS_FORMAT, "run_id": info["run_id"], **metrics}
 

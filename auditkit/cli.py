@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 import auditkit
+from auditkit.cli_model import model_app
 from auditkit.errors import AuditkitError, ExitCode, InputError, VerificationError
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ rubric_app = typer.Typer(help="Rubrics: list, show, validate, schema.", no_args_
 app.add_typer(keys_app, name="keys")
 app.add_typer(sample_app, name="sample")
 app.add_typer(rubric_app, name="rubric")
+app.add_typer(model_app, name="model")
 
 
 def _say(message: str = "") -> None:

@@ -132,6 +132,42 @@ def _signature(args: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def read_model_bytes(path: Path) -> bytes:
+    """The model file's bytes; a missing file or a folder is a one-line :class:`ModelError`."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelError(f"expected an ONNX file, got a folder: {path}") from None
+
+
+def check_input(spec: InputSpec, inputs: dict[str, list[Any]], model_name: str) -> None:
+    """Refuse (one line, naming both values) a model input that is not the card's: missing,
+    not of rank 4, or of another static size, channel count or layout."""
+    if spec.name not in inputs:
+        raise ModelError(
+            f"card input {spec.name!r} is not an input of {model_name} "
+            f"(model inputs: {', '.join(inputs)})"
+        )
+    shape = inputs[spec.name]
+    if len(shape) != 4:
+        raise ModelError(
+            f"model input {spec.name!r} has rank {len(shape)}, expected 4 ({spec.layout})"
+        )
+    expected = (
+        (spec.channels, spec.height, spec.width)
+        if spec.layout == "NCHW"
+        else (spec.height, spec.width, spec.channels)
+    )
+    for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
+        if isinstance(got, int) and got > 0 and got != want:
+            raise ModelError(
+                f"model input {spec.name!r} has shape {shape}, but the card declares "
+                f"{spec.layout} {expected} (axis {axis}: {got} != {want})"
+            )
+
+
 @dataclass
 class DeployedModel:
     """An onnxruntime session over the exact model file, checked against its card."""
@@ -148,12 +184,7 @@ class DeployedModel:
         cls, path: Path, card: ModelCard, settings: SessionSettings | None = None
     ) -> DeployedModel:
         settings = settings or SessionSettings()
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ModelError(f"model file not found: {path}") from None
-        except IsADirectoryError:
-            raise ModelError(f"expected an ONNX file, got a folder: {path}") from None
+        data = read_model_bytes(path)
         options = ort.SessionOptions()
         options.graph_optimization_level = _OPT_LEVELS[settings.graph_optimization]
         options.intra_op_num_threads = settings.intra_op_threads
@@ -187,29 +218,8 @@ class DeployedModel:
     def _check_contract(self) -> None:
         """Refuse a model whose inputs/outputs do not match its card, before replaying anything."""
         assert self.session is not None
-        spec = self.card.input
-        inputs = {i.name: i for i in self.session.get_inputs()}
-        if spec.name not in inputs:
-            raise ModelError(
-                f"card input {spec.name!r} is not an input of {self.path.name} "
-                f"(model inputs: {', '.join(inputs)})"
-            )
-        shape = inputs[spec.name].shape
-        if len(shape) != 4:
-            raise ModelError(
-                f"model input {spec.name!r} has rank {len(shape)}, expected 4 ({spec.layout})"
-            )
-        expected = (
-            (spec.channels, spec.height, spec.width)
-            if spec.layout == "NCHW"
-            else (spec.height, spec.width, spec.channels)
-        )
-        for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
-            if isinstance(got, int) and got != want:
-                raise ModelError(
-                    f"model input {spec.name!r} has shape {shape}, but the card declares "
-                    f"{spec.layout} {expected} (axis {axis}: {got} != {want})"
-                )
+        inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        check_input(self.card.input, inputs, self.path.name)
         signature = {o.name: list(o.shape) for o in self.session.get_outputs()}
         self.adapter = make_adapter(self.card, signature, self.path.name)
 
@@ -248,4 +258,11 @@ class DeployedModel:
             "providers_used": self.session.get_providers(),
             "metadata_props": dict(self.session.get_modelmeta().custom_metadata_map),
             "convention": self.convention,
+            "complexity": self.complexity(),
         }
+
+    def complexity(self) -> dict[str, Any]:
+        """Parameters, FLOPs per image and file size (:mod:`auditkit.models.inspect`)."""
+        from auditkit.models.inspect import complexity  # imports onnx: only when recording
+
+        return complexity(self.path, self.card)

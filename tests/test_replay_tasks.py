@@ -1,0 +1,197 @@
+"""Replay and metrics of detection and anomaly models on Dataset objects built here (the
+loaders come from the inputs helper): run files in original-image pixels, resume, and metric
+values worked out by hand."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from auditkit.audit import run_metrics
+from auditkit.data.manifest import Dataset, manifest_digest, sha256_file
+from auditkit.models.card import ModelCard
+from auditkit.models.onnx_model import DeployedModel
+from auditkit.replay.checkpoint import ReplayInterrupted
+from auditkit.replay.pipeline import ReplaySettings, replay
+from tests.onnx_builders import card, constant_model
+
+SETTINGS = ReplaySettings(batch_size=2, single_stream_samples=2, warmup_batches=1)
+
+
+def make_dataset(
+    root: Path, images: list[dict[str, Any]], boxes: list[tuple[Any, ...]] | None
+) -> Dataset:
+    """``images``: dicts with sample_id, size (w, h), label, optional mask (2-D 0/255 array),
+    optional missing=True."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for im in images:
+        rel = f"{im['sample_id']}.png"
+        mask_rel = ""
+        if not im.get("missing"):
+            w, h = im["size"]
+            Image.fromarray(np.full((h, w), 128, dtype=np.uint8), "L").save(root / rel)
+        if im.get("mask") is not None:
+            mask_rel = f"{im['sample_id']}_mask.png"
+            Image.fromarray(im["mask"].astype(np.uint8), "L").save(root / mask_rel)
+        present = (root / rel).exists()
+        rows.append(
+            {
+                "sample_id": im["sample_id"],
+                "part_id": im.get("part_id", im["sample_id"]),
+                "path": rel,
+                "sha256": sha256_file(root / rel) if present else "",
+                "label": im["label"],
+                "is_defect": im["label"] != "good",
+                "status": "ok" if present else "unreadable",
+                "error": "" if present else "file not found",
+                "mask": mask_rel,
+            }
+        )
+    samples = pd.DataFrame(rows)
+    gt = (
+        pd.DataFrame(boxes, columns=["sample_id", "class", "x1", "y1", "x2", "y2"])
+        if boxes is not None
+        else None
+    )
+    return Dataset(root, root / "manifest.csv", "test", samples, manifest_digest(samples), gt)
+
+
+def detector(tmp_path: Path) -> DeployedModel:
+    # one anchor: input box (2, 3, 6, 5), class "scratch" .9; a second anchor below threshold
+    raw = np.array([[4, 4, 4, 2, 0.9, 0.05], [1, 1, 1, 1, 0.0001, 0.0]], dtype=np.float32).T[None]
+    raw = np.concatenate([raw, np.zeros((1, 6, 6), np.float32)], axis=2)  # 8 anchors in all
+    c = card(
+        "detection",
+        ["scratch", "pit"],
+        input={"resize_mode": "letterbox"},
+        detection={"match_iou": 0.5},
+    )
+    path = constant_model(tmp_path / "det.onnx", {"output0": raw})
+    return DeployedModel.load(path, ModelCard.model_validate(c))
+
+
+DET_IMAGES = [
+    {"sample_id": "a", "size": (16, 8), "label": "scratch"},
+    {"sample_id": "b", "size": (16, 8), "label": "scratch"},
+    {"sample_id": "c", "size": (16, 8), "label": "good"},
+    {"sample_id": "d", "size": (16, 8), "label": "good", "missing": True},
+    {"sample_id": "e", "size": (8, 16), "label": "good"},
+]
+# letterbox 16 x 8 -> 8 x 8: r = .5, top pad 2: input (2, 3, 6, 5) -> (4, 2, 12, 6) original
+DET_GT = [("a", "scratch", 4.0, 2.0, 12.0, 6.0), ("b", "scratch", 0.0, 0.0, 2.0, 2.0)]
+
+
+def test_detection_replay_writes_boxes_in_original_pixels(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    replay(data, detector(tmp_path), tmp_path / "run", SETTINGS)
+    det = pd.read_parquet(tmp_path / "run/detections.parquet")
+    assert list(det.columns) == ["sample_id", "class", "score", "x1", "y1", "x2", "y2"]
+    assert det["sample_id"].tolist() == ["a", "b", "c", "e"]
+    assert set(det["class"]) == {"scratch"}
+    np.testing.assert_allclose(det["score"], 0.9, rtol=1e-6)
+    # e is 8 wide, 16 high: r = .5, left pad round(1.9) = 2, top 0: ((2-2)/.5, 3/.5, (6-2)/.5, 5/.5)
+    expected = [[4, 2, 12, 6]] * 3 + [[0, 6, 8, 10]]
+    np.testing.assert_allclose(det[["x1", "y1", "x2", "y2"]].to_numpy(), expected, atol=1e-5)
+    gt = pd.read_parquet(tmp_path / "run/boxes.parquet")
+    assert gt.values.tolist() == [list(r) for r in DET_GT]
+    pred = pd.read_parquet(tmp_path / "run/predictions.parquet")
+    assert pred["is_reject"].all() and (pred["pred_label"] == "scratch").all()
+    samples = pd.read_parquet(tmp_path / "run/samples.parquet")
+    assert "mask" not in samples.columns
+    assert json.loads((tmp_path / "run/run.json").read_text())["model"]["convention"] == (
+        "ultralytics_raw"
+    )
+
+
+def test_detection_metrics_by_hand(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    model = detector(tmp_path)
+    replay(data, model, tmp_path / "run", SETTINGS)
+    metrics = run_metrics(tmp_path / "run")["metrics"]
+    by = {(m["name"], json.dumps(m["slice"], sort_keys=True)): m for m in metrics}
+    # a: matched (caught); b: rejected only for a box elsewhere (escaped); c, e: good, rejected
+    esc = by[("detection_escape_rate", "{}")]
+    assert (esc["k"], esc["n"], esc["value"]) == (1, 2, 0.5)
+    assert esc["interval"]["high"] > 0.5
+    over = by[("detection_overkill_rate", "{}")]
+    assert (over["k"], over["n"]) == (2, 2)
+    miss = by[("box_miss_rate", "{}")]
+    assert (miss["k"], miss["n"]) == (1, 2)
+    # scratch: 2 ground-truth boxes; 4 detections of equal score in image order a, b, c, e:
+    # TP then 3 FP -> precision 1 up to recall .5 -> AP = 51 of 101 recall points
+    assert by[("map_50", "{}")]["value"] == pytest.approx(51 / 101)
+    assert by[("ap", '{"class": "scratch"}')]["value"] == pytest.approx(51 / 101)
+    assert by[("ap", '{"class": "pit"}')]["value"] is None  # no ground truth
+    assert by[("model_file_bytes", "{}")]["value"] == (tmp_path / "det.onnx").stat().st_size
+    assert by[("model_parameters", "{}")]["value"] > 0
+
+
+def test_detection_replay_resumes_to_the_same_files(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    model = detector(tmp_path)
+    settings = replace(SETTINGS, batch_size=1, checkpoint_images=1, scenario="offline")
+    replay(data, model, tmp_path / "whole", settings)
+    calls = {"n": 0}
+
+    def stop_after_two(done: int, total: int) -> None:
+        calls["n"] += 1
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(ReplayInterrupted):
+        replay(data, model, tmp_path / "cut", settings, progress=stop_after_two)
+    assert (tmp_path / "cut/shards/shard-000000.detections.parquet").exists()
+    replay(data, model, tmp_path / "cut", settings, resume=True)
+    for name in ("detections.parquet", "boxes.parquet", "predictions.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "whole" / name), pd.read_parquet(tmp_path / "cut" / name)
+        )
+
+
+def anomaly_model(tmp_path: Path) -> DeployedModel:
+    amap = np.full((1, 1, 8, 8), 0.1, dtype=np.float32)
+    amap[0, 0, 2:6, :] = 0.9
+    outs = {"pred_score": np.array([0.8], np.float32), "anomaly_map": amap}
+    c = card("anomaly", ["good", "anomalous"], maps={"pixel_threshold": 0.5})
+    path = constant_model(tmp_path / "anomaly.onnx", outs)
+    return DeployedModel.load(path, ModelCard.model_validate(c))
+
+
+def test_anomaly_replay_maps_masks_and_pixel_metrics_by_hand(tmp_path: Path) -> None:
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2:6, :] = 255
+    images = [
+        {"sample_id": "a", "size": (8, 8), "label": "crack", "mask": mask},
+        {"sample_id": "b", "size": (8, 8), "label": "good"},
+        {"sample_id": "c", "size": (8, 8), "label": "crack"},  # no mask: not in pixel metrics
+    ]
+    data = make_dataset(tmp_path / "data", images, None)
+    replay(data, anomaly_model(tmp_path), tmp_path / "run", SETTINGS)
+    index = pd.read_parquet(tmp_path / "run/maps.parquet")
+    assert index["sample_id"].tolist() == ["a", "b", "c"]
+    with np.load(tmp_path / "run" / index["file"][0]) as arrays:
+        stored = arrays[index["map_key"][0]]
+    assert stored.dtype == np.float16 and stored.shape == (8, 8)
+    np.testing.assert_allclose(stored[2:6], 0.9, atol=1e-3)
+    masks = pd.read_parquet(tmp_path / "run/masks.parquet")
+    assert masks["sample_id"].tolist() == ["a"] and masks["status"].tolist() == ["ok"]
+    pred = pd.read_parquet(tmp_path / "run/predictions.parquet")
+    assert pred["is_reject"].all() and (pred["model_label"] == -1).all()
+
+    by = {m["name"]: m for m in run_metrics(tmp_path / "run")["metrics"]}
+    # pixels of a and b: 32 defect pixels at .9; normal: 32 of a at .1, 32 of b at .9, 32 at .1
+    # AUROC = (64 lower + 32 tied / 2) / 96
+    assert by["pixel_auroc"]["value"] == pytest.approx(80 / 96)
+    # predicted masks (map >= .5): a exact (32), b 32 false: IoU 32 / 64, Dice 64 / 96
+    assert by["iou"]["value"] == pytest.approx(0.5)
+    assert by["dice"]["value"] == pytest.approx(2 / 3)
+    assert by["image_auroc"]["value"] == pytest.approx(0.5)  # one score for all: ties
+    assert 0 <= by["aupro"]["value"] <= 1
