@@ -195,3 +195,56 @@ def test_anomaly_replay_maps_masks_and_pixel_metrics_by_hand(tmp_path: Path) -> 
     assert by["dice"]["value"] == pytest.approx(2 / 3)
     assert by["image_auroc"]["value"] == pytest.approx(0.5)  # one score for all: ties
     assert 0 <= by["aupro"]["value"] <= 1
+
+
+def test_anomaly_replay_resumes_with_the_same_maps(tmp_path: Path) -> None:
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2:6, :] = 255
+    images = [
+        {
+            "sample_id": f"i{k}",
+            "size": (8, 8),
+            "label": "crack" if k % 2 else "good",
+            "mask": mask if k % 2 else None,
+        }
+        for k in range(5)
+    ]
+    data = make_dataset(tmp_path / "data", images, None)
+    model = anomaly_model(tmp_path)
+    settings = replace(SETTINGS, batch_size=1, checkpoint_images=1, scenario="offline")
+    replay(data, model, tmp_path / "whole", settings)
+
+    def stop(done: int, total: int) -> None:
+        if done >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(ReplayInterrupted):
+        replay(data, model, tmp_path / "cut", settings, progress=stop)
+    replay(data, model, tmp_path / "cut", settings, resume=True)
+    a = pd.read_parquet(tmp_path / "whole/maps.parquet")
+    b = pd.read_parquet(tmp_path / "cut/maps.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 5 and not (tmp_path / "cut/shards").exists()
+    for file, key in zip(a["file"], a["map_key"], strict=True):
+        with np.load(tmp_path / "whole" / file) as x, np.load(tmp_path / "cut" / file) as y:
+            np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_segmentation_defect_map_iou_by_hand(tmp_path: Path) -> None:
+    logits = np.full((1, 1, 8, 8), -4.0, dtype=np.float32)
+    logits[0, 0, :4, :4] = 4.0  # predicted defect: the top-left 4 x 4
+    c = card("segmentation", ["good", "defect"], output={"kind": "logits"})
+    model = DeployedModel.load(
+        constant_model(tmp_path / "seg.onnx", {"seg": logits}), ModelCard.model_validate(c)
+    )
+    truth = np.zeros((8, 8), dtype=np.uint8)
+    truth[:4, :2] = 255  # true defect: the top-left 4 x 2
+    images = [{"sample_id": "a", "size": (8, 8), "label": "pit", "mask": truth}]
+    data = make_dataset(tmp_path / "data", images, None)
+    replay(data, model, tmp_path / "run", SETTINGS)
+    by = {m["name"]: m for m in run_metrics(tmp_path / "run")["metrics"]}
+    assert by["iou"]["value"] == pytest.approx(8 / 16)  # I = 8, T = 8, P = 16
+    assert by["dice"]["value"] == pytest.approx(16 / 24)
+    pred = pd.read_parquet(tmp_path / "run/predictions.parquet")
+    assert pred["score"].iloc[0] == pytest.approx(1 / (1 + np.exp(-4.0)), rel=1e-6)
+    assert bool(pred["is_reject"].iloc[0]) and pred["pred_label"].iloc[0] == "defect"

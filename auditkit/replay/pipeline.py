@@ -455,6 +455,8 @@ class _ShardWriter:
         self.index = next_index
         self.session = session
         self.buffer: list[_BatchResult] = []
+        #: detection, anomaly and segmentation replays write detections and maps per shard
+        self.side_files = False
         self.images = 0
         self.last = time.perf_counter()
 
@@ -470,7 +472,7 @@ class _ShardWriter:
             return
         batches, self.buffer = self.buffer, []
         now = time.perf_counter()
-        if any(b.extras is not None for b in batches):  # side files first: the shard commits
+        if self.side_files:  # side files first (replacing stale ones): then the shard commits
             extras = TaskExtras.concat([b.extras for b in batches])
             write_shard_extras(self.checkpoint.path, self.index, extras)
         shard = Shard(
@@ -691,6 +693,7 @@ def _replay(
 
     session = f"{started_at}/{os.getpid()}"
     writer = _ShardWriter(checkpoint, settings, classes, next_shard, session)
+    writer.side_files = model.card.task != "classification"
     distributed: dict[str, Any] | None = None
     dask_batches: Any = None
     results: Iterator[_BatchResult]
