@@ -145,3 +145,18 @@ def test_replay_refuses_a_card_with_another_class_count(tmp_path: Path) -> None:
     manifest = write_dataset(tmp_path / "data", n=4)
     result = run_cli("replay", str(manifest), "--model", str(model), "--out", str(tmp_path / "r"))
     assert_one_line_error(result, 5, "has 6 rows, i.e. 2 classes, but the card declares 3 classes")
+
+
+def test_symbolic_output_sizes_are_read_by_shape_inference(tmp_path: Path) -> None:
+    model = constant_model(
+        tmp_path / "sym.onnx",
+        {"output0": np.zeros((1, 6, 20), np.float32)},
+        output_shapes={"output0": ["N", "rows", "anchors"]},
+    )
+    report = inspect_model(model)
+    assert report["outputs"][0]["shape"] == ["N", "rows", "anchors"]
+    assert report["convention"] == {
+        "name": "ultralytics_raw",
+        "task": "detection",
+        "from": "graph (shape inference)",
+    }

@@ -248,3 +248,27 @@ def test_segmentation_defect_map_iou_by_hand(tmp_path: Path) -> None:
     pred = pd.read_parquet(tmp_path / "run/predictions.parquet")
     assert pred["score"].iloc[0] == pytest.approx(1 / (1 + np.exp(-4.0)), rel=1e-6)
     assert bool(pred["is_reject"].iloc[0]) and pred["pred_label"].iloc[0] == "defect"
+
+
+def test_single_stream_replay_gives_the_offline_detections(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    model = detector(tmp_path)
+    replay(data, model, tmp_path / "offline", replace(SETTINGS, scenario="offline"))
+    replay(data, model, tmp_path / "single", replace(SETTINGS, scenario="single-stream"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "offline/detections.parquet"),
+        pd.read_parquet(tmp_path / "single/detections.parquet"),
+    )
+
+
+def test_report_shows_the_detection_metrics(tmp_path: Path) -> None:
+    from auditkit.audit import run_evaluate
+    from auditkit.report.render import render_html
+
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    replay(data, detector(tmp_path), tmp_path / "run", SETTINGS)
+    run_evaluate(tmp_path / "run")
+    html = render_html(tmp_path / "run", signatory="tests", development_key=True)
+    assert "Detection, anomaly and segmentation metrics" in html
+    assert "mAP@.50" in html and f"{51 / 101:.4g}" in html
+    assert "50.00 %" in html and "1/2" in html  # detection escape rate, by hand above

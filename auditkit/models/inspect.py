@@ -147,6 +147,7 @@ def flops_per_image(model: Any, card: ModelCard | None = None) -> dict[str, Any]
             by_op[node.op_type] += macs
     macs_total = int(sum(by_op.values()))
     return {
+        "output_shapes": {o.name: _dims(o.type) for o in graph.output},
         "flops": 2 * macs_total,
         "macs": macs_total,
         "by_op": {op: 2 * m for op, m in by_op.items()},
@@ -203,17 +204,8 @@ def inspect_model(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
     ]
     meta = {p.key: p.value for p in model.metadata_props}
     signature = {o["name"]: list(o["shape"]) for o in outputs}
-    convention: dict[str, Any]
-    try:
-        found = detect_convention(signature, card, path.name)
-        convention = {
-            "name": found,
-            "task": task_of(found),
-            "from": "card" if card is not None and card.output.convention else "graph",
-        }
-    except ModelError as exc:
-        convention = {"name": None, "task": None, "from": None, "problem": str(exc)}
     flops = flops_per_image(model, card)
+    convention = _convention(signature, flops["output_shapes"], card, path.name)
     report: dict[str, Any] = {
         "path": str(path),
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -236,6 +228,36 @@ def inspect_model(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
         else [],
     }
     return report
+
+
+def _convention(
+    signature: dict[str, list[Any]],
+    inferred: dict[str, list[Any]],
+    card: ModelCard | None,
+    model_name: str,
+) -> dict[str, Any]:
+    """The convention from the declared output shapes, else from the shapes ONNX shape
+    inference gives (an exporter may leave static sizes symbolic)."""
+    try:
+        found = detect_convention(signature, card, model_name)
+        source = "card" if card is not None and card.output.convention else "graph"
+        return {"name": found, "task": task_of(found), "from": source}
+    except ModelError as exc:
+        problem = str(exc)
+    # the declared batch dimension with the inferred sizes after it
+    merged = {
+        name: [shape[0], *inferred[name][1:]]
+        if shape and name in inferred and len(inferred[name]) == len(shape)
+        else shape
+        for name, shape in signature.items()
+    }
+    if merged != signature:
+        try:
+            found = detect_convention(merged, card, model_name)
+            return {"name": found, "task": task_of(found), "from": "graph (shape inference)"}
+        except ModelError:
+            pass
+    return {"name": None, "task": None, "from": None, "problem": problem}
 
 
 def card_disagreements(

@@ -124,7 +124,8 @@ def write_shard_extras(shard_dir: Path, index: int, extras: TaskExtras) -> None:
 
 
 def read_shard_detections(shard_dir: Path, index: int) -> TaskExtras:
-    """Detections of shard ``index`` (maps stay on disk: :func:`write_run_outputs` moves them)."""
+    """Detections of shard ``index`` (its maps stay on disk: :func:`write_run_outputs` links
+    them into the run directory)."""
     det_path, _ = _shard_files(shard_dir, index)
     extras = TaskExtras()
     if det_path.exists():
@@ -152,7 +153,7 @@ def remove_outputs(run_path: Path) -> None:
 def _map_index(
     run_path: Path, shard_dir: Path, n_shards: int, sample_ids: np.ndarray
 ) -> pd.DataFrame:
-    """Move each shard's maps to ``maps/part-NNNNNN.npz``; index them (row order)."""
+    """Each shard's maps as ``maps/part-NNNNNN.npz``; index them (row order)."""
     records: list[dict[str, Any]] = []
     target_dir = run_path / "maps"
     for index in range(n_shards):
@@ -168,7 +169,12 @@ def _map_index(
             continue
         target_dir.mkdir(exist_ok=True)
         name = f"maps/part-{index:06d}.npz"
-        shutil.move(str(src), run_path / name)
+        # linked (or copied), not moved: a crash before run.json leaves the shards whole for
+        # --resume; the checkpoint's removal then drops the originals
+        try:
+            os.link(src, run_path / name)
+        except OSError:
+            shutil.copy2(src, run_path / name)
         for row in rows:
             shape = shapes.get(f"map_{row}")
             records.append(
