@@ -160,3 +160,13 @@ def test_symbolic_output_sizes_are_read_by_shape_inference(tmp_path: Path) -> No
         "task": "detection",
         "from": "graph (shape inference)",
     }
+
+
+def test_unreadable_model_file_is_one_line_exit_5(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    assert_one_line_error(
+        run_cli("model", "inspect", str(bad)), 5, "cannot read ONNX model bad.onnx"
+    )
+    missing = run_cli("model", "inspect", str(tmp_path / "none.onnx"))
+    assert_one_line_error(missing, 5, "model file not found")
