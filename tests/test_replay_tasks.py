@@ -272,3 +272,34 @@ def test_report_shows_the_detection_metrics(tmp_path: Path) -> None:
     assert "Detection, anomaly and segmentation metrics" in html
     assert "mAP@.50" in html and f"{51 / 101:.4g}" in html
     assert "50.00 %" in html and "1/2" in html  # detection escape rate, by hand above
+
+
+def test_segmentation_classes_iou_and_dice_per_class_by_hand(tmp_path: Path) -> None:
+    logits = np.zeros((1, 3, 8, 8), dtype=np.float32)
+    logits[0, 1, :4, :4] = 5.0  # class a predicted at the top-left 4 x 4
+    logits[0, 2, 4:, 4:] = 5.0  # class b predicted at the bottom-right 4 x 4
+    c = card("segmentation", ["good", "a", "b"], output={"kind": "logits"})
+    model = DeployedModel.load(
+        constant_model(tmp_path / "seg.onnx", {"seg": logits}), ModelCard.model_validate(c)
+    )
+    mask_a = np.zeros((8, 8), dtype=np.uint8)
+    mask_a[:4, :2] = 255  # 8 true pixels of a
+    mask_b = np.zeros((8, 8), dtype=np.uint8)
+    mask_b[4:, 4:] = 255  # 16 true pixels of b
+    images = [
+        {"sample_id": "i1", "size": (8, 8), "label": "a", "mask": mask_a},
+        {"sample_id": "i2", "size": (8, 8), "label": "b", "mask": mask_b},
+    ]
+    replay(make_dataset(tmp_path / "data", images, None), model, tmp_path / "run", SETTINGS)
+    by = {
+        (m["name"], m["slice"].get("class")): m["value"]
+        for m in run_metrics(tmp_path / "run")["metrics"]
+        if m["name"] in ("iou", "dice")
+    }
+    # a: I = 8, T = 8, P = 16 + 16 (both images) -> IoU 8 / 32, Dice 16 / 40
+    assert by[("iou", "a")] == pytest.approx(0.25) and by[("dice", "a")] == pytest.approx(0.4)
+    # b: I = 16, T = 16, P = 32 -> IoU 16 / 32, Dice 32 / 48
+    assert by[("iou", "b")] == pytest.approx(0.5) and by[("dice", "b")] == pytest.approx(2 / 3)
+    # defect (a or b): I = 8 + 16, T = 24, P = 64
+    assert by[("iou", "defect")] == pytest.approx(24 / 64)
+    assert by[("dice", "defect")] == pytest.approx(48 / 88)

@@ -24,7 +24,13 @@ from auditkit.metrics.detection import (
 )
 from auditkit.metrics.segmentation import aupro, f1_max, image_auroc, iou_dice, pixel_auroc
 
-__all__ = ["anomaly_entries", "detection_entries", "model_entries", "segmentation_entries"]
+__all__ = [
+    "anomaly_entries",
+    "class_overlap_entries",
+    "detection_entries",
+    "model_entries",
+    "segmentation_entries",
+]
 
 #: COCO numbers written for a detector, in this order (names of :func:`coco_metrics`)
 COCO_NAMES = (
@@ -200,4 +206,22 @@ def segmentation_entries(
                 n=n,
             )
         )
+    return out
+
+
+def class_overlap_entries(
+    pred_labels: Sequence[npt.ArrayLike],
+    true_labels: Sequence[npt.ArrayLike],
+    classes: Mapping[str, int],
+) -> list[dict[str, Any]]:
+    """``iou`` and ``dice`` per class (slice ``{"class": name}``) of class-index maps,
+    accumulated over all images (:func:`auditkit.metrics.segmentation.iou_dice`)."""
+    table = iou_dice(pred_labels, true_labels, classes=classes)
+    out: list[dict[str, Any]] = []
+    for name in ("iou", "dice"):
+        for cls in table.index:
+            value = float(table.loc[cls, name])
+            out.append(
+                _entry(name, value, unit="pixel", slice_={"class": str(cls)}, n=len(true_labels))
+            )
     return out

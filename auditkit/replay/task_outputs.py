@@ -472,7 +472,7 @@ def task_metric_entries(
 def _pixel_entries(
     run_path: Path, card: ModelCard, samples: pd.DataFrame, convention: str
 ) -> list[dict[str, Any]]:
-    from auditkit.metrics.tasks import segmentation_entries
+    from auditkit.metrics.tasks import class_overlap_entries, segmentation_entries
 
     maps = pd.read_parquet(run_path / "maps.parquet")
     maps = maps[maps["map_key"] != ""]
@@ -521,10 +521,35 @@ def _pixel_entries(
             return _resized(pred.astype(np.float32), true_mask(i).shape) > 0.5
         return score_map(i) >= card.maps.pixel_threshold
 
+    label_of = dict(zip(samples["sample_id"].astype(str), samples["label"], strict=True))
+    index_of = {c: k for k, c in enumerate(card.classes)}
+    no_class = 255  # a pixel value that is none of the card's classes
+
+    def true_classes(i: int) -> np.ndarray:
+        """The mask's defect pixels carry the image label's class, the rest the good class."""
+        mask = true_mask(i)
+        label = index_of.get(str(label_of.get(str(rows["sample_id"].iat[i]))), no_class)
+        return np.where(mask > 0, label, index_of.get(card.good_class, no_class)).astype(np.int64)
+
+    def pred_classes(i: int) -> np.ndarray:
+        labels = map_reader.get(str(rows["file"].iat[i]), str(rows["label_key"].iat[i]))
+        shape = true_mask(i).shape
+        if labels.shape != shape:
+            image = Image.fromarray(labels.astype(np.uint8), mode="L")
+            labels = np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.NEAREST))
+        return labels.astype(np.int64)
+
+    n = len(rows)
     try:
-        return segmentation_entries(
-            _Lazy(len(rows), true_mask), _Lazy(len(rows), score_map), _Lazy(len(rows), pred_mask)
+        entries = segmentation_entries(
+            _Lazy(n, true_mask), _Lazy(n, score_map), _Lazy(n, pred_mask)
         )
+        if convention == "segmentation_classes" and (rows["label_key"] != "").all():
+            classes = {card.classes[k]: k for k in positive}
+            entries += class_overlap_entries(
+                _Lazy(n, pred_classes), _Lazy(n, true_classes), classes
+            )
+        return entries
     finally:
         map_reader.close()
         mask_reader.close()
