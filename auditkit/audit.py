@@ -74,6 +74,8 @@ def run_replay(
     if data.is_dir():
         raise DataError(f"expected a manifest file (CSV or Parquet), got a folder: {data}")
     dataset = load_manifest(data, good_label=card.good_class)
+    model = DeployedModel.load(model_path, card, session)
+    card = model.card  # classes may come from the model's metadata_props
     unknown = sorted(set(dataset.samples["label"]) - set(card.classes))
     # detectors, anomaly and segmentation models do not classify images: any label is data
     if unknown and card.task == "classification":
@@ -81,7 +83,6 @@ def run_replay(
             f"labels not among the model card's classes: {', '.join(unknown)} "
             f"(card classes: {', '.join(card.classes)})"
         )
-    model = DeployedModel.load(model_path, card, session)
     card_sha = hashlib.sha256(card_path.read_bytes()).hexdigest()
     result = replay(
         dataset,

@@ -157,7 +157,7 @@ def flops_per_image(model: Any, card: ModelCard | None = None) -> dict[str, Any]
     }
 
 
-def _metadata_classes(meta: dict[str, str]) -> list[str] | None:
+def metadata_classes(meta: dict[str, str]) -> list[str] | None:
     """Class names from ``metadata_props``: Ultralytics ``names`` (``{0: 'a', ...}``) or a
     JSON/Python list under ``classes`` or ``names``."""
     for key in ("names", "classes"):
@@ -222,7 +222,7 @@ def inspect_model(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
         "flops_by_op": flops["by_op"],
         "flops_uncounted": flops["uncounted"],
         "flops_rule": flops["rule"],
-        "metadata_classes": _metadata_classes(meta),
+        "metadata_classes": metadata_classes(meta),
         "disagreements": card_disagreements(card, inputs, signature, meta, path.name)
         if card is not None
         else [],
@@ -278,7 +278,7 @@ def card_disagreements(
         make_adapter(card, signature, model_name)
     except ModelError as exc:
         found.append(str(exc))
-    names = _metadata_classes(meta)
+    names = metadata_classes(meta)
     if names is not None:
         if len(names) != len(card.classes):
             found.append(

@@ -132,6 +132,25 @@ def _signature(args: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _classes_from_metadata(card: ModelCard, session: Any, model_name: str) -> ModelCard:
+    """A card without classes takes them from the model's ``metadata_props`` (``names`` as
+    Ultralytics writes it, or a JSON list under ``classes``)."""
+    from auditkit.models.inspect import metadata_classes
+
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    names = metadata_classes(meta)
+    if not names:
+        raise ModelError(
+            f"the card lists no classes and {model_name}'s metadata_props name none "
+            "(keys 'names' or 'classes'); list them in the card"
+        )
+    try:
+        return card.with_classes(names)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"classes from {model_name}'s metadata_props {names}: {first}") from None
+
+
 def read_model_bytes(path: Path) -> bytes:
     """The model file's bytes; a missing file or a folder is a one-line :class:`ModelError`."""
     try:
@@ -205,6 +224,8 @@ class DeployedModel:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise ModelError(f"cannot load ONNX model {path.name}: {first}") from None
+        if not card.classes:
+            card = _classes_from_metadata(card, session, path.name)
         model = cls(
             path=path,
             card=card,
