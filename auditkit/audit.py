@@ -18,7 +18,7 @@ from auditkit.models.onnx_model import DeployedModel, SessionSettings
 from auditkit.replay.checkpoint import ErrorLimit
 from auditkit.replay.parity import compare_reference_outputs
 from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, replay
-from auditkit.replay.task_outputs import task_metric_entries
+from auditkit.replay.task_metrics import task_metric_entries
 from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import load_rubric
