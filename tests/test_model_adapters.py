@@ -284,7 +284,7 @@ def test_class_names_come_from_metadata_props_when_the_card_has_none(tmp_path: P
     )
     assert model.card.classes == ["good", "dent", "rust"]
     assert model.card.positive_classes == ["dent", "rust"]  # every class but good_class
-    with pytest.raises(ModelError, match="the card lists no classes and m.onnx's metadata_props"):
+    with pytest.raises(ModelError, match=r"the card lists no classes and m\.onnx.s metadata_props"):
         load(tmp_path, {"out": logits}, c)
     with pytest.raises(ModelError, match=r"\(model: 3 classes, card: 2\)"):
         load(tmp_path, {"out": logits}, c, metadata={"classes": '["good", "dent"]'})

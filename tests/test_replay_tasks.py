@@ -303,3 +303,23 @@ def test_segmentation_classes_iou_and_dice_per_class_by_hand(tmp_path: Path) -> 
     # defect (a or b): I = 8 + 16, T = 24, P = 64
     assert by[("iou", "defect")] == pytest.approx(24 / 64)
     assert by[("dice", "defect")] == pytest.approx(48 / 88)
+
+
+def test_a_model_with_a_static_batch_of_one_is_replayed_one_image_at_a_time(
+    tmp_path: Path,
+) -> None:
+    raw = _static_batch_raw()
+    c = card("detection", ["scratch", "pit"], input={"resize_mode": "letterbox"})
+    path = constant_model(tmp_path / "b1.onnx", {"output0": raw}, input_shape=(1, 1, 8, 8))
+    model = DeployedModel.load(path, ModelCard.model_validate(c))
+    assert model.fixed_batch == 1
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    result = replay(data, model, tmp_path / "run", replace(SETTINGS, batch_size=4))
+    assert result.n_error == 0 and result.n_scored == 4
+    run = json.loads((tmp_path / "run/run.json").read_text())
+    assert run["replay"]["batch_size"] == 1
+
+
+def _static_batch_raw() -> np.ndarray:
+    raw = np.array([[4, 4, 4, 2, 0.9, 0.05]], dtype=np.float32).T[None]
+    return np.concatenate([raw, np.zeros((1, 6, 7), np.float32)], axis=2)

@@ -245,6 +245,14 @@ class DeployedModel:
         self.adapter = make_adapter(self.card, signature, self.path.name)
 
     @property
+    def fixed_batch(self) -> int | None:
+        """The input's static batch size, or None when the batch axis is dynamic."""
+        assert self.session is not None
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        first = inputs[self.card.input.name][0]
+        return first if isinstance(first, int) and first > 0 else None
+
+    @property
     def convention(self) -> str:
         assert self.adapter is not None
         return self.adapter.convention

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
@@ -655,6 +655,9 @@ def _replay(
                 f"--executor dask replays classifiers only; this model's task is "
                 f"{model.card.task}: use --executor local"
             )
+    if model.fixed_batch == 1 and settings.batch_size != 1:
+        # an export with a static batch of 1 (Ultralytics' default) takes one image per run
+        settings = replace(settings, batch_size=1)
     run = RunDir(out).create()
     checkpoint = Checkpoint(run.path)
     identity = _identity(model, dataset, settings)
