@@ -20,6 +20,7 @@ from auditkit.models.onnx_model import DeployedModel, SessionSettings
 from auditkit.replay.checkpoint import ErrorLimit
 from auditkit.replay.parity import compare_reference_outputs
 from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, replay
+from auditkit.replay.task_metrics import task_metric_entries
 from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import load_rubric
@@ -82,13 +83,15 @@ def run_replay(
     card = load_card(card_path)
     options = replace(data_options or LoadOptions(), good_label=card.good_class)
     dataset = load_dataset(data, options)
+    model = DeployedModel.load(model_path, card, session)
+    card = model.card  # classes may come from the model's metadata_props
     unknown = sorted(set(dataset.samples["label"]) - set(card.classes))
-    if unknown:
+    # detectors, anomaly and segmentation models do not classify images: any label is data
+    if unknown and card.task == "classification":
         raise DataError(
             f"labels not among the model card's classes: {', '.join(unknown)} "
             f"(card classes: {', '.join(card.classes)})"
         )
-    model = DeployedModel.load(model_path, card, session)
     card_sha = hashlib.sha256(card_path.read_bytes()).hexdigest()
     # an unusable meter fails before the run directory is touched
     energy_run = _energy_run(energy, gpu_inference=model.runs_on_gpu)
@@ -182,6 +185,10 @@ def run_metrics(
     from auditkit.energy.protocol import metric_entries
 
     metrics["metrics"].extend(metric_entries(info.get("energy")))
+    # detection, anomaly and segmentation metrics, and the model's size and compute
+    metrics["metrics"] += task_metric_entries(
+        run.path, info, card, samples, predictions, level=level, method=method, sided=sided
+    )
     return {"format": METRICS_FORMAT, "run_id": info["run_id"], **metrics}
 
 

@@ -26,6 +26,7 @@ from auditkit.cli_data import (
     data_app,
     load_options,
 )
+from auditkit.cli_model import model_app
 from auditkit.errors import AuditkitError, ExitCode, InputError, VerificationError
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(sample_app, name="sample")
 app.add_typer(rubric_app, name="rubric")
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
 
 
 def _say(message: str = "") -> None:

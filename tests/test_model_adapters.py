@@ -273,3 +273,18 @@ def test_letterbox_preprocessing_pads_with_the_card_value() -> None:
     # r = 0.5: the image becomes 8 x 4, pasted at top = round(2 - 0.1) = 2
     np.testing.assert_allclose(got[[0, 1, 6, 7]], 114 / 255, rtol=1e-6)
     np.testing.assert_allclose(got[2:6], 200 / 255, rtol=1e-6)
+
+
+def test_class_names_come_from_metadata_props_when_the_card_has_none(tmp_path: Path) -> None:
+    c = card("classification", ["good", "a", "b"], output={"name": "out"})
+    del c["classes"], c["positive_classes"]
+    logits = np.array([[0.2, 0.3, 0.5]], dtype=np.float32)
+    model = load(
+        tmp_path, {"out": logits}, c, metadata={"names": "{0: 'good', 1: 'dent', 2: 'rust'}"}
+    )
+    assert model.card.classes == ["good", "dent", "rust"]
+    assert model.card.positive_classes == ["dent", "rust"]  # every class but good_class
+    with pytest.raises(ModelError, match=r"the card lists no classes and m\.onnx.s metadata_props"):
+        load(tmp_path, {"out": logits}, c)
+    with pytest.raises(ModelError, match=r"\(model: 3 classes, card: 2\)"):
+        load(tmp_path, {"out": logits}, c, metadata={"classes": '["good", "dent"]'})

@@ -13,7 +13,7 @@ without ``convention`` has it detected from the graph (:mod:`auditkit.models.ada
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -143,18 +143,32 @@ class ModelCard(_Strict):
     description: str = ""
     input: InputSpec
     output: OutputSpec = Field(default_factory=OutputSpec)
-    classes: list[str] = Field(min_length=1)
+    #: empty: read from the model's ``metadata_props`` (``names`` or ``classes``) when loaded
+    classes: list[str] = Field(default_factory=list)
     good_class: str = "good"
-    positive_classes: list[str] = Field(min_length=1)
+    #: default: every class but ``good_class``
+    positive_classes: list[str] = Field(default_factory=list)
     operating_threshold: float
     declared: DeclaredClaims = Field(default_factory=DeclaredClaims)
     detection: DetectionSpec = Field(default_factory=DetectionSpec)
     maps: MapSpec = Field(default_factory=MapSpec)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_positive_classes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("classes") and not data.get("positive_classes"):
+            good = data.get("good_class", "good")
+            data = {**data, "positive_classes": [c for c in data["classes"] if c != good]}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> ModelCard:
         if self.schema_ != CARD_SCHEMA:
             raise ValueError(f"schema must be {CARD_SCHEMA!r}, got {self.schema_!r}")
+        if self.classes and not self.positive_classes:
+            raise ValueError("no positive class: every class is the good class")
+        if not self.classes and self.positive_classes:
+            raise ValueError("positive_classes needs classes")
         unknown = set(self.positive_classes) - set(self.classes)
         if unknown:
             raise ValueError(f"positive_classes not in classes: {sorted(unknown)}")
@@ -162,7 +176,8 @@ class ModelCard(_Strict):
             raise ValueError(f"good_class {self.good_class!r} cannot be a positive class")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("classes has duplicates")
-        if self.task == "classification" and len(self.classes) < 2:
+        # no classes: they come from the model's metadata_props when it is loaded
+        if self.task == "classification" and len(self.classes) == 1:
             raise ValueError("a classifier needs at least 2 classes")
         if self.task == "classification" and self.output.name is None:
             raise ValueError("output.name is required for a classifier")
@@ -184,6 +199,12 @@ class ModelCard(_Strict):
         if any(s == 0 for s in self.input.std):
             raise ValueError("std values must be non-zero")
         return self
+
+    def with_classes(self, names: list[str]) -> ModelCard:
+        """This card with ``classes`` (and the default ``positive_classes``) filled in."""
+        data = self.model_dump(by_alias=True)
+        data.update(classes=list(names), positive_classes=[])
+        return ModelCard.model_validate(data)
 
     def defect_score_rule(self) -> str:
         positives = ", ".join(self.positive_classes)

@@ -135,6 +135,61 @@ def _signature(args: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _classes_from_metadata(card: ModelCard, session: Any, model_name: str) -> ModelCard:
+    """A card without classes takes them from the model's ``metadata_props`` (``names`` as
+    Ultralytics writes it, or a JSON list under ``classes``)."""
+    from auditkit.models.inspect import metadata_classes
+
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    names = metadata_classes(meta)
+    if not names:
+        raise ModelError(
+            f"the card lists no classes and {model_name}'s metadata_props name none "
+            "(keys 'names' or 'classes'); list them in the card"
+        )
+    try:
+        return card.with_classes(names)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"classes from {model_name}'s metadata_props {names}: {first}") from None
+
+
+def read_model_bytes(path: Path) -> bytes:
+    """The model file's bytes; a missing file or a folder is a one-line :class:`ModelError`."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise ModelError(f"expected an ONNX file, got a folder: {path}") from None
+
+
+def check_input(spec: InputSpec, inputs: dict[str, list[Any]], model_name: str) -> None:
+    """Refuse (one line, naming both values) a model input that is not the card's: missing,
+    not of rank 4, or of another static size, channel count or layout."""
+    if spec.name not in inputs:
+        raise ModelError(
+            f"card input {spec.name!r} is not an input of {model_name} "
+            f"(model inputs: {', '.join(inputs)})"
+        )
+    shape = inputs[spec.name]
+    if len(shape) != 4:
+        raise ModelError(
+            f"model input {spec.name!r} has rank {len(shape)}, expected 4 ({spec.layout})"
+        )
+    expected = (
+        (spec.channels, spec.height, spec.width)
+        if spec.layout == "NCHW"
+        else (spec.height, spec.width, spec.channels)
+    )
+    for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
+        if isinstance(got, int) and got > 0 and got != want:
+            raise ModelError(
+                f"model input {spec.name!r} has shape {shape}, but the card declares "
+                f"{spec.layout} {expected} (axis {axis}: {got} != {want})"
+            )
+
+
 @dataclass
 class DeployedModel:
     """An onnxruntime session over the exact model file, checked against its card."""
@@ -151,12 +206,7 @@ class DeployedModel:
         cls, path: Path, card: ModelCard, settings: SessionSettings | None = None
     ) -> DeployedModel:
         settings = settings or SessionSettings()
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ModelError(f"model file not found: {path}") from None
-        except IsADirectoryError:
-            raise ModelError(f"expected an ONNX file, got a folder: {path}") from None
+        data = read_model_bytes(path)
         options = ort.SessionOptions()
         options.graph_optimization_level = _OPT_LEVELS[settings.graph_optimization]
         options.intra_op_num_threads = settings.intra_op_threads
@@ -177,6 +227,8 @@ class DeployedModel:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise ModelError(f"cannot load ONNX model {path.name}: {first}") from None
+        if not card.classes:
+            card = _classes_from_metadata(card, session, path.name)
         model = cls(
             path=path,
             card=card,
@@ -190,31 +242,18 @@ class DeployedModel:
     def _check_contract(self) -> None:
         """Refuse a model whose inputs/outputs do not match its card, before replaying anything."""
         assert self.session is not None
-        spec = self.card.input
-        inputs = {i.name: i for i in self.session.get_inputs()}
-        if spec.name not in inputs:
-            raise ModelError(
-                f"card input {spec.name!r} is not an input of {self.path.name} "
-                f"(model inputs: {', '.join(inputs)})"
-            )
-        shape = inputs[spec.name].shape
-        if len(shape) != 4:
-            raise ModelError(
-                f"model input {spec.name!r} has rank {len(shape)}, expected 4 ({spec.layout})"
-            )
-        expected = (
-            (spec.channels, spec.height, spec.width)
-            if spec.layout == "NCHW"
-            else (spec.height, spec.width, spec.channels)
-        )
-        for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
-            if isinstance(got, int) and got != want:
-                raise ModelError(
-                    f"model input {spec.name!r} has shape {shape}, but the card declares "
-                    f"{spec.layout} {expected} (axis {axis}: {got} != {want})"
-                )
+        inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        check_input(self.card.input, inputs, self.path.name)
         signature = {o.name: list(o.shape) for o in self.session.get_outputs()}
         self.adapter = make_adapter(self.card, signature, self.path.name)
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The input's static batch size, or None when the batch axis is dynamic."""
+        assert self.session is not None
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        first = inputs[self.card.input.name][0]
+        return first if isinstance(first, int) and first > 0 else None
 
     @property
     def convention(self) -> str:
@@ -257,4 +296,11 @@ class DeployedModel:
             "providers_used": self.session.get_providers(),
             "metadata_props": dict(self.session.get_modelmeta().custom_metadata_map),
             "convention": self.convention,
+            "complexity": self.complexity(),
         }
+
+    def complexity(self) -> dict[str, Any]:
+        """Parameters, FLOPs per image and file size (:mod:`auditkit.models.inspect`)."""
+        from auditkit.models.inspect import complexity  # imports onnx: only when recording
+
+        return complexity(self.path, self.card)

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -458,6 +458,8 @@ class _ShardWriter:
         self.index = next_index
         self.session = session
         self.buffer: list[_BatchResult] = []
+        #: detection, anomaly and segmentation replays write detections and maps per shard
+        self.side_files = False
         self.images = 0
         self.last = time.perf_counter()
 
@@ -473,7 +475,7 @@ class _ShardWriter:
             return
         batches, self.buffer = self.buffer, []
         now = time.perf_counter()
-        if any(b.extras is not None for b in batches):  # side files first: the shard commits
+        if self.side_files:  # side files first (replacing stale ones): then the shard commits
             extras = TaskExtras.concat([b.extras for b in batches])
             write_shard_extras(self.checkpoint.path, self.index, extras)
         shard = Shard(
@@ -662,6 +664,9 @@ def _replay(
                 f"--executor dask replays classifiers only; this model's task is "
                 f"{model.card.task}: use --executor local"
             )
+    if model.fixed_batch == 1 and settings.batch_size != 1:
+        # an export with a static batch of 1 (Ultralytics' default) takes one image per run
+        settings = replace(settings, batch_size=1)
     run = RunDir(out).create()
     checkpoint = Checkpoint(run.path)
     identity = _identity(model, dataset, settings)
@@ -700,6 +705,7 @@ def _replay(
 
     session = f"{started_at}/{os.getpid()}"
     writer = _ShardWriter(checkpoint, settings, classes, next_shard, session)
+    writer.side_files = model.card.task != "classification"
     distributed: dict[str, Any] | None = None
     dask_batches: Any = None
     results: Iterator[_BatchResult]
@@ -790,6 +796,7 @@ def _replay(
             model.card.classes,
             task=model.card.task,
             root=dataset.root,
+            manifest=dataset.manifest,
             boxes=dataset.boxes,
         )
         # the mask paths live in masks.parquet: not a metadata column to slice by

@@ -18,17 +18,16 @@ index ``maps.parquet``, and ``masks/part-NNNNNN.npz`` (ground-truth masks) with 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from auditkit.errors import DataError
 from auditkit.models.adapters import Decoded
 from auditkit.models.card import ModelCard
 
@@ -38,7 +37,6 @@ MAP_INDEX_COLUMNS = ("sample_id", "file", "map_key", "label_key", "height", "wid
 MASK_INDEX_COLUMNS = ("sample_id", "file", "key", "height", "width", "status", "error")
 #: ground-truth masks per ``masks/part-NNNNNN.npz``
 MASKS_PER_FILE = 1024
-_PART = re.compile(r"^part-(\d{6})\.npz$")
 
 
 @dataclass
@@ -124,7 +122,8 @@ def write_shard_extras(shard_dir: Path, index: int, extras: TaskExtras) -> None:
 
 
 def read_shard_detections(shard_dir: Path, index: int) -> TaskExtras:
-    """Detections of shard ``index`` (maps stay on disk: :func:`write_run_outputs` moves them)."""
+    """Detections of shard ``index`` (its maps stay on disk: :func:`write_run_outputs` links
+    them into the run directory)."""
     det_path, _ = _shard_files(shard_dir, index)
     extras = TaskExtras()
     if det_path.exists():
@@ -152,7 +151,7 @@ def remove_outputs(run_path: Path) -> None:
 def _map_index(
     run_path: Path, shard_dir: Path, n_shards: int, sample_ids: np.ndarray
 ) -> pd.DataFrame:
-    """Move each shard's maps to ``maps/part-NNNNNN.npz``; index them (row order)."""
+    """Each shard's maps as ``maps/part-NNNNNN.npz``; index them (row order)."""
     records: list[dict[str, Any]] = []
     target_dir = run_path / "maps"
     for index in range(n_shards):
@@ -168,7 +167,12 @@ def _map_index(
             continue
         target_dir.mkdir(exist_ok=True)
         name = f"maps/part-{index:06d}.npz"
-        shutil.move(str(src), run_path / name)
+        # linked (or copied), not moved: a crash before run.json leaves the shards whole for
+        # --resume; the checkpoint's removal then drops the originals
+        try:
+            os.link(src, run_path / name)
+        except OSError:
+            shutil.copy2(src, run_path / name)
         for row in rows:
             shape = shapes.get(f"map_{row}")
             records.append(
@@ -186,19 +190,11 @@ def _map_index(
     return table.sort_values("_row", kind="stable").drop(columns="_row").reset_index(drop=True)
 
 
-def _read_mask(path: Path) -> np.ndarray:
-    from auditkit.metrics.segmentation import binarize_mask
+def _mask_index(run_path: Path, root: Path, manifest: Path, samples: pd.DataFrame) -> pd.DataFrame:
+    """Ground-truth masks (samples column ``mask``, read by the data layer's one mask reader:
+    files or COCO segmentations) as 0/1 uint8 in ``masks/part-*.npz``."""
+    from auditkit.data.masks import COCO_PREFIX, read_mask
 
-    with Image.open(path) as image:
-        image.load()
-        pixels = np.asarray(
-            image.convert("L") if image.mode not in ("L", "1", "I", "I;16") else image
-        )
-    return binarize_mask(pixels).astype(np.uint8)
-
-
-def _mask_index(run_path: Path, root: Path, samples: pd.DataFrame) -> pd.DataFrame:
-    """Ground-truth masks (samples column ``mask``) as 0/1 uint8 in ``masks/part-*.npz``."""
     records: list[dict[str, Any]] = []
     with_mask = np.flatnonzero(samples["mask"].fillna("").astype(str).str.strip().to_numpy() != "")
     for start in range(0, len(with_mask), MASKS_PER_FILE):
@@ -207,9 +203,7 @@ def _mask_index(run_path: Path, root: Path, samples: pd.DataFrame) -> pd.DataFra
         for row in with_mask[start : start + MASKS_PER_FILE].tolist():
             rel = str(samples["mask"].iat[row]).strip()
             record = {"sample_id": str(samples["sample_id"].iat[row]), "file": "", "key": ""}
-            try:
-                mask = _read_mask(root / rel)
-            except FileNotFoundError:
+            if not rel.startswith(COCO_PREFIX) and not (root / rel).is_file():
                 records.append(
                     {
                         **record,
@@ -220,18 +214,15 @@ def _mask_index(run_path: Path, root: Path, samples: pd.DataFrame) -> pd.DataFra
                     }
                 )
                 continue
-            except (OSError, ValueError, SyntaxError) as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            try:
+                pixels = read_mask(root, manifest, rel)
+            except DataError as exc:
                 records.append(
-                    {
-                        **record,
-                        "height": 0,
-                        "width": 0,
-                        "status": "unreadable",
-                        "error": f"cannot decode mask {rel}: {reason}",
-                    }
+                    {**record, "height": 0, "width": 0, "status": "unreadable", "error": str(exc)}
                 )
                 continue
+            assert pixels is not None  # rel is not empty
+            mask = pixels.astype(np.uint8)
             key = f"mask_{row}"
             arrays[key] = mask
             records.append(
@@ -260,6 +251,7 @@ def write_run_outputs(
     *,
     task: str,
     root: Path,
+    manifest: Path,
     boxes: pd.DataFrame | None,
 ) -> dict[str, Any]:
     """Write the task files of a completed replay; return what was written (for run.json)."""
@@ -297,7 +289,7 @@ def write_run_outputs(
         index.to_parquet(run_path / "maps.parquet", index=False)
         written["maps"] = len(index)
     if "mask" in samples.columns:
-        masks = _mask_index(run_path, root, samples)
+        masks = _mask_index(run_path, root, manifest, samples)
         masks.to_parquet(run_path / "masks.parquet", index=False)
         written["masks"] = int((masks["status"] == "ok").sum())
         written["masks_unreadable"] = int((masks["status"] != "ok").sum())
@@ -325,10 +317,6 @@ class NpzArrays:
             self._data.close()
         self._data = None
         self._name = None
-
-    def iterate(self, files: Sequence[str], keys: Sequence[str]) -> Iterator[np.ndarray]:
-        for f, k in zip(files, keys, strict=True):
-            yield self.get(f, k)
 
 
 def task_predictions_table(

@@ -240,6 +240,8 @@ class _Fmt:
             return f"{value:.1f} ms"
         if metric.startswith("throughput_"):
             return f"{value:.1f} {self.t['images_per_s']}"
+        if metric.startswith("model_"):
+            return f"{value:,.0f}"
         return f"{value:.4g}"
 
     def kn(self, k: int | None, n: int | None) -> str:
@@ -514,7 +516,7 @@ def _efficiency_view(run: Mapping[str, Any], metrics: Mapping[str, Any], fmt: _F
     rows = []
     for entry in metrics["metrics"]:
         name = str(entry.get("name", ""))
-        if not name.startswith(("latency_", "throughput_")):
+        if not name.startswith(("latency_", "throughput_", "model_")):
             continue
         scenario = (entry.get("slice") or {}).get("scenario", "")
         rows.append(
@@ -548,6 +550,42 @@ def _efficiency_view(run: Mapping[str, Any], metrics: Mapping[str, Any], fmt: _F
                 "n": fmt.na,
             }
         )
+    return rows
+
+
+#: detection, anomaly and segmentation metrics shown in the report, in this order
+_TASK_METRICS = (
+    "map",
+    "map_50",
+    "map_75",
+    "ar_100",
+    "ap",
+    "detection_escape_rate",
+    "detection_overkill_rate",
+    "box_miss_rate",
+    "image_auroc",
+    "image_f1_max",
+    "pixel_auroc",
+    "aupro",
+    "iou",
+    "dice",
+)
+
+
+def _task_view(metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, str]]:
+    """Rows of the task-metrics table (empty for a classifier)."""
+    rows = []
+    for name in _TASK_METRICS:
+        for entry in metrics["metrics"]:
+            if entry.get("name") == name:
+                rows.append(
+                    {
+                        "measure": fmt.metric(name),
+                        "slice": fmt.slice(entry.get("slice")),
+                        "value": fmt.value(name, entry.get("value")),
+                        "kn": fmt.kn(entry.get("k"), entry.get("n")),
+                    }
+                )
     return rows
 
 
@@ -779,6 +817,7 @@ def _context(
         "defect_classes": _defect_class_view(metrics["metrics"], fmt, n_defective),
         "confusion": _confusion_view(metrics, fmt),
         "efficiency": _efficiency_view(run, metrics, fmt),
+        "task_metrics": _task_view(metrics, fmt),
         "gaps": _gaps_view(metrics, verdicts, run, fmt),
         "methods": _methods_view(run, fmt),
         "method_text": t["method_text"].format(

@@ -49,6 +49,10 @@ _NIGHT_CONTRAST = 0.85
 _DIM_GAIN = (0.50, 0.62)
 _NIGHT_GAIN = 0.95
 
+#: a pixel belongs to the defect's mask when the drawn defect's depth (peak about 1) is at
+#: least this: the defect's visible extent, faint or not
+MASK_DEPTH = 0.2
+
 COLUMNS = (
     "sample_id",
     "part_id",
@@ -300,9 +304,13 @@ _DEFECTS = {"scratch": _scratch, "pit": _pit, "inclusion": _inclusion, "crack": 
 # --------------------------------------------------------------------------- rendering
 
 
-def _render_part(meta: PartMeta, rng: np.random.Generator) -> list[np.ndarray]:
+def _render_part(
+    meta: PartMeta, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The part's views and, per view, its defect mask (boolean; all False for a good part)."""
     base = {"S1": 150.0, "S2": 138.0, "S3": 162.0}[meta.supplier] * rng.uniform(0.93, 1.07)
     surf = _surface(rng, meta.supplier)
+    depth = np.zeros((_SURF, _SURF), dtype=np.float32)
     if meta.label != "good":
         depth, contrast = _DEFECTS[meta.label](rng)
         # Most defects are clear; a few are faint (the nominal escapes of a good model).
@@ -313,12 +321,13 @@ def _render_part(meta: PartMeta, rng: np.random.Generator) -> list[np.ndarray]:
         if meta.shift == "night":
             contrast *= _NIGHT_CONTRAST
         surf = surf * (1.0 - np.float32(contrast) * depth)
-    views = []
+    views, masks = [], []
     for camera in meta.cameras:
         gain = rng.uniform(*_DIM_GAIN) if meta.lighting == "dim" else rng.uniform(0.92, 1.06)
         if meta.shift == "night":
             gain *= _NIGHT_GAIN
         oy, ox = (int(v) for v in rng.integers(0, 2 * _MARGIN + 1, 2))
+        masks.append(depth[oy : oy + SIZE, ox : ox + SIZE] >= MASK_DEPTH)
         view = surf[oy : oy + SIZE, ox : ox + SIZE] * np.float32(base * gain)
         vy, vx = _pair(rng.normal(SIZE / 2, 8, 2))
         strength = rng.uniform(0.12, 0.22) if camera == "cam-A" else rng.uniform(0.2, 0.32)
@@ -330,14 +339,32 @@ def _render_part(meta: PartMeta, rng: np.random.Generator) -> list[np.ndarray]:
         sigma = np.sqrt(0.8 + 0.006 * np.clip(view, 0, None))
         view = view + sigma * rng.standard_normal((SIZE, SIZE), dtype=np.float32)
         views.append(np.clip(np.rint(view), 0, 255).astype(np.uint8))
-    return views
+    return views, masks
 
 
 def render_part(seed: int, index: int) -> tuple[PartMeta, list[np.ndarray]]:
     """Metadata and the 8-bit views of part ``index`` for ``seed`` (independent of ``n``)."""
+    meta, views, _ = render_part_truth(seed, index)
+    return meta, views
+
+
+def render_part_truth(seed: int, index: int) -> tuple[PartMeta, list[np.ndarray], list[np.ndarray]]:
+    """:func:`render_part` and, per view, the defect's mask: the pixels where the drawn defect's
+    depth is at least :data:`MASK_DEPTH` (boolean, all False for a good part). The random draws
+    are the same, so the images are those of :func:`render_part`."""
     rng = _part_rng(seed, index)
     meta = _draw_meta(rng, index)
-    return meta, _render_part(meta, rng)
+    views, masks = _render_part(meta, rng)
+    return meta, views, masks
+
+
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The defect's box, its drawn extent: ``x1, y1, x2, y2`` in pixels with ``x2 - x1`` the
+    mask's width (corners of the outermost mask pixels); None for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return None
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -128,6 +128,15 @@ def detect_convention(
         if card is not None:
             fitting = [c for c in candidates if c in CONVENTIONS[card.task]]
             candidates = fitting or candidates
+        shape = signature[name]
+        if not candidates and card is not None and card.task == "detection" and len(shape) == 3:
+            rows, nc = _static(shape[1]), len(card.classes)
+            if rows is not None and rows >= 5 and _static(shape[2]) != 6:
+                raise ModelError(
+                    f"model output {name!r} has {rows} rows, i.e. {rows - 4} classes, but the "
+                    f"card declares {nc} classes (Ultralytics raw layout (batch, 4 + classes, "
+                    f"anchors): expected 4 + {nc} = {4 + nc} rows)"
+                )
         if len(candidates) != 1:
             readings = " or ".join(candidates) if candidates else "no known convention"
             raise ModelError(

@@ -1,0 +1,85 @@
+"""``auditkit model ...``: what a model file is (registered in :mod:`auditkit.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from auditkit.errors import ModelError
+
+model_app = typer.Typer(help="Models: inspect an ONNX file (and its card).", no_args_is_help=True)
+
+
+def _shape(shape: list[Any]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _text(report: dict[str, Any], card_path: Path | None) -> list[str]:
+    lines = [
+        f"model: {report['path']}",
+        f"  sha256 {report['sha256']}, {report['file_bytes']:,} bytes",
+        f"  producer {report['producer']['name'] or '?'} {report['producer']['version']}".rstrip()
+        + f"; ir_version {report['ir_version']}; opsets "
+        + ", ".join(f"{d} {v}" for d, v in sorted(report["opsets"].items())),
+        "inputs:",
+    ]
+    lines += [f"  {i['name']}: {i['dtype']} {_shape(i['shape'])}" for i in report["inputs"]]
+    lines.append("outputs:")
+    lines += [f"  {o['name']}: {o['dtype']} {_shape(o['shape'])}" for o in report["outputs"]]
+    if report["metadata_props"]:
+        lines.append("metadata_props:")
+        lines += [f"  {k}: {v}" for k, v in sorted(report["metadata_props"].items())]
+    conv = report["convention"]
+    if conv["name"]:
+        lines.append(f"convention: {conv['name']} (task {conv['task']}, from the {conv['from']})")
+    else:
+        lines.append(f"convention: undetermined: {conv['problem']}")
+    lines.append(f"parameters: {report['parameters']:,} (elements of all initializers)")
+    by_op = ", ".join(f"{op} {v:,}" for op, v in report["flops_by_op"].items() if v)
+    lines.append(
+        f"FLOPs per image: {report['flops_per_image']:,} ({by_op or 'none counted'}); "
+        "1 multiply-add = 2 FLOPs, Conv/Gemm/MatMul only, batch 1"
+    )
+    if report["flops_uncounted"]:
+        lines.append(f"  not counted (shapes unknown): {', '.join(report['flops_uncounted'])}")
+    if card_path is not None:
+        if report["disagreements"]:
+            lines.append(f"card {card_path} disagrees with the model:")
+            lines += [f"  - {d}" for d in report["disagreements"]]
+        else:
+            lines.append(f"card {card_path}: agrees with the model")
+    return lines
+
+
+@model_app.command("inspect")
+def inspect_cmd(
+    model: Annotated[Path, typer.Argument(help="The ONNX model file.")],
+    card: Annotated[
+        Path | None,
+        typer.Option(help="A model card YAML to check against the graph (every disagreement)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of text.")
+    ] = False,
+) -> None:
+    """Inputs, outputs, opsets, producer, metadata, output convention, parameters, FLOPs per
+    image, SHA-256 and size. Exit 5 when the card disagrees with the model."""
+    from auditkit.models.card import load_card
+    from auditkit.models.inspect import inspect_model
+
+    loaded = load_card(card) if card is not None else None
+    report = inspect_model(model, loaded)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        for line in _text(report, card):
+            typer.echo(line)
+    if report["disagreements"]:
+        first = report["disagreements"][0]
+        more = len(report["disagreements"]) - 1
+        raise ModelError(
+            f"the card disagrees with the model: {first}" + (f" (and {more} more)" if more else "")
+        )

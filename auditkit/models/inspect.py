@@ -1,0 +1,303 @@
+"""What an ONNX model file is, read from the graph: ``auditkit model inspect``.
+
+:func:`inspect_model` gives inputs and outputs (names, shapes, dtypes), opsets, producer,
+``metadata_props``, the detected output convention, the parameter count, an estimate of the
+compute per image, the file's SHA-256 and size, and, with a card, every disagreement between
+card and graph.
+
+Counting rules (stated in the output, docs/model-conventions.md):
+
+* **parameters**: the number of elements of every graph initializer (weights, biases, and any
+  other constant tensor stored as an initializer); ``Constant`` nodes are not counted.
+* **FLOPs per image**: ``2 x MACs`` (one multiply-add = 2 FLOPs) of the ``Conv``, ``Gemm`` and
+  ``MatMul`` nodes, with the batch dimension set to 1 and shapes from ONNX shape inference
+  (symbolic input sizes taken from the card). ``Conv``: MACs = ``prod(output shape) x
+  (C_in / group) x prod(kernel)``; ``Gemm``: ``M x N x K``; ``MatMul``: ``prod(output shape) x
+  K``. Biases, activations, pooling and normalisation are not counted. Nodes whose shapes
+  cannot be inferred are listed in ``flops_uncounted``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auditkit.errors import ModelError
+from auditkit.models.adapters import detect_convention, make_adapter, task_of
+from auditkit.models.card import ModelCard
+from auditkit.models.onnx_model import check_input, read_model_bytes
+
+COUNTED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def _dims(type_proto: Any) -> list[Any]:
+    """Static dims as int, symbolic ones as their name (or "?")."""
+    if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
+        return []
+    out: list[Any] = []
+    for d in type_proto.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        else:
+            out.append(d.dim_param or "?")
+    return out
+
+
+def _dtype(type_proto: Any) -> str:
+    from onnx import helper
+
+    elem = type_proto.tensor_type.elem_type
+    try:
+        return str(np.dtype(helper.tensor_dtype_to_np_dtype(elem)))
+    except (KeyError, TypeError, ValueError):
+        return f"onnx-type-{elem}"
+
+
+def _load(path: Path) -> tuple[Any, bytes]:
+    import onnx
+
+    data = read_model_bytes(path)
+    try:
+        return onnx.load_from_string(data), data
+    except Exception as exc:  # protobuf raises DecodeError and others
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelError(f"cannot read ONNX model {path.name}: {first}") from None
+
+
+def _graph_inputs(model: Any) -> list[Any]:
+    initializers = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in initializers]
+
+
+def parameter_count(model: Any) -> int:
+    """Elements of all initializers (the rule in the module docstring)."""
+    return int(sum(int(np.prod(list(i.dims), dtype=np.int64)) for i in model.graph.initializer))
+
+
+def _fix_input_dims(model: Any, card: ModelCard | None) -> None:
+    """Batch 1; other symbolic input dims from the card where the input is the card's."""
+    for value in _graph_inputs(model):
+        dims = value.type.tensor_type.shape.dim
+        wanted: list[int | None] = [None] * len(dims)
+        if dims:
+            wanted[0] = 1
+        if card is not None and value.name == card.input.name and len(dims) == 4:
+            spec = card.input
+            rest = (
+                (spec.channels, spec.height, spec.width)
+                if spec.layout == "NCHW"
+                else (spec.height, spec.width, spec.channels)
+            )
+            wanted[1:] = list(rest)
+        for d, want in zip(dims, wanted, strict=True):
+            if want is not None and not d.HasField("dim_value"):
+                d.dim_value = want
+
+
+def flops_per_image(model: Any, card: ModelCard | None = None) -> dict[str, Any]:
+    """``{"flops", "macs", "by_op", "uncounted"}`` per image (rules in the module docstring)."""
+    import onnx
+
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    _fix_input_dims(work, card)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(work, data_prop=True)
+    except Exception:  # an invalid graph: count nothing rather than fail the inspection
+        inferred = work
+    graph = inferred.graph
+    shapes: dict[str, list[Any]] = {}
+    for v in [*graph.input, *graph.value_info, *graph.output]:
+        shapes[v.name] = _dims(v.type)
+    for init in graph.initializer:
+        shapes[init.name] = [int(d) for d in init.dims]
+
+    def static(name: str) -> list[int] | None:
+        dims = shapes.get(name)
+        if not dims or not all(isinstance(d, int) and d > 0 for d in dims):
+            return None
+        return [int(d) for d in dims]
+
+    by_op = dict.fromkeys(COUNTED_OPS, 0)
+    uncounted: list[str] = []
+    for node in graph.node:
+        if node.op_type not in COUNTED_OPS:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        y = static(node.output[0])
+        a = static(node.input[0])
+        b = static(node.input[1]) if len(node.input) > 1 else None
+        label = node.name or f"{node.op_type}->{node.output[0]}"
+        macs: int | None = None
+        if node.op_type == "Conv" and y is not None and b is not None:
+            macs = int(np.prod(y, dtype=np.int64)) * int(np.prod(b[1:], dtype=np.int64))
+        elif node.op_type == "Gemm" and a is not None and y is not None:
+            k = a[0] if attrs.get("transA", 0) else a[-1]
+            macs = int(np.prod(y, dtype=np.int64)) * int(k)
+        elif node.op_type == "MatMul" and a is not None and y is not None:
+            macs = int(np.prod(y, dtype=np.int64) if y else 1) * int(a[-1])
+        if macs is None:
+            uncounted.append(label)
+        else:
+            by_op[node.op_type] += macs
+    macs_total = int(sum(by_op.values()))
+    return {
+        "output_shapes": {o.name: _dims(o.type) for o in graph.output},
+        "flops": 2 * macs_total,
+        "macs": macs_total,
+        "by_op": {op: 2 * m for op, m in by_op.items()},
+        "uncounted": uncounted,
+        "rule": "FLOPs = 2 x multiply-adds of Conv, Gemm and MatMul at batch 1; "
+        "biases, activations, pooling and normalisation not counted",
+    }
+
+
+def metadata_classes(meta: dict[str, str]) -> list[str] | None:
+    """Class names from ``metadata_props``: Ultralytics ``names`` (``{0: 'a', ...}``) or a
+    JSON/Python list under ``classes`` or ``names``."""
+    for key in ("names", "classes"):
+        raw = meta.get(key)
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                continue
+        if isinstance(value, dict):
+            return [str(value[k]) for k in sorted(value, key=lambda k: int(k))]
+        if isinstance(value, list):
+            return [str(v) for v in value]
+    return None
+
+
+def complexity(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
+    """Parameters, FLOPs per image and file size of a model file (for run.json)."""
+    model, data = _load(path)
+    flops = flops_per_image(model, card)
+    return {
+        "parameters": parameter_count(model),
+        "flops_per_image": flops["flops"],
+        "flops_uncounted_nodes": len(flops["uncounted"]),
+        "file_bytes": len(data),
+        "rule": flops["rule"],
+    }
+
+
+def inspect_model(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
+    """Everything ``auditkit model inspect`` shows, as a JSON-ready dict (module docstring)."""
+    model, data = _load(path)
+    inputs = [
+        {"name": v.name, "shape": _dims(v.type), "dtype": _dtype(v.type)}
+        for v in _graph_inputs(model)
+    ]
+    outputs = [
+        {"name": v.name, "shape": _dims(v.type), "dtype": _dtype(v.type)}
+        for v in model.graph.output
+    ]
+    meta = {p.key: p.value for p in model.metadata_props}
+    signature = {o["name"]: list(o["shape"]) for o in outputs}
+    flops = flops_per_image(model, card)
+    convention = _convention(signature, flops["output_shapes"], card, path.name)
+    report: dict[str, Any] = {
+        "path": str(path),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "file_bytes": len(data),
+        "ir_version": int(model.ir_version),
+        "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
+        "producer": {"name": model.producer_name, "version": model.producer_version},
+        "metadata_props": meta,
+        "inputs": inputs,
+        "outputs": outputs,
+        "convention": convention,
+        "parameters": parameter_count(model),
+        "flops_per_image": flops["flops"],
+        "flops_by_op": flops["by_op"],
+        "flops_uncounted": flops["uncounted"],
+        "flops_rule": flops["rule"],
+        "metadata_classes": metadata_classes(meta),
+        "disagreements": card_disagreements(card, inputs, signature, meta, path.name)
+        if card is not None
+        else [],
+    }
+    return report
+
+
+def _convention(
+    signature: dict[str, list[Any]],
+    inferred: dict[str, list[Any]],
+    card: ModelCard | None,
+    model_name: str,
+) -> dict[str, Any]:
+    """The convention from the declared output shapes, else from the shapes ONNX shape
+    inference gives (an exporter may leave static sizes symbolic)."""
+    try:
+        found = detect_convention(signature, card, model_name)
+        source = "card" if card is not None and card.output.convention else "graph"
+        return {"name": found, "task": task_of(found), "from": source}
+    except ModelError as exc:
+        problem = str(exc)
+    # the declared batch dimension with the inferred sizes after it
+    merged = {
+        name: [shape[0], *inferred[name][1:]]
+        if shape and name in inferred and len(inferred[name]) == len(shape)
+        else shape
+        for name, shape in signature.items()
+    }
+    if merged != signature:
+        try:
+            found = detect_convention(merged, card, model_name)
+            return {"name": found, "task": task_of(found), "from": "graph (shape inference)"}
+        except ModelError:
+            pass
+    return {"name": None, "task": None, "from": None, "problem": problem}
+
+
+def card_disagreements(
+    card: ModelCard,
+    inputs: list[dict[str, Any]],
+    signature: dict[str, list[Any]],
+    meta: dict[str, str],
+    model_name: str,
+) -> list[str]:
+    """Every way the card and the graph disagree (input, outputs and class count, class names
+    in ``metadata_props``), one line each naming both values."""
+    found: list[str] = []
+    try:
+        check_input(card.input, {i["name"]: i["shape"] for i in inputs}, model_name)
+    except ModelError as exc:
+        found.append(str(exc))
+    try:
+        make_adapter(card, signature, model_name)
+    except ModelError as exc:
+        found.append(str(exc))
+    names = metadata_classes(meta)
+    if names is not None:
+        if len(names) != len(card.classes):
+            found.append(
+                f"metadata_props name {len(names)} classes ({', '.join(names)}), the card "
+                f"{len(card.classes)} ({', '.join(card.classes)})"
+            )
+        elif names != list(card.classes):
+            found.append(
+                f"metadata_props class names {names} differ from the card's {list(card.classes)}"
+            )
+    size = meta.get("imgsz")
+    if size:
+        try:
+            hw = [int(v) for v in ast.literal_eval(size)]
+        except (ValueError, SyntaxError, TypeError):
+            hw = []
+        if len(hw) == 2 and hw != [card.input.height, card.input.width]:
+            found.append(
+                f"metadata_props imgsz is {hw[0]}x{hw[1]} (height x width), the card "
+                f"declares {card.input.height}x{card.input.width}"
+            )
+    return found
