@@ -117,3 +117,25 @@ def test_bundled_sample_sets_are_reproducible(tmp_path: Path) -> None:
     write_yolo(tmp_path / "steel-yolo", 200, 2026)
     for name in ("steel-mvtec", "steel-coco", "steel-yolo"):
         assert _files(tmp_path / name) == _files(REPO / "sample_data" / name), name
+
+
+def test_bundled_sets_load_with_their_metadata_tables() -> None:
+    """Each set's metadata.csv joins through `--metadata` as a user would pass it: every audited
+    image gets its line, shift, camera, lighting and supplier, and the table's part."""
+    from auditkit.data.interface import LoadOptions
+    from auditkit.data.loaders import load_dataset
+
+    cases = {
+        "steel-mvtec/steel": ("mvtec", 183),  # the test split: 240 - 57 train/good
+        "steel-coco/annotations.json": ("coco", 200),
+        "steel-yolo": ("yolo", 200),
+    }
+    for data, (layout, n) in cases.items():
+        folder = REPO / "sample_data" / data.split("/")[0]
+        options = LoadOptions(metadata=folder / "metadata.csv")
+        dataset = load_dataset(REPO / "sample_data" / data, options)
+        samples = dataset.samples
+        assert dataset.format == layout and len(samples) == n, data
+        for column in ("line", "shift", "camera", "lighting", "supplier"):
+            assert (samples[column] != "").all(), (data, column)
+        assert samples["part_id"].str.startswith("p").all(), data

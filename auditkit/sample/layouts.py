@@ -15,9 +15,10 @@ box, the mask's extent (:func:`generator.mask_box`). Box classes are the defect 
   ``cls cx cy w h`` per box, normalised to [0, 1], 6 decimals; empty for good images) and
   ``data.yaml`` (``path``, ``train``, ``val``, ``names``).
 
-Each layout also gets ``metadata.csv`` beside it (``path`` relative to the layout's root,
-``sample_id, part_id, label, line, shift, camera, lighting, supplier``): the side table for
-``--metadata``.
+Each layout also gets ``metadata.csv`` beside it: the side table for ``--metadata``, with
+``path`` as the layout's loader names the image (relative to its data root: the category folder
+for MVTec AD, whose table covers the audited ``test`` split; ``images/`` for COCO; the set's
+folder for YOLO), ``part_id`` and ``line, shift, camera, lighting, supplier``.
 """
 
 from __future__ import annotations
@@ -79,11 +80,13 @@ def _png_mask(mask: np.ndarray) -> bytes:
 
 
 def _write_metadata(path: Path, rows: list[tuple[str, Record]]) -> None:
+    """The side table for ``--metadata``: ``path`` as the layout's loader names the image (relative
+    to its data root), the part, and the metadata columns; the label comes from the layout."""
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "sample_id", "part_id", "label", *META])
+        writer.writerow(["path", "part_id", *META])
         for rel, r in rows:
-            writer.writerow([rel, r.sample_id, r.part_id, r.label, *(r.meta[k] for k in META)])
+            writer.writerow([rel, r.part_id, *(r.meta[k] for k in META)])
 
 
 def write_mvtec(out: Path, n: int, seed: int, category: str = "steel") -> Path:
@@ -109,7 +112,8 @@ def write_mvtec(out: Path, n: int, seed: int, category: str = "steel") -> Path:
             gt = root / "ground_truth" / r.label
             gt.mkdir(parents=True, exist_ok=True)
             (gt / f"{number:03d}_mask.png").write_bytes(_png_mask(r.mask))
-        rows.append((rel, r))
+        if split == "test":  # the split an audit reads (docs/data-formats.md)
+            rows.append((rel, r))
     _write_metadata(out / "metadata.csv", rows)
     return root
 
@@ -136,6 +140,7 @@ def write_coco(out: Path, n: int, seed: int) -> Path:
         (out / rel).write_bytes(encode_png(r.pixels))
         h, w = r.pixels.shape
         images.append({"id": i, "file_name": f"{r.sample_id}.png", "width": w, "height": h})
+        rows.append((f"{r.sample_id}.png", r))
         box = r.box
         if box is not None:
             x1, y1, x2, y2 = box
@@ -150,7 +155,6 @@ def write_coco(out: Path, n: int, seed: int) -> Path:
                     "segmentation": _rle(r.mask),
                 }
             )
-        rows.append((rel, r))
     document = {
         "info": {"description": "auditkit synthetic steel sample (Apache-2.0)", "version": "1"},
         "licenses": [{"id": 1, "name": "Apache-2.0"}],
