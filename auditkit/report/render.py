@@ -289,11 +289,25 @@ class _Fmt:
             return self.na
         if self.is_rate(metric):
             return self.pct(value)
+        if metric.endswith("_difference") and self.is_rate(metric.removesuffix("_difference")):
+            return f"{value * 100:.2f} {self.t['percentage_points']}"
         if metric.startswith("latency_") and metric.endswith("_ms"):
             return f"{value:.1f} ms"
         if metric.startswith("throughput_"):
             return f"{value:.1f} {self.t['images_per_s']}"
         return f"{value:.4g}"
+
+    def text(self, value: Any) -> str:
+        """Text from the rubric or the evaluation (titles, reasons, data gaps) in the report's
+        language when the catalogue knows it: an exact translation (``known_text``), else the
+        catalogue's ``reason_patterns`` (regular expressions) applied in order, else as is."""
+        text = str(value)
+        known = self.t.get("known_text") or {}
+        if text in known:
+            return str(known[text])
+        for rule in self.t.get("reason_patterns") or []:
+            text = re.sub(str(rule["match"]), str(rule["replace"]), text)
+        return text
 
     def kn(self, k: int | None, n: int | None) -> str:
         if k is None:
@@ -402,7 +416,7 @@ def _criteria_view(
             ).get("slice")
         row = {
             "id": crit.get("id", ""),
-            "title": crit.get("title", ""),
+            "title": fmt.text(_localised_title(crit, str(t.get("html_lang", DEFAULT_LANG)))),
             "refs": refs,
             "severity": fmt.lookup("severity", crit.get("severity")),
             "severity_css": f"severity-{crit.get('severity', 'minor')}",
@@ -419,7 +433,7 @@ def _criteria_view(
             "outcome": fmt.lookup("outcome", crit.get("outcome")),
             "outcome_code": crit.get("outcome"),
             "outcome_css": _outcome_css(crit.get("outcome")),
-            "reason": crit.get("reason", ""),
+            "reason": fmt.text(crit.get("reason", "")),
             "worst": t["worst_slice"].format(slice=fmt.slice(worst)) if worst else None,
             "interval": _criterion_interval(crit, metric, worst, index, fmt),
             "rule": fmt.lookup("decision_rule", crit.get("decision_rule"))
@@ -442,7 +456,7 @@ def _criteria_view(
                     "kn": fmt.kn(s.get("k"), s.get("n")),
                     "outcome": fmt.lookup("outcome", s.get("outcome")),
                     "outcome_css": _outcome_css(s.get("outcome")),
-                    "reason": s.get("reason", ""),
+                    "reason": fmt.text(s.get("reason", "")),
                 }
             )
             entry = _metric_at(index, metric, slc)
@@ -479,14 +493,24 @@ def _criteria_view(
 _CRITERION_KEYS = {
     "id", "title", "severity", "maps_to", "metric", "slice_by", "statistic", "decision_rule",
     "op", "threshold", "threshold_ref", "threshold_provenance", "min_n", "rationale", "outcome",
-    "value", "bound", "k", "n", "reason", "slices", "low", "high", "unit",
+    "value", "bound", "k", "n", "reason", "slices", "low", "high", "unit", "titles",
 }  # fmt: skip
+
+
+def _localised_title(crit: Mapping[str, Any], lang: str) -> str:
+    """The criterion's title in the report's language when the rubric gives one
+    (``titles: {zh: ...}`` or ``title_zh``), else its title as written."""
+    short = lang.split("-")[0]
+    titles = crit.get("titles")
+    if isinstance(titles, Mapping) and titles.get(short):
+        return str(titles[short])
+    return str(crit.get(f"title_{short}") or crit.get("title", ""))
 
 
 def _extra_fields(crit: Mapping[str, Any]) -> list[str]:
     out = []
     for key in sorted(crit):
-        if key in _CRITERION_KEYS:
+        if key in _CRITERION_KEYS or key.startswith("title_"):
             continue
         value = crit[key]
         if value is None or value == [] or value == {}:
@@ -627,12 +651,12 @@ def _gaps_view(
             "id": c.get("id", ""),
             "outcome": fmt.lookup("outcome", c.get("outcome")),
             "outcome_css": _outcome_css(c.get("outcome")),
-            "reason": c.get("reason", ""),
+            "reason": fmt.text(c.get("reason", "")),
         }
         for c in verdicts["criteria"]
         if c.get("outcome") in ("INCONCLUSIVE", "ERROR")
     ]
-    listed = [str(g) for g in verdicts.get("data_gaps") or []]
+    listed = [fmt.text(g) for g in verdicts.get("data_gaps") or []]
     counts_rows = [
         (fmt.t["gap_unreadable"], fmt.count(unreadable)),
         (fmt.t["gap_errors"], fmt.count(errors)),
@@ -821,7 +845,7 @@ def _context(
             "line": t["rubric_line"].format(
                 id=rubric.get("id", fmt.na), version=rubric.get("version", fmt.na)
             ),
-            "title": rubric.get("title", ""),
+            "title": fmt.text(rubric.get("title", "")),
             "sha256": rubric.get("sha256", fmt.na),
         },
         "decision": {
@@ -987,14 +1011,51 @@ def render_report(
         document = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher).render(
             pdf_variant=PDF_VARIANT
         )
+        pdf = document.write_pdf(  # <link rel=attachment> is fetched here
+            pdf_variant=PDF_VARIANT,
+            attachments=attachments,
+            pdf_identifier=report_id.encode("ascii"),
+            finisher=_pdfa_finisher,
+        )
     except FatalURLFetchingError as exc:
         raise InputError(f"the report refers to an external resource (refused): {exc}") from None
-    pdf = document.write_pdf(
-        pdf_variant=PDF_VARIANT,
-        attachments=attachments,
-        pdf_identifier=report_id.encode("ascii"),
-        finisher=_pdfa_finisher,
+    assert isinstance(pdf, bytes)
+    return pdf
+
+
+def render_stamp(*, signer: str, when: datetime, reason: str, lang: str = DEFAULT_LANG) -> bytes:
+    """The visible appearance of a countersignature: a one-page PDF exactly the size of the
+    cover's countersignature box (fonts embedded), naming the signer and the signing time."""
+    from auditkit.report.sign import SIGNATURE_BOX_MM
+
+    t = _load_strings(lang if lang in LANGUAGES else DEFAULT_LANG)
+    width, height = SIGNATURE_BOX_MM
+    html = (
+        _environment(templates_dir())
+        .from_string(
+            '<!DOCTYPE html><html lang="{{ t.html_lang }}"><head><meta charset="utf-8"><style>'
+            "@page { size: {{ w }}mm {{ h }}mm; margin: 0 }"
+            'html { font: 7.5pt "DejaVu Sans", "Noto Sans CJK SC", sans-serif; color: #1a1a1a }'
+            "body { margin: 0 } div.box { box-sizing: border-box; width: {{ w }}mm;"
+            " height: {{ h }}mm; padding: 1.6mm 2.5mm; background: #fff;"
+            " border: 0.9pt solid #1f3a5f; overflow: hidden }"
+            ".cap { font-size: 7pt; font-weight: bold; color: #1f3a5f; text-transform: uppercase;"
+            " letter-spacing: 0.06em }"
+            ".name { font-size: 10pt; font-weight: bold; margin: 0.8mm 0 }"
+            "</style></head><body><div class=box><div class=cap>{{ t.sig_counter_caption }}</div>"
+            "<div class=name>{{ signer }}</div><div>{{ signed }}</div><div>{{ reason }}</div>"
+            "</div></body></html>"
+        )
+        .render(
+            t=t,
+            w=width,
+            h=height,
+            signer=signer,
+            signed=str(t["stamp_signed_on"]).format(when=when.strftime("%Y-%m-%d %H:%M:%S UTC")),
+            reason=str(t["stamp_reason"]).format(reason=reason),
+        )
     )
+    pdf = weasyprint.HTML(string=html, base_url=None, url_fetcher=SafeURLFetcher()).write_pdf()
     assert isinstance(pdf, bytes)
     return pdf
 

@@ -456,7 +456,7 @@ def metric_table(metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, str]]:
                 "value": _fmt_any(fmt, name, entry.get("value")),
                 "kn": fmt.kn(entry.get("k"), entry.get("n")),
                 "interval": _interval_text(fmt, name, interval),
-                "method": fmt.lookup("interval", method) if method else (str(extra or "")),
+                "method": fmt.lookup("interval_short", method) if method else str(extra or ""),
             }
         )
     return out

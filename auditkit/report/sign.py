@@ -35,6 +35,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, layout
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -242,6 +244,7 @@ def _run_signer(
     tsa_url: str | None,
     field: fields.SigFieldSpec | None,
     extra_field: fields.SigFieldSpec | None = None,
+    style: StaticStampStyle | None = None,
 ) -> bytes:
     if pdf.lstrip()[:5] != b"%PDF-":
         raise InputError("cannot sign: the input is not a PDF")
@@ -252,8 +255,8 @@ def _run_signer(
             raise InputError("cannot sign: the PDF is encrypted")
         if extra_field is not None:
             fields.append_signature_field(writer, extra_field)
-        # an empty appearance: the visible text is the report's own (embedded fonts)
-        style = StaticStampStyle(border_width=0)
+        # default: an empty appearance, the visible text is the report's own (embedded fonts)
+        style = style or StaticStampStyle(border_width=0)
         signers.PdfSigner(
             meta,
             signer,
@@ -354,8 +357,10 @@ def countersign_pdf(
         raise InputError(f"cannot read the PDF: {_one_line(exc)}") from None
     if signed == 0:
         raise InputError("cannot countersign: the report is not signed yet (auditkit report)")
+    style = None
     if COUNTERSIGN_FIELD in empty:
         name, field = COUNTERSIGN_FIELD, None
+        style = _countersign_style(pdf, signer, reason)
     else:
         name = f"{COUNTERSIGN_FIELD}{signed + 1}"
         field = fields.SigFieldSpec(name)
@@ -367,4 +372,51 @@ def countersign_pdf(
         location=location,
         certify=False,
     )
-    return _run_signer(pdf, meta, signer, tsa_url=tsa_url, field=field)
+    try:
+        return _run_signer(pdf, meta, signer, tsa_url=tsa_url, field=field, style=style)
+    finally:
+        _forget_stamps()
+
+
+def _countersign_style(pdf: bytes, signer: signers.SimpleSigner, reason: str) -> StaticStampStyle:
+    """A stamp that covers the reserved box with the countersigner's name and signing time,
+    rendered in the report's language (its catalog's /Lang) with embedded fonts."""
+    from pyhanko.pdf_utils.content import ImportedPdfPage
+
+    from auditkit.report.render import render_stamp
+
+    try:
+        lang = str(PdfFileReader(io.BytesIO(pdf), strict=False).root.get("/Lang", "en"))
+    except (PdfError, ValueError, KeyError, TypeError):
+        lang = "en"
+    cert = signer.signing_cert
+    stamp = render_stamp(
+        signer=common_name_of(cert) if cert is not None else "",
+        when=dt.datetime.now(dt.UTC),
+        reason=reason,
+        lang=lang.split("-")[0],
+    )
+    # ImportedPdfPage reads a file; the bytes are copied into the signed PDF at signing time
+    fd, name = tempfile.mkstemp(prefix="auditkit-stamp-", suffix=".pdf")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(stamp)
+    _STAMP_FILES.append(Path(name))
+    fill = layout.SimpleBoxLayoutRule(
+        x_align=layout.AxisAlignment.ALIGN_MIN,
+        y_align=layout.AxisAlignment.ALIGN_MIN,
+        inner_content_scaling=layout.InnerScaling.STRETCH_FILL,
+    )
+    return StaticStampStyle(
+        border_width=0,
+        background=ImportedPdfPage(name),
+        background_layout=fill,
+        background_opacity=1.0,
+    )
+
+
+_STAMP_FILES: list[Path] = []
+
+
+def _forget_stamps() -> None:
+    while _STAMP_FILES:
+        _STAMP_FILES.pop().unlink(missing_ok=True)
