@@ -229,12 +229,13 @@ def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
 def _stylesheet(strings: Mapping[str, Any], report_id: str, folder: Path) -> Markup:
     path = folder / STYLESHEET if (folder / STYLESHEET).is_file() else templates_dir() / STYLESHEET
     css = path.read_text(encoding="utf-8")
+    id_text = str(strings["colon"]) + report_id
     before, _, after = strings["page_x_of_y"].partition("{page}")
     middle, _, end = after.partition("{pages}")
     page_rules = (
         "@page { "
         f"@top-left {{ content: {_css_string(strings['short_title'])}; }} "
-        f"@top-right {{ content: {_css_string(strings['report_id'] + ': ' + report_id)}; }} "
+        f"@top-right {{ content: {_css_string(str(strings['report_id']) + id_text)}; }} "
         f"@bottom-left {{ content: {_css_string(strings['footer_note'])}; }} "
         f"@bottom-right {{ content: {_css_string(before)} counter(page) "
         f"{_css_string(middle)} counter(pages) {_css_string(end)}; }} "
