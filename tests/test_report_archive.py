@@ -199,6 +199,27 @@ def test_countersignature_keeps_the_first_valid(
     assert any("countersignature" in p for p in partial.problems)
 
 
+def test_a_second_countersignature_also_keeps_every_signature_valid(
+    work: Path, countersigned: Path, keys: KeyFiles, regulator: KeyFiles
+) -> None:
+    third = work / "third.pdf"
+    third.write_bytes(
+        countersign_pdf(
+            countersigned.read_bytes(),
+            key_path=regulator.key,
+            cert_path=regulator.cert,
+            reason="second receipt",
+        )
+    )
+    result = verify_pdf(third, trust=[keys.ca, regulator.ca])
+    assert result.ok, result.problems
+    assert [s.field for s in result.signatures] == [
+        AUTHOR_FIELD,
+        COUNTERSIGN_FIELD,
+        f"{COUNTERSIGN_FIELD}3",  # no reserved box left: an invisible field
+    ]
+
+
 def test_countersign_refuses_an_unsigned_report(unsigned: bytes, regulator: KeyFiles) -> None:
     with pytest.raises(InputError, match="not signed yet"):
         countersign_pdf(unsigned, key_path=regulator.key, cert_path=regulator.cert)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -357,13 +356,8 @@ def countersign_pdf(
         raise InputError(f"cannot read the PDF: {_one_line(exc)}") from None
     if signed == 0:
         raise InputError("cannot countersign: the report is not signed yet (auditkit report)")
-    style = None
-    if COUNTERSIGN_FIELD in empty:
-        name, field = COUNTERSIGN_FIELD, None
-        style = _countersign_style(pdf, signer, reason)
-    else:
-        name = f"{COUNTERSIGN_FIELD}{signed + 1}"
-        field = fields.SigFieldSpec(name)
+    reserved = COUNTERSIGN_FIELD in empty
+    name = COUNTERSIGN_FIELD if reserved else f"{COUNTERSIGN_FIELD}{signed + 1}"
     meta = signers.PdfSignatureMetadata(
         field_name=name,
         subfilter=fields.SigSeedSubFilter.PADES,
@@ -372,13 +366,17 @@ def countersign_pdf(
         location=location,
         certify=False,
     )
-    try:
-        return _run_signer(pdf, meta, signer, tsa_url=tsa_url, field=field, style=style)
-    finally:
-        _forget_stamps()
+    if not reserved:  # no reserved box left: an invisible signature
+        field = fields.SigFieldSpec(name)
+        return _run_signer(pdf, meta, signer, tsa_url=tsa_url, field=field)
+    with tempfile.TemporaryDirectory(prefix="auditkit-stamp-") as tmp:
+        style = _countersign_style(pdf, signer, reason, Path(tmp) / "stamp.pdf")
+        return _run_signer(pdf, meta, signer, tsa_url=tsa_url, field=None, style=style)
 
 
-def _countersign_style(pdf: bytes, signer: signers.SimpleSigner, reason: str) -> StaticStampStyle:
+def _countersign_style(
+    pdf: bytes, signer: signers.SimpleSigner, reason: str, stamp_path: Path
+) -> StaticStampStyle:
     """A stamp that covers the reserved box with the countersigner's name and signing time,
     rendered in the report's language (its catalog's /Lang) with embedded fonts."""
     from pyhanko.pdf_utils.content import ImportedPdfPage
@@ -396,11 +394,8 @@ def _countersign_style(pdf: bytes, signer: signers.SimpleSigner, reason: str) ->
         reason=reason,
         lang=lang.split("-")[0],
     )
-    # ImportedPdfPage reads a file; the bytes are copied into the signed PDF at signing time
-    fd, name = tempfile.mkstemp(prefix="auditkit-stamp-", suffix=".pdf")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(stamp)
-    _STAMP_FILES.append(Path(name))
+    # ImportedPdfPage reads a file; its content is copied into the signed PDF when signing
+    stamp_path.write_bytes(stamp)
     fill = layout.SimpleBoxLayoutRule(
         x_align=layout.AxisAlignment.ALIGN_MIN,
         y_align=layout.AxisAlignment.ALIGN_MIN,
@@ -408,15 +403,7 @@ def _countersign_style(pdf: bytes, signer: signers.SimpleSigner, reason: str) ->
     )
     return StaticStampStyle(
         border_width=0,
-        background=ImportedPdfPage(name),
+        background=ImportedPdfPage(str(stamp_path)),
         background_layout=fill,
         background_opacity=1.0,
     )
-
-
-_STAMP_FILES: list[Path] = []
-
-
-def _forget_stamps() -> None:
-    while _STAMP_FILES:
-        _STAMP_FILES.pop().unlink(missing_ok=True)
