@@ -246,6 +246,8 @@ def run_evaluate(
     }
     run.write_json(run.metrics, metrics)
     run.write_json(run.verdicts, verdicts)
+    # the exact rubric bytes (hashed in verdicts.json) travel with the run: the report embeds them
+    (run.path / "rubric.yaml").write_bytes(loaded.path.read_bytes())
     return verdicts
 
 
@@ -276,30 +278,42 @@ def run_report(
     dev_keys_dir: Path | None = None,
     sign: bool = True,
     lang: str = "en",
+    html: Path | None = None,
+    template_dir: Path | None = None,
+    tsa_url: str | None = None,
 ) -> ReportResult:
-    """Render the report and sign it: with the given key, else with development keys."""
+    """Render the report and sign it: with the given key (PEM key + certificate, or a PKCS#12
+    bundle), else with development keys. ``html``: also write the self-contained HTML report.
+    ``tsa_url``: add an RFC 3161 time stamp from that server."""
     # WeasyPrint and pyHanko take ~1.5 s to import; only this stage needs them
-    from auditkit.report.keys import is_development_certificate, load_certificate
-    from auditkit.report.render import render_report
-    from auditkit.report.sign import load_signer_identity, sign_pdf
+    from auditkit.report.keys import is_development_certificate, load_signing_material
+    from auditkit.report.render import render_html, render_report
+    from auditkit.report.sign import sign_pdf, signer_identity
 
     run = RunDir(run_dir)
     out = out or run.report
     keys: KeyFiles | None = None
-    if (sign_key is None) != (sign_cert is None):
-        raise InputError("give both --sign-key and --sign-cert, or neither")
+    if sign_cert is not None and sign_key is None:
+        raise InputError("give --sign-key with --sign-cert")
     if sign and sign_key is None:
         keys = development_keys(dev_keys_dir or run.path / "dev-keys")
         sign_key, sign_cert = keys.key, keys.cert
     if sign:
-        assert sign_key is not None and sign_cert is not None
-        signatory = load_signer_identity(sign_cert)
-        development = is_development_certificate(load_certificate(sign_cert))
+        assert sign_key is not None
+        material = load_signing_material(sign_key, sign_cert, passphrase)
+        signatory = signer_identity(material)
+        development = is_development_certificate(material.cert)
     else:
         signatory, development = "unsigned", True
-    pdf = render_report(run.path, signatory=signatory, development_key=development, lang=lang)
+    pdf = render_report(
+        run.path,
+        signatory=signatory,
+        development_key=development,
+        lang=lang,
+        template_dir=template_dir,
+    )
     if sign:
-        assert sign_key is not None and sign_cert is not None
+        assert sign_key is not None
         verdicts = run.read_json(run.verdicts, VERDICTS_FORMAT)
         pdf = sign_pdf(
             pdf,
@@ -307,9 +321,20 @@ def run_report(
             cert_path=sign_cert,
             passphrase=passphrase,
             reason=f"auditkit audit report: verdict {verdicts['verdict']}",
+            tsa_url=tsa_url,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(pdf)
+    if html is not None:
+        page = render_html(
+            run.path,
+            signatory=signatory,
+            development_key=development,
+            lang=lang,
+            template_dir=template_dir,
+        )
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(page, encoding="utf-8")
     return ReportResult(
         pdf=out, signed=sign, signatory=signatory, development_key=development, keys=keys
     )

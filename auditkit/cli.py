@@ -91,18 +91,36 @@ RubricOpt = Annotated[
     ),
 ]
 SignKeyOpt = Annotated[
-    Path | None, typer.Option(help="Signer's private key (PEM). Default: development keys.")
-]
-SignCertOpt = Annotated[
-    Path | None, typer.Option(help="Signer's certificate (PEM), issued by your CA.")
-]
-PassphraseOpt = Annotated[
-    str | None,
+    Path | None,
     typer.Option(
-        envvar="AUDITKIT_KEY_PASSPHRASE",
-        help="Passphrase of the signing key (or set AUDITKIT_KEY_PASSPHRASE).",
+        help="Signer's private key: PEM (with --sign-cert) or a PKCS#12 bundle (.p12/.pfx). "
+        "Default: development keys."
     ),
 ]
+SignCertOpt = Annotated[
+    Path | None,
+    typer.Option(help="Signer's certificate (PEM), issued by your CA (optional with PKCS#12)."),
+]
+PassphraseOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="File whose first line is the key's passphrase. Otherwise the environment "
+        "variable AUDITKIT_KEY_PASSPHRASE, else a prompt (never a command-line literal).",
+    ),
+]
+AskPassphraseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ask-passphrase",
+        help="Prompt for the key's passphrase (also automatic on a terminal for an encrypted key).",
+    ),
+]
+TsaOpt = Annotated[
+    str | None,
+    typer.Option("--tsa", help="RFC 3161 time-stamping server URL: adds a trusted signing time."),
+]
+LangOpt = Annotated[str, typer.Option(help="Report language: en or zh.")]
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", help="Site parameter NAME=NUMBER for `threshold_ref: site.NAME`."),
@@ -272,6 +290,12 @@ EmbodiedOpt = Annotated[
         help="Embodied emissions M of the SCI formula, gCO2e per 1,000 inspections.",
     ),
 ]
+
+
+def _passphrase(file: Path | None, ask: bool, key: Path | None) -> str | None:
+    from auditkit.report.passphrase import resolve_passphrase
+
+    return resolve_passphrase(file=file, ask=ask, key_path=key)
 
 
 def _params(raw: list[str] | None) -> dict[str, float]:
@@ -495,7 +519,10 @@ def audit(
     rubric: RubricOpt = "industrial-aoi-acceptance",
     sign_key: SignKeyOpt = None,
     sign_cert: SignCertOpt = None,
-    passphrase: PassphraseOpt = None,
+    passphrase_file: PassphraseOpt = None,
+    ask_passphrase: AskPassphraseOpt = False,
+    tsa: TsaOpt = None,
+    lang: LangOpt = "en",
     param: ParamOpt = None,
     batch_size: BatchOpt = 32,
     threads: ThreadsOpt = 1,
@@ -576,7 +603,15 @@ def audit(
     _replay(data, model, out, card, opts)
     verdicts = run_evaluate(out, rubric, params=_params(param), baseline=baseline)
     _print_verdicts(verdicts)
-    report = run_report(out, sign_key=sign_key, sign_cert=sign_cert, passphrase=passphrase)
+    passphrase = _passphrase(passphrase_file, ask_passphrase, sign_key)
+    report = run_report(
+        out,
+        sign_key=sign_key,
+        sign_cert=sign_cert,
+        passphrase=passphrase,
+        lang=lang,
+        tsa_url=tsa,
+    )
     _say(f"report: {report.pdf}")
     if report.keys is not None:
         _say(f"signed with DEVELOPMENT keys in {report.keys.ca.parent} (not for submission)")
@@ -714,9 +749,23 @@ def report_cmd(
     ] = None,
     sign_key: SignKeyOpt = None,
     sign_cert: SignCertOpt = None,
-    passphrase: PassphraseOpt = None,
+    passphrase_file: PassphraseOpt = None,
+    ask_passphrase: AskPassphraseOpt = False,
     sign: Annotated[bool, typer.Option(help="Sign the report (PAdES).")] = True,
-    lang: Annotated[str, typer.Option(help="Report language.")] = "en",
+    lang: LangOpt = "en",
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML report to this file."),
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option(
+            "--template",
+            help="Folder with your own report.html.j2 (and optional report.css, "
+            "strings*.yaml), rendered in Jinja2's sandbox.",
+        ),
+    ] = None,
+    tsa: TsaOpt = None,
 ) -> None:
     """Render the PDF/A-3b report with the evidence embedded, and sign it."""
     from auditkit.audit import run_report
@@ -726,13 +775,55 @@ def report_cmd(
         out=out,
         sign_key=sign_key,
         sign_cert=sign_cert,
-        passphrase=passphrase,
+        passphrase=_passphrase(passphrase_file, ask_passphrase, sign_key) if sign else None,
         sign=sign,
         lang=lang,
+        html=html,
+        template_dir=template,
+        tsa_url=tsa,
     )
     _say(f"report: {result.pdf}")
+    if html is not None:
+        _say(f"html report: {html}")
     if result.keys is not None:
         _say(f"signed with DEVELOPMENT keys in {result.keys.ca.parent} (not for submission)")
+
+
+@app.command()
+def countersign(
+    report: Annotated[Path, typer.Argument(help="The signed PDF report.")],
+    sign_key: SignKeyOpt = None,
+    sign_cert: SignCertOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="PDF to write (default: in place).")
+    ] = None,
+    passphrase_file: PassphraseOpt = None,
+    ask_passphrase: AskPassphraseOpt = False,
+    reason: Annotated[str, typer.Option(help="Reason recorded in the signature.")] = (
+        "countersigned"
+    ),
+    tsa: TsaOpt = None,
+) -> None:
+    """Add a second signature (regulator, second signatory) without breaking the first."""
+    from auditkit.report.sign import countersign_pdf
+
+    if sign_key is None:
+        raise InputError("countersign needs --sign-key (and --sign-cert for a PEM key)")
+    try:
+        data = report.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {report}: {exc.strerror or exc}") from None
+    signed = countersign_pdf(
+        data,
+        key_path=sign_key,
+        cert_path=sign_cert,
+        passphrase=_passphrase(passphrase_file, ask_passphrase, sign_key),
+        reason=reason,
+        tsa_url=tsa,
+    )
+    target = out or report
+    target.write_bytes(signed)
+    _say(f"countersigned report: {target}")
 
 
 @app.command()
@@ -742,16 +833,32 @@ def verify(
         list[Path] | None,
         typer.Option(help="CA certificate (PEM) to trust; repeat for several."),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    recompute: Annotated[
+        bool,
+        typer.Option(
+            "--recompute",
+            help="Re-derive the verdicts from the embedded metrics and rubric and compare.",
+        ),
+    ] = False,
 ) -> None:
-    """Check a report's signature and embedded evidence. Exit 0 verified, 1 not."""
-    if not _print_verify(report, trust):
+    """Check a report's signatures and embedded evidence. Exit 0 verified, 1 not."""
+    from auditkit.report.verify import format_result, verify_pdf
+
+    result = verify_pdf(report, trust=trust, recompute=recompute)
+    if as_json:
+        _say(json.dumps(result.to_json(), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        _say(format_result(result))
+    if not result.ok:
         raise typer.Exit(ExitCode.VERIFICATION_FAILED)
 
 
 @keys_app.command("create")
 def keys_create(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write ca.pem, signer.*")],
-    passphrase: PassphraseOpt = None,
+    passphrase_file: PassphraseOpt = None,
+    ask_passphrase: AskPassphraseOpt = False,
     common_name: Annotated[
         str | None, typer.Option(help="Signer's name (default: a development signer).")
     ] = None,
@@ -762,6 +869,7 @@ def keys_create(
     """Create a private CA and an ECDSA P-256 signing key and certificate."""
     from auditkit.report.keys import create_keys
 
+    passphrase = _passphrase(passphrase_file, ask_passphrase, None)
     kwargs: dict[str, Any] = {"passphrase": passphrase, "days": days, "overwrite": overwrite}
     if common_name:
         kwargs["common_name"] = common_name

@@ -396,7 +396,7 @@ def test_regulator_countersignature_keeps_the_report_valid(
     work: Path, signed_pdf: bytes, keys: KeyFiles, other_keys: KeyFiles
 ) -> None:
     path = write(work, "countersigned.pdf", countersign(signed_pdf, other_keys))
-    result = verify_pdf(path, trust=[keys.ca])
+    result = verify_pdf(path, trust=[keys.ca, other_keys.ca])  # every signer must be trusted
     assert result.ok, result.problems
     assert result.coverage == "ENTIRE_REVISION"
     assert result.modification_level == "FORM_FILLING"

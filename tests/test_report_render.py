@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,7 +52,7 @@ def pdf() -> bytes:
 @pytest.fixture(scope="module")
 def injected_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("injected")
-    for name in ("run.json", "metrics.json"):
+    for name in ("run.json", "metrics.json", "rubric.yaml"):
         shutil.copy(FIXTURE / name, run_dir / name)
     verdicts = json.loads((FIXTURE / "verdicts.json").read_text(encoding="utf-8"))
     verdicts["criteria"][0]["title"] = INJECTION
@@ -85,7 +86,7 @@ def test_pdf_is_pdfa3b_with_deduplicated_af(pdf: bytes) -> None:
     assert b"<pdfaid:conformance>B</pdfaid:conformance>" in xmp or b'conformance="B"' in xmp
     assert "/OutputIntents" in root
     af = [ref.idnum for ref in root["/AF"]]
-    assert len(af) == len(set(af)) == 2
+    assert len(af) == len(set(af)) == len(EMBEDDED_FILES) == 4
     trailer = cast(Any, reader.trailer)
     assert "/Producer" not in (trailer.get("/Info") or {})
     assert str(trailer["/ID"][0]) == _report_id()
@@ -102,7 +103,8 @@ def test_attachments_are_the_exact_file_bytes(pdf: bytes) -> None:
     for ref in cast(Any, reader.root_object)["/AF"]:
         spec = ref.get_object()
         assert spec["/AFRelationship"] == "/Data"
-        assert spec["/EF"]["/F"].get_object()["/Subtype"] == "/application/json"
+        mime = "/application/yaml" if spec["/F"].endswith(".yaml") else "/application/json"
+        assert spec["/EF"]["/F"].get_object()["/Subtype"] == mime
 
 
 @needs_pdftotext
@@ -131,10 +133,11 @@ def test_later_pages_have_header_footer_and_formatted_rates(pdf: bytes, tmp_path
     text = _pdftotext(pdf, tmp_path, 2)
     assert _report_id() in text
     assert f"Page 2 of {pages}" in text
-    assert "1.30 %" in text and "9/690" in text  # overall escape rate with k/n
-    assert "INCONCLUSIVE" in text and "FAIL" in text
     everything = _pdftotext(pdf, tmp_path, 1, pages)
-    for needle in ("overkill", "escape", "Data gaps", "relate only to the items tested"):
+    assert "1.30 %" in everything and "9/690" in everything  # overall escape rate with k/n
+    assert "INCONCLUSIVE" in everything and "FAIL" in everything
+    needles = ("overkill", "escape", "Data gaps and deviations", "relate only to the items tested")
+    for needle in needles:
         assert needle in everything
     assert f"Page {pages} of {pages}" in everything
 
@@ -186,7 +189,7 @@ def test_development_key_banner_only_when_asked(injected_pdf: bytes, tmp_path: P
 
 
 def test_missing_verdicts_is_a_run_dir_error(tmp_path: Path) -> None:
-    for name in ("run.json", "metrics.json"):
+    for name in ("run.json", "metrics.json", "rubric.yaml"):
         shutil.copy(FIXTURE / name, tmp_path / name)
     with pytest.raises(RunDirError, match=r"verdicts\.json") as caught:
         render_report(tmp_path, signatory=SIGNATORY, development_key=False)
@@ -194,7 +197,7 @@ def test_missing_verdicts_is_a_run_dir_error(tmp_path: Path) -> None:
 
 
 def test_wrong_format_and_mismatched_run_are_run_dir_errors(tmp_path: Path) -> None:
-    for name in ("run.json", "metrics.json", "verdicts.json"):
+    for name in ("run.json", "metrics.json", "verdicts.json", "rubric.yaml"):
         shutil.copy(FIXTURE / name, tmp_path / name)
     metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     metrics["run_id"] = "run-000000000000"
@@ -209,8 +212,9 @@ def test_wrong_format_and_mismatched_run_are_run_dir_errors(tmp_path: Path) -> N
 def test_html_has_language_and_no_external_references() -> None:
     html = render_html(FIXTURE, signatory=SIGNATORY, development_key=False)
     assert '<html lang="en">' in html
-    assert "http://" not in html and "https://" not in html and "file:" not in html
-    assert "url(" not in html
+    sources = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert sources and all(src.startswith("data:image/svg+xml;base64,") for src in sources)
+    assert "url(" not in html and "@import" not in html
 
 
 def test_clean_run_says_none_and_tolerates_empty_slices(tmp_path: Path) -> None:
@@ -227,6 +231,7 @@ def test_clean_run_says_none_and_tolerates_empty_slices(tmp_path: Path) -> None:
     verdicts.update(verdict="ACCEPT", exit_code=0, data_gaps=[])
     for name, data in (("run.json", run), ("metrics.json", metrics), ("verdicts.json", verdicts)):
         (tmp_path / name).write_text(json.dumps(data), encoding="utf-8")
+    shutil.copy(FIXTURE / "rubric.yaml", tmp_path / "rubric.yaml")
     html = render_html(tmp_path, signatory=SIGNATORY, development_key=False)
     assert "verdict-accept" in html and ">ACCEPT<" in html
     assert "None: every image was read and scored" in html

@@ -12,6 +12,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
@@ -22,6 +23,7 @@ OUTCOME_COLOURS = {
     "FAIL": "#c62828",
     "INCONCLUSIVE": "#b26a00",
     "ERROR": "#6a1b9a",
+    "NEUTRAL": "#1f3a5f",
 }
 
 
@@ -36,7 +38,9 @@ class ChartRow:
     outcome: str
 
 
-def interval_chart_svg(rows: Sequence[ChartRow], threshold: float) -> bytes:
+def interval_chart_svg(
+    rows: Sequence[ChartRow], threshold: float, *, draw_threshold: bool = True
+) -> bytes:
     """A horizontal interval plot in percent: one line per slice, dashed threshold line."""
     with matplotlib.rc_context(
         {
@@ -52,7 +56,7 @@ def interval_chart_svg(rows: Sequence[ChartRow], threshold: float) -> bytes:
         fig = Figure(figsize=(6.2, height))
         FigureCanvasSVG(fig)
         ax = fig.add_subplot()
-        fig.subplots_adjust(left=0.16, right=0.97, bottom=0.3 / height, top=1 - 0.08 / height)
+        fig.subplots_adjust(left=0.3, right=0.97, bottom=0.3 / height, top=1 - 0.08 / height)
         xmax = threshold
         for y, row in enumerate(reversed(rows)):
             colour = OUTCOME_COLOURS.get(row.outcome, "#555555")
@@ -64,7 +68,8 @@ def interval_chart_svg(rows: Sequence[ChartRow], threshold: float) -> bytes:
             if row.value is not None:
                 ax.plot([row.value * 100], [y], "o", color=colour, markersize=5)
                 xmax = max(xmax, row.value)
-        ax.axvline(threshold * 100, color="#333333", linestyle="--", linewidth=1)
+        if draw_threshold:
+            ax.axvline(threshold * 100, color="#333333", linestyle="--", linewidth=1)
         ax.set_yticks(range(len(rows)), [r.label for r in reversed(rows)])
         ax.set_ylim(-0.6, len(rows) - 0.4)
         upper = xmax * 100 * 1.08
@@ -78,9 +83,11 @@ def interval_chart_svg(rows: Sequence[ChartRow], threshold: float) -> bytes:
     return buf.getvalue()
 
 
-def interval_chart_data_uri(rows: Sequence[ChartRow], threshold: float) -> str:
+def interval_chart_data_uri(
+    rows: Sequence[ChartRow], threshold: float, *, draw_threshold: bool = True
+) -> str:
     """:func:`interval_chart_svg` as a base64 ``data:image/svg+xml`` URI for an ``<img>``."""
-    svg = interval_chart_svg(rows, threshold)
+    svg = interval_chart_svg(rows, threshold, draw_threshold=draw_threshold)
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
@@ -93,3 +100,120 @@ def _nice(value: float) -> float:
         if value <= step * power:
             return step * power
     return 10 * power  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- more charts
+
+_BLUE = "#1f3a5f"
+_GREY = "#555555"
+
+
+def _rc(**extra: object) -> Any:
+    rc: dict[str, object] = {
+        "svg.fonttype": "path",
+        "svg.hashsalt": "auditkit-report",
+        "font.family": ["DejaVu Sans", "Noto Sans CJK SC"],
+        "font.size": 8,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+    rc.update(extra)
+    return rc
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def forest_chart_data_uris(
+    rows: Sequence[ChartRow],
+    threshold: float | None,
+    *,
+    per_chart: int = 28,
+) -> list[str]:
+    """Interval (forest) plots of ``rows``, split into charts of at most ``per_chart`` rows so
+    that no chart is taller than a page. One dashed threshold line when ``threshold`` is given.
+    """
+    out = []
+    limit = threshold if threshold is not None else 0.0
+    for start in range(0, len(rows), per_chart):
+        chunk = rows[start : start + per_chart]
+        out.append(interval_chart_data_uri(chunk, limit, draw_threshold=threshold is not None))
+    return out
+
+
+def curves_data_uri(
+    roc: tuple[Any, Any] | None,
+    pr: tuple[Any, Any] | None,
+    operating: tuple[float, float, float] | None,
+    labels: dict[str, str],
+) -> str:
+    """ROC (overkill rate vs detection rate) and precision-recall curves, side by side, with the
+    operating point ``(overkill, detection, precision)`` marked. Without curves (no scores in
+    the run), only the operating point is drawn in ROC space."""
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(6.6, 2.7))
+        FigureCanvasSVG(fig)
+        ax1, ax2 = fig.subplots(1, 2)
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.17, top=0.9, wspace=0.3)
+        if roc is not None:
+            ax1.plot(roc[0], roc[1], color=_BLUE, linewidth=1.4, drawstyle="steps-post")
+        ax1.plot([0, 1], [0, 1], color="#bbbbbb", linewidth=0.6, linestyle=":")
+        ax1.set_xlabel(labels["roc_x"])
+        ax1.set_ylabel(labels["roc_y"])
+        ax1.set_title(labels["roc_title"], fontsize=8.5)
+        if pr is not None:
+            ax2.plot(pr[0], pr[1], color=_BLUE, linewidth=1.4, drawstyle="steps-post")
+        ax2.set_xlabel(labels["pr_x"])
+        ax2.set_ylabel(labels["pr_y"])
+        ax2.set_title(labels["pr_title"], fontsize=8.5)
+        if operating is not None:
+            fpr, tpr, precision = operating
+            ax1.plot([fpr], [tpr], "o", color="#c62828", markersize=5, label=labels["operating"])
+            ax2.plot([tpr], [precision], "o", color="#c62828", markersize=5)
+            ax1.legend(loc="lower right", frameon=False, fontsize=7)
+        for ax in (ax1, ax2):
+            ax.set_xlim(-0.02, 1.02)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(color="#e5e5e5", linewidth=0.5)
+            ax.set_axisbelow(True)
+            ax.tick_params(length=2)
+        return _svg(fig)
+
+
+def histogram_data_uri(
+    values: Any, marks: Sequence[tuple[str, float]], xlabel: str, ylabel: str
+) -> str:
+    """A histogram of ``values`` with a vertical line per ``(label, value)`` mark."""
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(6.2, 2.2))
+        FigureCanvasSVG(fig)
+        ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.2, top=0.95)
+        ax.hist(list(values), bins=40, color="#7f99bf", edgecolor="white", linewidth=0.3)
+        ymax = ax.get_ylim()[1]
+        for i, (label, value) in enumerate(marks):
+            ax.axvline(value, color=_GREY, linestyle="--", linewidth=0.8)
+            ax.text(value, ymax * (0.92 - 0.1 * i), f" {label}", fontsize=7, color=_GREY)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.tick_params(length=2)
+        return _svg(fig)
+
+
+def power_data_uri(t_s: Any, watts: Any, xlabel: str, ylabel: str) -> str:
+    """Power over time (a line)."""
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(6.2, 2.0))
+        FigureCanvasSVG(fig)
+        ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.09, right=0.98, bottom=0.22, top=0.95)
+        ax.plot(list(t_s), list(watts), color=_BLUE, linewidth=1.0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(color="#e5e5e5", linewidth=0.5)
+        ax.tick_params(length=2)
+        return _svg(fig)

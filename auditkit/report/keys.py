@@ -301,3 +301,66 @@ def is_development_certificate(cert: Any) -> bool:
         attr.value == DEVELOPMENT_OU
         for attr in c.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     )
+
+
+# --------------------------------------------------------------------------- signing material
+
+
+@dataclass(frozen=True)
+class SigningMaterial:
+    """A private key, its certificate and any further certificates that came with it."""
+
+    key: PrivateKeyTypes
+    cert: x509.Certificate
+    extra_certs: tuple[x509.Certificate, ...] = ()
+
+
+def is_pkcs12(path: Path) -> bool:
+    """A PKCS#12 bundle (``.p12``/``.pfx``, DER) rather than a PEM key."""
+    if Path(path).suffix.lower() in {".p12", ".pfx"}:
+        return True
+    if not Path(path).is_file():
+        return False
+    return _read(path, "key file")[:1] == b"\x30"  # DER SEQUENCE, not PEM text
+
+
+def key_needs_passphrase(path: Path) -> bool:
+    """True for an encrypted PEM key or a PKCS#12 bundle (which is nearly always encrypted)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    return b"ENCRYPTED" in data or data[:1] == b"\x30"
+
+
+def load_signing_material(
+    key_path: Path, cert_path: Path | None, passphrase: str | None
+) -> SigningMaterial:
+    """The signer's key and certificate: a PEM key with a PEM certificate, or a PKCS#12 bundle
+    (its own certificate, unless ``cert_path`` names one). One-line SigningKeyError."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key_path = Path(key_path)
+    if is_pkcs12(key_path):
+        data = _read(key_path, "PKCS#12 file")
+        password = passphrase.encode("utf-8") if passphrase else None
+        try:
+            key, cert, extra = pkcs12.load_key_and_certificates(data, password)
+        except ValueError:
+            hint = "a passphrase is required" if password is None else "wrong passphrase"
+            raise SigningKeyError(
+                f"cannot open PKCS#12 file {key_path}: {hint} (or it is not a PKCS#12 file)"
+            ) from None
+        if key is None:
+            raise SigningKeyError(f"PKCS#12 file {key_path} holds no private key")
+        if cert_path is not None:
+            cert = load_certificate(Path(cert_path), what="certificate file")
+        if cert is None:
+            raise SigningKeyError(f"PKCS#12 file {key_path} holds no certificate: give --sign-cert")
+        return SigningMaterial(key=key, cert=cert, extra_certs=tuple(extra))
+    if cert_path is None:
+        raise SigningKeyError(f"key file {key_path} is a PEM key: give its certificate too")
+    return SigningMaterial(
+        key=load_private_key(key_path, passphrase),
+        cert=load_certificate(Path(cert_path), what="certificate file"),
+    )

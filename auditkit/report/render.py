@@ -22,6 +22,7 @@ reads the clock.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -35,14 +36,15 @@ from typing import Any
 import pydyf
 import weasyprint
 import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
 from auditkit import __version__
 from auditkit.errors import InputError, RunDirError
-from auditkit.report import charts
-from auditkit.resources import templates_dir
+from auditkit.report import charts, sections
+from auditkit.resources import rubrics_dir, templates_dir
 
 __all__ = [
     "EMBEDDED_FILES",
@@ -53,7 +55,9 @@ __all__ = [
 ]
 
 RUN_FILES = ("run.json", "metrics.json", "verdicts.json")
-EMBEDDED_FILES = ("metrics.json", "verdicts.json")
+RUBRIC_FILE = "rubric.yaml"
+EMBEDDED_FILES = ("metrics.json", "verdicts.json", "run.json", RUBRIC_FILE)
+_MIME = {".json": "application/json", ".yaml": "application/yaml"}
 FORMATS = {
     "run.json": "auditkit.run/1",
     "metrics.json": "auditkit.metrics/1",
@@ -62,12 +66,20 @@ FORMATS = {
 TEMPLATE = "report.html.j2"
 STYLESHEET = "report.css"
 STRINGS = "strings.yaml"
+STRINGS_GLOB = "strings*.yaml"
+LANGUAGES = ("en", "zh")
 DEFAULT_LANG = "en"
 PDF_VARIANT = "pdf/a-3b"
+#: Named destinations (HTML ids) of the cover's two signature boxes; sign.py places the
+#: signature widgets on them. Their size is fixed by the stylesheet (SIGNATURE_BOX_MM).
+AUTHOR_FIELD = "AuditSignature"
+COUNTERSIGN_FIELD = "Countersignature"
 
 _ATTACHMENT_DESCRIPTIONS = {
     "metrics.json": "Measured rates with counts and confidence intervals (auditkit.metrics/1)",
     "verdicts.json": "Criterion outcomes and verdict under the rubric (auditkit.verdicts/1)",
+    "run.json": "Run record: model, data, tools, host, replay settings, energy (auditkit.run/1)",
+    RUBRIC_FILE: "The rubric the verdicts were judged against (auditkit.rubric/v1)",
 }
 _OUTCOME_ORDER = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")
 _OP_SYMBOLS = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "="}
@@ -139,7 +151,7 @@ def _load_run_dir(run_dir: Path) -> RunFiles:
             )
         parsed[name] = data
     run_id = parsed["run.json"].get("run_id")
-    for name in EMBEDDED_FILES:
+    for name in ("metrics.json", "verdicts.json"):
         if parsed[name].get("run_id") != run_id:
             raise RunDirError(
                 f"{name} belongs to run {parsed[name].get('run_id')!r}, not {run_id!r} "
@@ -150,7 +162,28 @@ def _load_run_dir(run_dir: Path) -> RunFiles:
             raise RunDirError(f"{run_dir / 'verdicts.json'} lacks a valid {key!r}")
     if not isinstance(parsed["metrics.json"].get("metrics"), list):
         raise RunDirError(f"{run_dir / 'metrics.json'} lacks a valid 'metrics' list")
+    raw[RUBRIC_FILE] = _rubric_bytes(run_dir, parsed["verdicts.json"].get("rubric") or {})
     return RunFiles(parsed["run.json"], parsed["metrics.json"], parsed["verdicts.json"], raw)
+
+
+def _rubric_bytes(run_dir: Path, rubric: Mapping[str, Any]) -> bytes:
+    """The exact rubric file the verdicts were judged against (its SHA-256 is in verdicts.json):
+    ``rubric.yaml`` in the run directory (written by ``evaluate``), else the shipped rubric of
+    that id when its hash matches."""
+    expected = str(rubric.get("sha256", ""))
+    candidates = [run_dir / RUBRIC_FILE]
+    rubric_id = str(rubric.get("id", ""))
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", rubric_id):
+        candidates.append(rubrics_dir() / f"{rubric_id}.yaml")
+    for path in candidates:
+        if path.is_file():
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == expected:
+                return data
+    raise RunDirError(
+        f"the rubric file with SHA-256 {expected[:16]}… named in verdicts.json was not found "
+        f"(expected {run_dir / RUBRIC_FILE}; rerun `auditkit evaluate`)"
+    )
 
 
 def report_id_for(run_id: str, verdicts_bytes: bytes) -> str:
@@ -160,37 +193,58 @@ def report_id_for(run_id: str, verdicts_bytes: bytes) -> str:
     return f"AR-{stem}-{hashlib.sha256(verdicts_bytes).hexdigest()[:8]}"
 
 
-def _load_strings(lang: str) -> dict[str, Any]:
-    path = templates_dir() / STRINGS
-    table = yaml.safe_load(path.read_text(encoding="utf-8"))
+def _load_strings(lang: str, folder: Path | None = None) -> dict[str, Any]:
+    """The report's fixed text in ``lang``: every ``strings*.yaml`` catalogue of the shipped
+    templates (then of ``folder``, a custom template folder, which may override any key),
+    with English filling keys a language lacks."""
+    table: dict[str, dict[str, Any]] = {}
+    folders = [templates_dir()] + ([folder] if folder is not None else [])
+    for where in folders:
+        for path in sorted(where.glob(STRINGS_GLOB)):
+            try:
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                raise InputError(f"cannot read report text {path}: {exc}".splitlines()[0]) from None
+            if not isinstance(loaded, dict):
+                raise InputError(f"report text {path} must map a language to its strings")
+            for language, strings in loaded.items():
+                _merge(table.setdefault(str(language), {}), strings or {})
     if lang not in table:
         raise InputError(f"no report text for language {lang!r} (available: {', '.join(table)})")
     merged: dict[str, Any] = {}
-    for key, value in table[DEFAULT_LANG].items():
-        override = table[lang].get(key) if lang != DEFAULT_LANG else None
-        if isinstance(value, dict):
-            merged[key] = {**value, **(override or {})}
-        else:
-            merged[key] = value if override is None else override
+    _merge(merged, table[DEFAULT_LANG])
+    if lang != DEFAULT_LANG:
+        _merge(merged, table[lang])
     return merged
 
 
-def _stylesheet(strings: Mapping[str, Any], report_id: str) -> Markup:
-    css = (templates_dir() / STYLESHEET).read_text(encoding="utf-8")
+def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _stylesheet(strings: Mapping[str, Any], report_id: str, folder: Path) -> Markup:
+    path = folder / STYLESHEET if (folder / STYLESHEET).is_file() else templates_dir() / STYLESHEET
+    css = path.read_text(encoding="utf-8")
+    id_text = str(strings["colon"]) + report_id
     before, _, after = strings["page_x_of_y"].partition("{page}")
     middle, _, end = after.partition("{pages}")
     page_rules = (
         "@page { "
         f"@top-left {{ content: {_css_string(strings['short_title'])}; }} "
-        f"@top-right {{ content: {_css_string(strings['report_id'] + ': ' + report_id)}; }} "
+        f"@top-right {{ content: {_css_string(str(strings['report_id']) + id_text)}; }} "
         f"@bottom-left {{ content: {_css_string(strings['footer_note'])}; }} "
         f"@bottom-right {{ content: {_css_string(before)} counter(page) "
         f"{_css_string(middle)} counter(pages) {_css_string(end)}; }} "
         "}\n"
     )
     text = css + "\n" + page_rules
-    if "</" in text:  # pragma: no cover - our own files; refuse rather than break out of <style>
-        raise InputError(f"{STYLESHEET} must not contain '</'")
+    if "</" in text or "url(" in text.lower() or "@import" in text.lower():
+        # refuse rather than break out of <style> or point the renderer at a resource
+        raise InputError(f"{path} must not contain '</', url( or @import")
     # Trusted: read from our template folder; every data-derived string is CSS-escaped above.
     return Markup(text)
 
@@ -236,6 +290,8 @@ class _Fmt:
             return self.na
         if self.is_rate(metric):
             return self.pct(value)
+        if metric.endswith("_difference") and self.is_rate(metric.removesuffix("_difference")):
+            return f"{value * 100:.2f} {self.t['percentage_points']}"
         if metric.startswith("latency_") and metric.endswith("_ms"):
             return f"{value:.1f} ms"
         if metric.startswith("throughput_"):
@@ -243,6 +299,18 @@ class _Fmt:
         if metric.startswith("model_"):
             return f"{value:,.0f}"
         return f"{value:.4g}"
+
+    def text(self, value: Any) -> str:
+        """Text from the rubric or the evaluation (titles, reasons, data gaps) in the report's
+        language when the catalogue knows it: an exact translation (``known_text``), else the
+        catalogue's ``reason_patterns`` (regular expressions) applied in order, else as is."""
+        text = str(value)
+        known = self.t.get("known_text") or {}
+        if text in known:
+            return str(known[text])
+        for rule in self.t.get("reason_patterns") or []:
+            text = re.sub(str(rule["match"]), str(rule["replace"]), text)
+        return text
 
     def kn(self, k: int | None, n: int | None) -> str:
         if k is None:
@@ -261,7 +329,12 @@ class _Fmt:
     def slice(self, slc: Mapping[str, Any] | None) -> str:
         if not slc:
             return str(self.t["overall"])
-        return ", ".join(f"{self.column(k)} = {v}" for k, v in slc.items())
+        parts = []
+        for key, value in slc.items():
+            if isinstance(value, list):  # spread entries: {"by": ["line", "shift"]}
+                value = " × ".join(self.column(str(v)) for v in value)
+            parts.append(f"{self.column(key)} = {value}")
+        return ", ".join(parts)
 
     def slice_value(self, slc: Mapping[str, Any] | None) -> str:
         if slc and len(slc) == 1:
@@ -346,7 +419,7 @@ def _criteria_view(
             ).get("slice")
         row = {
             "id": crit.get("id", ""),
-            "title": crit.get("title", ""),
+            "title": fmt.text(_localised_title(crit, str(t.get("html_lang", DEFAULT_LANG)))),
             "refs": refs,
             "severity": fmt.lookup("severity", crit.get("severity")),
             "severity_css": f"severity-{crit.get('severity', 'minor')}",
@@ -363,8 +436,13 @@ def _criteria_view(
             "outcome": fmt.lookup("outcome", crit.get("outcome")),
             "outcome_code": crit.get("outcome"),
             "outcome_css": _outcome_css(crit.get("outcome")),
-            "reason": crit.get("reason", ""),
+            "reason": fmt.text(crit.get("reason", "")),
             "worst": t["worst_slice"].format(slice=fmt.slice(worst)) if worst else None,
+            "interval": _criterion_interval(crit, metric, worst, index, fmt),
+            "rule": fmt.lookup("decision_rule", crit.get("decision_rule"))
+            if crit.get("decision_rule")
+            else None,
+            "extras": _extra_fields(crit),
         }
         rows.append(row)
         if not (crit.get("slice_by") and slices):
@@ -381,7 +459,7 @@ def _criteria_view(
                     "kn": fmt.kn(s.get("k"), s.get("n")),
                     "outcome": fmt.lookup("outcome", s.get("outcome")),
                     "outcome_css": _outcome_css(s.get("outcome")),
-                    "reason": s.get("reason", ""),
+                    "reason": fmt.text(s.get("reason", "")),
                 }
             )
             entry = _metric_at(index, metric, slc)
@@ -395,22 +473,73 @@ def _criteria_view(
                     outcome=str(s.get("outcome", "ERROR")),
                 )
             )
-        chart = None
+        chart_list: list[str] = []
         threshold = crit.get("threshold")
         if fmt.is_rate(metric) and isinstance(threshold, int | float):
-            chart = charts.interval_chart_data_uri(chart_rows, float(threshold))
+            chart_list = charts.forest_chart_data_uris(chart_rows, float(threshold))
         sliced.append(
             {
                 **row,
                 "intro": t["sliced_intro"].format(id=row["id"], column=row["slice_by"]),
                 "rows": slice_rows,
-                "chart": chart,
+                "charts": chart_list,
                 "chart_caption": t["chart_caption"].format(
                     level=fmt.level_text(), threshold=fmt.value(metric, threshold)
                 ),
             }
         )
     return rows, sliced
+
+
+#: criterion keys the results table shows in its own columns; any other key (new rubric
+#: features) is listed under the criterion as "key: value", so new fields show without breaking.
+_CRITERION_KEYS = {
+    "id", "title", "severity", "maps_to", "metric", "slice_by", "statistic", "decision_rule",
+    "op", "threshold", "threshold_ref", "threshold_provenance", "min_n", "rationale", "outcome",
+    "value", "bound", "k", "n", "reason", "slices", "low", "high", "unit", "titles",
+}  # fmt: skip
+
+
+def _localised_title(crit: Mapping[str, Any], lang: str) -> str:
+    """The criterion's title in the report's language when the rubric gives one
+    (``titles: {zh: ...}`` or ``title_zh``), else its title as written."""
+    short = lang.split("-")[0]
+    titles = crit.get("titles")
+    if isinstance(titles, Mapping) and titles.get(short):
+        return str(titles[short])
+    return str(crit.get(f"title_{short}") or crit.get("title", ""))
+
+
+def _extra_fields(crit: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(crit):
+        if key in _CRITERION_KEYS or key.startswith("title_"):
+            continue
+        value = crit[key]
+        if value is None or value == [] or value == {}:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        out.append(f"{key}: {text[:300]}")
+    return out
+
+
+def _criterion_interval(
+    crit: Mapping[str, Any],
+    metric: str,
+    worst: Mapping[str, Any] | None,
+    index: Mapping[tuple[str, str], Mapping[str, Any]],
+    fmt: _Fmt,
+) -> str:
+    low, high = crit.get("low"), crit.get("high")
+    if low is None and high is None:
+        entry = _metric_at(index, metric, worst or {}) or {}
+        if not entry and metric.startswith(("latency_", "throughput_")):
+            entry = next((e for (n, _), e in index.items() if n == metric), {})
+        interval = entry.get("interval") or {}
+        low, high = interval.get("low"), interval.get("high")
+    if low is None and high is None:
+        return fmt.na
+    return f"{fmt.value(metric, low)} – {fmt.value(metric, high)}"
 
 
 def _by_column_view(metrics: Iterable[Mapping[str, Any]], fmt: _Fmt) -> list[dict[str, Any]]:
@@ -512,47 +641,6 @@ def _confusion_view(metrics: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any]:
     return view
 
 
-def _efficiency_view(run: Mapping[str, Any], metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict]:
-    rows = []
-    for entry in metrics["metrics"]:
-        name = str(entry.get("name", ""))
-        if not name.startswith(("latency_", "throughput_", "model_")):
-            continue
-        scenario = (entry.get("slice") or {}).get("scenario", "")
-        rows.append(
-            {
-                "measure": fmt.metric(name),
-                "scenario": fmt.lookup("scenario", scenario) if scenario else fmt.na,
-                "value": fmt.value(name, entry.get("value")),
-                "n": fmt.count(entry.get("n")) if entry.get("n") is not None else fmt.na,
-            }
-        )
-    energy = run.get("energy") or {}
-    if energy.get("joules") is not None:
-        rows.append(
-            {
-                "measure": fmt.t["energy"],
-                "scenario": fmt.na,
-                "value": fmt.t["energy_line"].format(
-                    joules=f"{energy['joules']:.1f}",
-                    method=energy.get("method"),
-                    boundary=energy.get("boundary"),
-                ),
-                "n": fmt.na,
-            }
-        )
-    else:
-        rows.append(
-            {
-                "measure": fmt.t["energy"],
-                "scenario": fmt.na,
-                "value": fmt.t["energy_off"],
-                "n": fmt.na,
-            }
-        )
-    return rows
-
-
 #: detection, anomaly and segmentation metrics shown in the report, in this order
 _TASK_METRICS = (
     "map",
@@ -602,12 +690,12 @@ def _gaps_view(
             "id": c.get("id", ""),
             "outcome": fmt.lookup("outcome", c.get("outcome")),
             "outcome_css": _outcome_css(c.get("outcome")),
-            "reason": c.get("reason", ""),
+            "reason": fmt.text(c.get("reason", "")),
         }
         for c in verdicts["criteria"]
         if c.get("outcome") in ("INCONCLUSIVE", "ERROR")
     ]
-    listed = [str(g) for g in verdicts.get("data_gaps") or []]
+    listed = [fmt.text(g) for g in verdicts.get("data_gaps") or []]
     counts_rows = [
         (fmt.t["gap_unreadable"], fmt.count(unreadable)),
         (fmt.t["gap_errors"], fmt.count(errors)),
@@ -690,9 +778,15 @@ def _declared_view(card: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
 
 
 def _context(
-    files: RunFiles, *, signatory: str, development_key: bool, lang: str
+    files: RunFiles,
+    *,
+    run_dir: Path,
+    signatory: str,
+    development_key: bool,
+    lang: str,
+    folder: Path,
 ) -> dict[str, Any]:
-    t = _load_strings(lang)
+    t = _load_strings(lang, None if folder == templates_dir() else folder)
     run, metrics, verdicts = files.run, files.metrics, files.verdicts
     level = float(verdicts.get("confidence_level") or metrics.get("confidence_level") or 0.95)
     fmt = _Fmt(t, level)
@@ -734,7 +828,9 @@ def _context(
         "t": t,
         "lang": lang,
         "report_id": report_id,
-        "stylesheet": _stylesheet(t, report_id),
+        "stylesheet": _stylesheet(t, report_id, folder),
+        "issued": finished.split(" ")[0] if finished != "—" else fmt.na,
+        "sig_ids": {"author": AUTHOR_FIELD, "counter": COUNTERSIGN_FIELD},
         "signatory": signatory,
         "development_key": development_key,
         "verdict": {
@@ -788,7 +884,7 @@ def _context(
             "line": t["rubric_line"].format(
                 id=rubric.get("id", fmt.na), version=rubric.get("version", fmt.na)
             ),
-            "title": rubric.get("title", ""),
+            "title": fmt.text(rubric.get("title", "")),
             "sha256": rubric.get("sha256", fmt.na),
         },
         "decision": {
@@ -816,9 +912,22 @@ def _context(
         "by_column_intro": t["by_column_intro"].format(level=fmt.level_text()),
         "defect_classes": _defect_class_view(metrics["metrics"], fmt, n_defective),
         "confusion": _confusion_view(metrics, fmt),
-        "efficiency": _efficiency_view(run, metrics, fmt),
         "task_metrics": _task_view(metrics, fmt),
         "gaps": _gaps_view(metrics, verdicts, run, fmt),
+        "scope": sections.scope_view(run, metrics, fmt),
+        "preprocessing": sections.preprocessing_line(card, fmt),
+        "scenario": sections.scenario_line(run.get("replay") or {}, fmt),
+        "hardware": sections.hardware_line(run.get("host") or {}, fmt),
+        "sampling": sections.sampling_view(run_dir, run, metrics, fmt),
+        "forests": sections.forest_view(metrics, verdicts, fmt),
+        "curves": sections.curves_view(run_dir, metrics, fmt),
+        "latency": sections.latency_view(run_dir, run, metrics, fmt),
+        "energy": sections.energy_view(run_dir, run, fmt),
+        "baseline": sections.baseline_view(metrics, verdicts, fmt),
+        "metric_table": sections.metric_table(metrics, fmt),
+        "rubric_text": files.raw[RUBRIC_FILE].decode("utf-8", "replace"),
+        "environment": sections.environment_rows(run),
+        "glossary": sections.glossary(t),
         "methods": _methods_view(run, fmt),
         "method_text": t["method_text"].format(
             unit=fmt.lookup("unit", metrics.get("unit", "part")), rubric=rubric.get("id", fmt.na)
@@ -828,8 +937,10 @@ def _context(
 
 
 @functools.cache
-def _environment(folder: Path) -> Environment:
-    return Environment(
+def _environment(folder: Path) -> ImmutableSandboxedEnvironment:
+    """Jinja2 in its sandbox (no attribute tricks, no mutation of our data), autoescaping
+    everything: a custom ``--template`` folder is someone else's code."""
+    return ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(str(folder)),
         autoescape=select_autoescape(["html", "j2", "xml"], default_for_string=True, default=True),
         undefined=StrictUndefined,
@@ -838,16 +949,43 @@ def _environment(folder: Path) -> Environment:
     )
 
 
+def _template_folder(template_dir: Path | None) -> Path:
+    if template_dir is None:
+        return templates_dir()
+    folder = Path(template_dir).resolve()
+    if not (folder / TEMPLATE).is_file():
+        raise InputError(f"template folder {template_dir} has no {TEMPLATE}")
+    return folder
+
+
 def _prepare(
-    run_dir: Path, signatory: str, development_key: bool, lang: str
+    run_dir: Path,
+    signatory: str,
+    development_key: bool,
+    lang: str,
+    template_dir: Path | None = None,
 ) -> tuple[RunFiles, str, str]:
     if not signatory.strip():
         raise InputError("a signatory is required for the report")
+    if lang not in LANGUAGES and template_dir is None:
+        available = ", ".join(LANGUAGES)
+        raise InputError(f"no report text for language {lang!r} (available: {available})")
+    folder = _template_folder(template_dir)
     files = _load_run_dir(Path(run_dir))
     context = _context(
-        files, signatory=signatory.strip(), development_key=development_key, lang=lang
+        files,
+        run_dir=Path(run_dir),
+        signatory=signatory.strip(),
+        development_key=development_key,
+        lang=lang,
+        folder=folder,
     )
-    html = _environment(templates_dir()).get_template(TEMPLATE).render(**context)
+    try:
+        html = _environment(folder).get_template(TEMPLATE).render(**context)
+    except SecurityError as exc:
+        raise InputError(f"template {folder / TEMPLATE} refused by the sandbox: {exc}") from None
+    except TemplateError as exc:
+        raise InputError(f"template {folder / TEMPLATE}: {exc}".splitlines()[0]) from None
     return files, html, context["report_id"]
 
 
@@ -855,23 +993,36 @@ def _prepare(
 
 
 def render_html(
-    run_dir: Path, *, signatory: str, development_key: bool, lang: str = DEFAULT_LANG
+    run_dir: Path,
+    *,
+    signatory: str,
+    development_key: bool,
+    lang: str = DEFAULT_LANG,
+    template_dir: Path | None = None,
 ) -> str:
-    """The report as HTML (the exact input WeasyPrint gets; for debugging and tests)."""
-    return _prepare(run_dir, signatory, development_key, lang)[1]
+    """The report as one self-contained HTML document: the exact input WeasyPrint gets (the
+    stylesheet inlined, charts as ``data:`` images, no external reference), so it is also the
+    ``--html`` report."""
+    return _prepare(run_dir, signatory, development_key, lang, template_dir)[1]
 
 
 def render_report(
-    run_dir: Path, *, signatory: str, development_key: bool, lang: str = DEFAULT_LANG
+    run_dir: Path,
+    *,
+    signatory: str,
+    development_key: bool,
+    lang: str = DEFAULT_LANG,
+    template_dir: Path | None = None,
+    fetcher: SafeURLFetcher | None = None,
 ) -> bytes:
     """Render ``run_dir`` into an unsigned PDF/A-3b report and return its bytes.
 
-    ``metrics.json`` and ``verdicts.json`` are embedded byte for byte. The same run directory
-    always gives the same bytes. Raises :class:`RunDirError` when an input file is missing or
-    unreadable.
+    ``metrics.json``, ``verdicts.json``, ``run.json`` and the rubric are embedded byte for byte.
+    The same run directory always gives the same bytes. Raises :class:`RunDirError` when an
+    input file is missing or unreadable.
     """
-    files, html, report_id = _prepare(run_dir, signatory, development_key, lang)
-    fetcher = SafeURLFetcher(strict=True)
+    files, html, report_id = _prepare(run_dir, signatory, development_key, lang, template_dir)
+    fetcher = fetcher or SafeURLFetcher(strict=True)
     try:
         stamp = _parse_utc(str(files.run.get("finished_at")))
     except ValueError:
@@ -883,7 +1034,10 @@ def render_report(
     stamp = stamp.replace(tzinfo=None)
     attachments = [
         weasyprint.Attachment(
-            string=files.raw[name],
+            # a data: URL carries the MIME type, so /Subtype does not depend on the host's
+            # mimetypes database (YAML has no standard entry)
+            url=f"data:{_MIME[Path(name).suffix]};base64,"
+            + base64.b64encode(files.raw[name]).decode("ascii"),
             name=name,
             description=_ATTACHMENT_DESCRIPTIONS[name],
             relationship="Data",
@@ -893,15 +1047,55 @@ def render_report(
         )
         for name in EMBEDDED_FILES
     ]
-    document = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher).render(
-        pdf_variant=PDF_VARIANT
+    try:
+        document = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher).render(
+            pdf_variant=PDF_VARIANT
+        )
+        pdf = document.write_pdf(  # <link rel=attachment> is fetched here
+            pdf_variant=PDF_VARIANT,
+            attachments=attachments,
+            pdf_identifier=report_id.encode("ascii"),
+            finisher=_pdfa_finisher,
+        )
+    except FatalURLFetchingError as exc:
+        raise InputError(f"the report refers to an external resource (refused): {exc}") from None
+    assert isinstance(pdf, bytes)
+    return pdf
+
+
+def render_stamp(*, signer: str, when: datetime, reason: str, lang: str = DEFAULT_LANG) -> bytes:
+    """The visible appearance of a countersignature: a one-page PDF exactly the size of the
+    cover's countersignature box (fonts embedded), naming the signer and the signing time."""
+    from auditkit.report.sign import SIGNATURE_BOX_MM
+
+    t = _load_strings(lang if lang in LANGUAGES else DEFAULT_LANG)
+    width, height = SIGNATURE_BOX_MM
+    html = (
+        _environment(templates_dir())
+        .from_string(
+            '<!DOCTYPE html><html lang="{{ t.html_lang }}"><head><meta charset="utf-8"><style>'
+            "@page { size: {{ w }}mm {{ h }}mm; margin: 0 }"
+            'html { font: 7.5pt "DejaVu Sans", "Noto Sans CJK SC", sans-serif; color: #1a1a1a }'
+            "body { margin: 0 } div.box { box-sizing: border-box; width: {{ w }}mm;"
+            " height: {{ h }}mm; padding: 1.6mm 2.5mm; background: #fff;"
+            " border: 0.9pt solid #1f3a5f; overflow: hidden }"
+            ".cap { font-size: 7pt; font-weight: bold; color: #1f3a5f; text-transform: uppercase;"
+            " letter-spacing: 0.06em }"
+            ".name { font-size: 10pt; font-weight: bold; margin: 0.8mm 0 }"
+            "</style></head><body><div class=box><div class=cap>{{ t.sig_counter_caption }}</div>"
+            "<div class=name>{{ signer }}</div><div>{{ signed }}</div><div>{{ reason }}</div>"
+            "</div></body></html>"
+        )
+        .render(
+            t=t,
+            w=width,
+            h=height,
+            signer=signer,
+            signed=str(t["stamp_signed_on"]).format(when=when.strftime("%Y-%m-%d %H:%M:%S UTC")),
+            reason=str(t["stamp_reason"]).format(reason=reason),
+        )
     )
-    pdf = document.write_pdf(
-        pdf_variant=PDF_VARIANT,
-        attachments=attachments,
-        pdf_identifier=report_id.encode("ascii"),
-        finisher=_pdfa_finisher,
-    )
+    pdf = weasyprint.HTML(string=html, base_url=None, url_fetcher=SafeURLFetcher()).write_pdf()
     assert isinstance(pdf, bytes)
     return pdf
 

@@ -8,11 +8,18 @@ Choices (see ``/work/shared/reference/signed-pdf-spike.md`` §3):
 * **Certification signature, DocMDP P=2 (FILL_FORMS)**: the author's signature forbids any
   change to pages or attachments, but still lets a regulator add a receipt countersignature
   later (P=1 would forbid that, spike §3.8).
-* **Invisible signature field** (``/Rect [0 0 0 0]``, no appearance stream): a visible stamp
-  would need an embedded 1000-upem OTF font to stay PDF/A-valid (pyHanko's default Courier is
-  not embedded, and TrueType fonts are mis-scaled by pyHanko 0.38, spike §3.4). The signatory is
-  printed on page 1 by the report itself instead (:func:`load_signer_identity`), and zero-area
-  annotations are exempt from PDF/A rule 6.3.3.
+* **Visible signature block on the cover**: the report draws two boxes on page 1 (the author's
+  and a reserved countersignature box, HTML ids :data:`AUTHOR_FIELD` and
+  :data:`COUNTERSIGN_FIELD`, exported by WeasyPrint as named destinations). The signature
+  widget is placed exactly on the author's box and an empty signature field on the other, both
+  with empty appearance streams: the visible text (signatory, "signed with a development key")
+  is the report's own, with embedded fonts, so no stamp font is needed (pyHanko's default
+  Courier is not embedded and TrueType fonts are mis-scaled by pyHanko 0.38, spike §3.4).
+  Without those boxes (a custom template) the signature is invisible (zero-area widget,
+  exempt from PDF/A rule 6.3.3).
+* **Countersignature** (:func:`countersign_pdf`): an approval signature in the reserved field,
+  which DocMDP P=2 allows; the author's signature stays valid.
+* **Time stamp** (``tsa_url``): an RFC 3161 signature time stamp (PAdES B-T) from that server.
 * **Incremental update**: the signature is appended; the rendered PDF/A revision is kept byte
   for byte, and a signed file must never be rewritten afterwards.
 * The issuing CA certificate is embedded in the CMS (explicit ``ca_chain``, or ``ca.pem`` found
@@ -27,7 +34,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
@@ -35,19 +45,32 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from pyhanko.pdf_utils import generic, layout
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from auditkit.errors import InputError, SigningKeyError
 from auditkit.report.keys import (
     CA_FILE,
+    SigningMaterial,
     common_name_of,
     load_certificate,
     load_certificates,
-    load_private_key,
+    load_signing_material,
 )
+
+#: Field names = HTML ids of the cover's signature boxes (reports/templates/report.html.j2).
+AUTHOR_FIELD = "AuditSignature"
+COUNTERSIGN_FIELD = "Countersignature"
+#: Size of those boxes, fixed by reports/templates/report.css (.sigbox).
+SIGNATURE_BOX_MM = (84.0, 26.0)
+TSA_TIMEOUT_S = 20
 
 
 def _one_line(exc: BaseException) -> str:
@@ -58,6 +81,11 @@ def _one_line(exc: BaseException) -> str:
 def load_signer_identity(cert_path: Path) -> str:
     """The signer certificate's subject common name (to print on page 1 before signing)."""
     return common_name_of(load_certificate(Path(cert_path), what="certificate file"))
+
+
+def signer_identity(material: SigningMaterial) -> str:
+    """The common name of the signing certificate (PEM or PKCS#12)."""
+    return common_name_of(material.cert)
 
 
 def _spki(public_key: PublicKeyTypes) -> bytes:
@@ -106,10 +134,11 @@ def _chain_files(cert_path: Path, cert: x509.Certificate, ca_chain: list[Path] |
 
 
 def _build_signer(
-    key_path: Path, cert_path: Path, passphrase: str | None, ca_chain: list[Path] | None
+    key_path: Path, cert_path: Path | None, passphrase: str | None, ca_chain: list[Path] | None
 ) -> signers.SimpleSigner:
-    cert = load_certificate(cert_path, what="certificate file")
-    key = load_private_key(key_path, passphrase)
+    material = load_signing_material(key_path, cert_path, passphrase)
+    cert, key = material.cert, material.key
+    shown_cert = cert_path if cert_path is not None else key_path
     if not isinstance(
         key,
         ec.EllipticCurvePrivateKey
@@ -121,9 +150,9 @@ def _build_signer(
             f"key file {key_path} holds a {type(key).__name__}; use ECDSA, RSA or EdDSA"
         )
     if _spki(key.public_key()) != _spki(cert.public_key()):
-        raise SigningKeyError(f"key file {key_path} does not match certificate {cert_path}")
-    _check_certificate(cert, cert_path)
-    chain = _chain_files(cert_path, cert, ca_chain)
+        raise SigningKeyError(f"key file {key_path} does not match certificate {shown_cert}")
+    _check_certificate(cert, Path(shown_cert))
+    chain = list(material.extra_certs) + _chain_files(Path(shown_cert), cert, ca_chain)
 
     key_der = key.private_bytes(
         serialization.Encoding.DER,
@@ -142,25 +171,133 @@ def _build_signer(
     )
 
 
+def _idnum(ref: Any) -> int | None:
+    return getattr(ref, "idnum", None) or getattr(getattr(ref, "reference", None), "idnum", None)
+
+
+def _page_ids(reader: PdfFileReader) -> list[int | None]:
+    """Object numbers of the pages, in page order."""
+    ids: list[int | None] = []
+
+    def walk(node: Any, depth: int) -> None:
+        kids = node.get("/Kids")
+        if depth > 32 or kids is None:
+            return
+        for i in range(len(kids)):
+            raw = kids.raw_get(i)
+            obj = raw.get_object()
+            if obj.get("/Type") == "/Pages":
+                walk(obj, depth + 1)
+            else:
+                ids.append(_idnum(raw))
+
+    walk(reader.root["/Pages"], 0)
+    return ids
+
+
+def signature_box(pdf: bytes, name: str) -> tuple[int, tuple[int, int, int, int]] | None:
+    """(page index, box in PDF points) of the cover's signature box ``name``: its named
+    destination gives the top-left corner; the size is :data:`SIGNATURE_BOX_MM`."""
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        names = reader.root.get("/Names")
+        dests = names.get("/Dests") if names is not None else None
+        items = dests.get("/Names") if dests is not None else None
+        if items is None:
+            return None
+        for i in range(0, len(items) - 1, 2):
+            if str(items.raw_get(i)) != name:
+                continue
+            dest = items.raw_get(i + 1)
+            dest = dest.get_object() if hasattr(dest, "get_object") else dest
+            if isinstance(dest, generic.DictionaryObject):
+                dest = dest["/D"]
+            page_ref = list.__getitem__(dest, 0)
+            page = _page_ids(reader).index(_idnum(page_ref))
+            left, top = float(list.__getitem__(dest, 2)), float(list.__getitem__(dest, 3))
+            width, height = (mm * 72 / 25.4 for mm in SIGNATURE_BOX_MM)
+            return page, (
+                math.floor(left),
+                math.floor(top - height),
+                math.ceil(left + width),
+                math.ceil(top),
+            )
+    except (PdfError, KeyError, ValueError, TypeError, IndexError, AttributeError):
+        return None
+    return None
+
+
+def _timestamper(tsa_url: str | None) -> HTTPTimeStamper | None:
+    if tsa_url is None:
+        return None
+    if not tsa_url.startswith(("http://", "https://")):
+        raise InputError(f"--tsa must be an http:// or https:// URL, got {tsa_url!r}")
+    return HTTPTimeStamper(tsa_url, timeout=TSA_TIMEOUT_S)
+
+
+def _run_signer(
+    pdf: bytes,
+    meta: signers.PdfSignatureMetadata,
+    signer: signers.SimpleSigner,
+    *,
+    tsa_url: str | None,
+    field: fields.SigFieldSpec | None,
+    extra_field: fields.SigFieldSpec | None = None,
+    style: StaticStampStyle | None = None,
+) -> bytes:
+    if pdf.lstrip()[:5] != b"%PDF-":
+        raise InputError("cannot sign: the input is not a PDF")
+    out = io.BytesIO()
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+        if writer.prev.encrypted:
+            raise InputError("cannot sign: the PDF is encrypted")
+        if extra_field is not None:
+            fields.append_signature_field(writer, extra_field)
+        # default: an empty appearance, the visible text is the report's own (embedded fonts)
+        style = style or StaticStampStyle(border_width=0)
+        signers.PdfSigner(
+            meta,
+            signer,
+            timestamper=_timestamper(tsa_url),
+            stamp_style=style,
+            new_field_spec=field,
+        ).sign_pdf(writer, output=out)
+    except InputError:
+        raise
+    except OSError as exc:  # the time-stamping server
+        raise InputError(f"time-stamping server {tsa_url} failed: {_one_line(exc)}") from None
+    except (PdfError, SigningError, ValueError, KeyError, TypeError) as exc:
+        message = _one_line(exc)
+        if tsa_url and ("timestamp" in message.lower() or "tsa" in message.lower()):
+            raise InputError(f"time-stamping server {tsa_url} failed: {message}") from None
+        raise InputError(f"cannot sign the PDF: {message}") from None
+    return out.getvalue()
+
+
 def sign_pdf(
     pdf: bytes,
     *,
     key_path: Path,
-    cert_path: Path,
+    cert_path: Path | None,
     passphrase: str | None = None,
     ca_chain: list[Path] | None = None,
     reason: str,
     location: str | None = None,
-    field_name: str = "AuditSignature",
+    field_name: str = AUTHOR_FIELD,
+    tsa_url: str | None = None,
 ) -> bytes:
-    """Return ``pdf`` with a PAdES B-B certification signature (DocMDP P=2) appended.
+    """Return ``pdf`` with a PAdES certification signature (DocMDP P=2) appended: B-B, or B-T
+    with an RFC 3161 time stamp from ``tsa_url``.
 
-    ``ca_chain``: CA certificate files to embed; ``None`` means "``ca.pem`` beside
-    ``cert_path`` when it issued the certificate", ``[]`` embeds none.
+    The widget sits on the cover's signature box when the report has one, and an empty
+    countersignature field is created on the second box. ``ca_chain``: CA certificate files to
+    embed; ``None`` means "``ca.pem`` beside ``cert_path`` when it issued the certificate",
+    ``[]`` embeds none. ``key_path`` may be a PKCS#12 bundle (then ``cert_path`` is optional).
     """
-    key_path, cert_path = Path(key_path), Path(cert_path)
+    key_path = Path(key_path)
+    cert_path = Path(cert_path) if cert_path is not None else None
     signer = _build_signer(key_path, cert_path, passphrase, ca_chain)
-
     if pdf.lstrip()[:5] != b"%PDF-":
         raise InputError("cannot sign: the input is not a PDF")
     meta = signers.PdfSignatureMetadata(
@@ -171,16 +308,102 @@ def sign_pdf(
         location=location,
         certify=True,
         docmdp_permissions=fields.MDPPerm.FILL_FORMS,
+        use_pades_lta=False,
     )
-    out = io.BytesIO()
+    field = None
+    extra = None
+    author_box = signature_box(pdf, AUTHOR_FIELD)
+    if author_box is not None:
+        field = fields.SigFieldSpec(field_name, on_page=author_box[0], box=author_box[1])
+        counter_box = signature_box(pdf, COUNTERSIGN_FIELD)
+        if counter_box is not None:
+            extra = fields.SigFieldSpec(
+                COUNTERSIGN_FIELD, on_page=counter_box[0], box=counter_box[1]
+            )
+    # No field spec: pyHanko creates an invisible field (zero-area widget, no /AP).
+    return _run_signer(pdf, meta, signer, tsa_url=tsa_url, field=field, extra_field=extra)
+
+
+def _empty_signature_fields(pdf: bytes) -> tuple[list[str], int]:
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    signed = len(reader.embedded_signatures)
+    empty = [name for name, value, _ in fields.enumerate_sig_fields(reader) if value is None]
+    return empty, signed
+
+
+def countersign_pdf(
+    pdf: bytes,
+    *,
+    key_path: Path,
+    cert_path: Path | None,
+    passphrase: str | None = None,
+    ca_chain: list[Path] | None = None,
+    reason: str = "countersigned",
+    location: str | None = None,
+    tsa_url: str | None = None,
+) -> bytes:
+    """Add an approval signature to an already signed report, as an incremental update that
+    the author's certification (DocMDP P=2) allows: in the reserved countersignature field
+    when it is still empty, else in a new invisible field."""
+    key_path = Path(key_path)
+    cert_path = Path(cert_path) if cert_path is not None else None
+    signer = _build_signer(key_path, cert_path, passphrase, ca_chain)
+    if pdf.lstrip()[:5] != b"%PDF-":
+        raise InputError("cannot countersign: the input is not a PDF")
     try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-        if writer.prev.encrypted:
-            raise InputError("cannot sign: the PDF is encrypted")
-        # No new_field_spec: pyHanko creates an invisible field (zero-area widget, no /AP).
-        signers.PdfSigner(meta, signer).sign_pdf(writer, output=out)
-    except InputError:
-        raise
-    except (PdfError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot sign the PDF: {_one_line(exc)}") from None
-    return out.getvalue()
+        empty, signed = _empty_signature_fields(pdf)
+    except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"cannot read the PDF: {_one_line(exc)}") from None
+    if signed == 0:
+        raise InputError("cannot countersign: the report is not signed yet (auditkit report)")
+    reserved = COUNTERSIGN_FIELD in empty
+    name = COUNTERSIGN_FIELD if reserved else f"{COUNTERSIGN_FIELD}{signed + 1}"
+    meta = signers.PdfSignatureMetadata(
+        field_name=name,
+        subfilter=fields.SigSeedSubFilter.PADES,
+        md_algorithm="sha256",
+        reason=reason,
+        location=location,
+        certify=False,
+    )
+    if not reserved:  # no reserved box left: an invisible signature
+        field = fields.SigFieldSpec(name)
+        return _run_signer(pdf, meta, signer, tsa_url=tsa_url, field=field)
+    with tempfile.TemporaryDirectory(prefix="auditkit-stamp-") as tmp:
+        style = _countersign_style(pdf, signer, reason, Path(tmp) / "stamp.pdf")
+        return _run_signer(pdf, meta, signer, tsa_url=tsa_url, field=None, style=style)
+
+
+def _countersign_style(
+    pdf: bytes, signer: signers.SimpleSigner, reason: str, stamp_path: Path
+) -> StaticStampStyle:
+    """A stamp that covers the reserved box with the countersigner's name and signing time,
+    rendered in the report's language (its catalog's /Lang) with embedded fonts."""
+    from pyhanko.pdf_utils.content import ImportedPdfPage
+
+    from auditkit.report.render import render_stamp
+
+    try:
+        lang = str(PdfFileReader(io.BytesIO(pdf), strict=False).root.get("/Lang", "en"))
+    except (PdfError, ValueError, KeyError, TypeError):
+        lang = "en"
+    cert = signer.signing_cert
+    stamp = render_stamp(
+        signer=common_name_of(cert) if cert is not None else "",
+        when=dt.datetime.now(dt.UTC),
+        reason=reason,
+        lang=lang.split("-")[0],
+    )
+    # ImportedPdfPage reads a file; its content is copied into the signed PDF when signing
+    stamp_path.write_bytes(stamp)
+    fill = layout.SimpleBoxLayoutRule(
+        x_align=layout.AxisAlignment.ALIGN_MIN,
+        y_align=layout.AxisAlignment.ALIGN_MIN,
+        inner_content_scaling=layout.InnerScaling.STRETCH_FILL,
+    )
+    return StaticStampStyle(
+        border_width=0,
+        background=ImportedPdfPage(str(stamp_path)),
+        background_layout=fill,
+        background_opacity=1.0,
+    )

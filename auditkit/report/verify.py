@@ -3,7 +3,8 @@
 The rules (spike §4 and §6):
 
 1. The file must carry at least one signature; the first one (by signed revision) is the
-   author's certification signature. pyHanko validates it with an explicit trust list only
+   author's certification signature. Every later signature (countersignatures) is validated
+   the same way and must hold too. pyHanko validates it with an explicit trust list only
    (``allow_fetching=False``, revocation soft-fail, never the operating system's store).
 2. Its bottom line must hold: the signed bytes are intact, the signature is valid, and every
    later incremental update is allowed by DocMDP P=2 (form filling / further signatures).
@@ -19,6 +20,9 @@ The rules (spike §4 and §6):
    signed revision (so a later update cannot change what is read); when ``pdftotext`` is not
    installed, ``pypdf`` is tried; when neither is available the comparison is skipped (None).
 
+6. With ``recompute``, the verdicts are re-derived from the embedded metrics and rubric
+   (:mod:`auditkit.report.recompute`) and must equal the embedded ``verdicts.json``.
+
 ``pdfsig`` is not enough on its own: it prints "Signature is Valid." for incremental-update
 tampering and exits 0 even on a digest mismatch (spike §4).
 """
@@ -33,7 +37,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,23 @@ from auditkit.report.keys import common_name_of, is_development_certificate, loa
 NO_TRUST_PROBLEM = "signer not checked against a trust anchor: pass --trust CA.pem"
 _HEX64 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
 _MAX_NAME_TREE_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """One signature of the report, as pyHanko judged it."""
+
+    field: str
+    signer: str | None
+    signer_is_development_key: bool
+    signing_time: datetime | None
+    timestamp: datetime | None  # from a valid RFC 3161 time stamp, else None
+    intact: bool
+    trusted: bool
+    coverage: str
+    modification_level: str
+    summary: str
+    ok: bool
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,23 @@ class VerifyResult:
     printed_hashes_match: bool | None = None
     problems: list[str] = field(default_factory=list)
     summary: str = ""  # pyHanko's one-line summary, e.g. "INTACT:TRUSTED,UNTOUCHED"
+    signatures: list[SignatureInfo] = field(default_factory=list)
+    timestamp: datetime | None = None
+    recomputed: bool | None = None  # None: not asked; True: verdicts re-derived and equal
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``verify --json``)."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+
+        return {"format": "auditkit.verify/1", **plain(asdict(self))}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -153,9 +191,12 @@ def _filespec_name(fs: generic.DictionaryObject) -> str | None:
     return None
 
 
-def _embedded_files(root: Any) -> tuple[dict[str, str], list[str]]:
+def _embedded_files(
+    root: Any, contents: dict[str, bytes] | None = None
+) -> tuple[dict[str, str], list[str]]:
     """name → SHA-256 for every embedded file reachable from the catalog (name tree and /AF),
-    plus problems (two different files under one name, unreadable entries)."""
+    plus problems (two different files under one name, unreadable entries). The bytes go into
+    ``contents`` when given."""
     found: dict[str, str] = {}
     problems: list[str] = []
 
@@ -168,6 +209,8 @@ def _embedded_files(root: Any) -> tuple[dict[str, str], list[str]]:
             problems.append(f"two different embedded files are named {name}")
             return
         found[name] = sha
+        if contents is not None:
+            contents[name] = data
 
     names = root.get("/Names")
     names = names.get_object() if names is not None else None
@@ -294,42 +337,12 @@ def _failed(problem: str, **kw: Any) -> VerifyResult:
     return VerifyResult(problems=[problem], **base)
 
 
-def verify_pdf(path: Path, *, trust: list[Path] | None = None) -> VerifyResult:
-    """Verify the report at ``path`` against the ``trust`` CA certificates (see module doc).
-
-    Raises :class:`InputError` when the file is missing or not a PDF, and
-    :class:`~auditkit.errors.SigningKeyError` when a trust file is unreadable. Every other
-    failure is reported in the result (``ok`` False, one line per problem).
-    """
-    data = _read_pdf_bytes(Path(path))
-    roots = _trust_roots(trust)
-
-    try:
-        reader = PdfFileReader(io.BytesIO(data))
-        sigs = list(reader.embedded_signatures)
-    except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return _failed(f"cannot read the PDF's structure: {_one_line(exc)}")
-    if not sigs:
-        return _failed("no signature")
-    author = min(sigs, key=lambda s: s.signed_revision)
-
-    vc = ValidationContext(trust_roots=roots, allow_fetching=False, revocation_mode="soft-fail")
-    try:
-        with _quiet_pyhanko():
-            status = validate_pdf_signature(author, vc)
-    except Exception as exc:
-        return _failed(f"the signature cannot be validated: {_one_line(exc)}")
-
-    problems: list[str] = []
-    cert = status.signing_cert
-    signer = common_name_of(cert)
-    dev = is_development_certificate(cert)
-    coverage = status.coverage.name if status.coverage is not None else "NONE"
-    level = status.modification_level
-    modification_level = level.name if level is not None else "UNKNOWN"
+def _judge(sig: Any, vc: ValidationContext) -> tuple[Any, list[str]]:
+    """pyHanko's status of one signature and the problems it shows."""
+    with _quiet_pyhanko():
+        status = validate_pdf_signature(sig, vc)
     summary = status.summary()
-    intact = bool(status.intact and status.valid)
-
+    problems: list[str] = []
     if not status.intact:
         problems.append(f"the signed bytes were changed after signing ({summary})")
     elif not status.valid:
@@ -346,16 +359,86 @@ def verify_pdf(path: Path, *, trust: list[Path] | None = None) -> VerifyResult:
         )
     if not status.seed_value_ok:
         problems.append(f"the signature violates its field's seed values ({summary})")
+    return status, problems
+
+
+def _info(sig: Any, status: Any, roots: list[Any], problems: list[str]) -> SignatureInfo:
+    cert = status.signing_cert
+    ts = getattr(status, "timestamp_validity", None)
+    ts_time = ts.timestamp if ts is not None and ts.intact and ts.valid else None
+    level = status.modification_level
+    return SignatureInfo(
+        field=str(sig.field_name),
+        signer=common_name_of(cert),
+        signer_is_development_key=is_development_certificate(cert),
+        signing_time=status.signer_reported_dt,
+        timestamp=ts_time,
+        intact=bool(status.intact and status.valid),
+        trusted=bool(roots) and bool(status.trusted),
+        coverage=status.coverage.name if status.coverage is not None else "NONE",
+        modification_level=level.name if level is not None else "UNKNOWN",
+        summary=status.summary(),
+        ok=bool(status.bottom_line) and bool(roots) and not problems,
+    )
+
+
+def verify_pdf(
+    path: Path, *, trust: list[Path] | None = None, recompute: bool = False
+) -> VerifyResult:
+    """Verify the report at ``path`` against the ``trust`` CA certificates (see module doc).
+
+    Raises :class:`InputError` when the file is missing or not a PDF, and
+    :class:`~auditkit.errors.SigningKeyError` when a trust file is unreadable. Every other
+    failure is reported in the result (``ok`` False, one line per problem).
+    """
+    data = _read_pdf_bytes(Path(path))
+    roots = _trust_roots(trust)
+
+    try:
+        reader = PdfFileReader(io.BytesIO(data))
+        sigs = sorted(reader.embedded_signatures, key=lambda s: s.signed_revision)
+    except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return _failed(f"cannot read the PDF's structure: {_one_line(exc)}")
+    if not sigs:
+        return _failed("no signature")
+    author = sigs[0]
+
+    vc = ValidationContext(trust_roots=roots, allow_fetching=False, revocation_mode="soft-fail")
+    problems: list[str] = []
+    infos: list[SignatureInfo] = []
+    status = None
+    for i, sig in enumerate(sigs):
+        name = str(sig.field_name)
+        try:
+            sig_status, sig_problems = _judge(sig, vc)
+        except Exception as exc:
+            if i == 0:
+                return _failed(f"the signature cannot be validated: {_one_line(exc)}")
+            problems.append(f"signature {name} cannot be validated: {_one_line(exc)}")
+            continue
+        info = _info(sig, sig_status, roots, sig_problems)
+        if roots and not sig_status.trusted and info.intact:
+            sig_problems.append(
+                f"signer {info.signer!r} does not chain to a trusted certificate ({info.summary})"
+            )
+        infos.append(info)
+        if i == 0:
+            status = sig_status
+            problems.extend(sig_problems)
+        else:
+            problems.extend(f"countersignature {name}: {p}" for p in sig_problems)
+            if not sig_status.bottom_line and not sig_problems:
+                problems.append(f"countersignature {name} is not valid ({info.summary})")
+    assert status is not None
     if not roots:
         problems.append(NO_TRUST_PROBLEM)
-    elif not status.trusted and intact:  # pyHanko judges trust only for a sound signature
-        problems.append(f"signer {signer!r} does not chain to a trusted certificate ({summary})")
 
     # Evidence: from the signed revision, compared with the latest revision.
     evidence: dict[str, str] = {}
+    contents: dict[str, bytes] = {}
     try:
         signed_root = reader.get_historical_root(author.signed_revision)
-        evidence, ev_problems = _embedded_files(signed_root)
+        evidence, ev_problems = _embedded_files(signed_root, contents)
         problems.extend(ev_problems)
         latest, latest_problems = _embedded_files(reader.root)
         problems.extend(p + " (latest revision)" for p in latest_problems)
@@ -376,20 +459,32 @@ def verify_pdf(path: Path, *, trust: list[Path] | None = None) -> VerifyResult:
         printed, printed_problems = _printed_hashes(_page1_text(data[:end]), evidence)
         problems.extend(printed_problems)
 
+    recomputed: bool | None = None
+    if recompute:
+        from auditkit.report.recompute import recompute as rederive
+
+        _, recompute_problems = rederive(contents)
+        problems.extend(f"recompute: {p}" for p in recompute_problems)
+        recomputed = not recompute_problems
+
+    first = infos[0]
     ok = bool(status.bottom_line) and bool(roots) and not problems
     return VerifyResult(
         ok=ok,
-        intact=intact,
-        trusted=bool(roots) and bool(status.trusted),
-        signer=signer,
-        signer_is_development_key=dev,
-        signing_time=status.signer_reported_dt,
-        coverage=coverage,
-        modification_level=modification_level,
+        intact=first.intact,
+        trusted=bool(roots) and all(i.trusted for i in infos),
+        signer=first.signer,
+        signer_is_development_key=first.signer_is_development_key,
+        signing_time=first.signing_time,
+        coverage=first.coverage,
+        modification_level=first.modification_level,
         evidence=evidence,
         printed_hashes_match=printed,
         problems=problems,
-        summary=summary,
+        summary=first.summary,
+        signatures=infos,
+        timestamp=first.timestamp,
+        recomputed=recomputed,
     )
 
 
@@ -401,9 +496,16 @@ def format_result(result: VerifyResult) -> str:
         signer += "  [DEVELOPMENT KEY — not for regulatory submission]"
     lines.append(f"signer:        {signer}")
     when = result.signing_time.isoformat() if result.signing_time else "(unknown)"
-    lines.append(f"signing time:  {when} (claimed by the signer; no trusted timestamp)")
+    if result.timestamp is not None:
+        lines.append(f"signing time:  {when}; RFC 3161 time stamp {result.timestamp.isoformat()}")
+    else:
+        lines.append(f"signing time:  {when} (claimed by the signer; no trusted timestamp)")
     lines.append(f"coverage:      {result.coverage}, modifications: {result.modification_level}")
     lines.append(f"trusted:       {'yes' if result.trusted else 'no'}")
+    for info in result.signatures[1:]:
+        state = "valid" if info.ok else "NOT VALID"
+        stamp = f", time stamp {info.timestamp.isoformat()}" if info.timestamp else ""
+        lines.append(f"countersigned: {info.signer} ({info.field}, {state}{stamp})")
     if result.evidence:
         lines.append("evidence (as signed):")
         width = max(len(n) for n in result.evidence)
@@ -413,6 +515,10 @@ def format_result(result: VerifyResult) -> str:
         lines.append("page 1 hashes: not printed")
     else:
         lines.append(f"page 1 hashes: {'match' if result.printed_hashes_match else 'MISMATCH'}")
+    if result.recomputed is not None:
+        lines.append(
+            "recomputed:    " + ("verdicts match the evidence" if result.recomputed else "MISMATCH")
+        )
     if result.ok:
         lines.append("VERIFIED")
     else:

@@ -1,0 +1,51 @@
+"""Where a signing key's passphrase comes from: a file, an environment variable or a prompt.
+
+Never from a command-line argument: those end up in shell history, ``ps`` output and CI logs.
+Order: ``--passphrase-file`` (first line, trailing newline removed), then the environment
+variable :data:`ENV_VAR`, then an interactive prompt (``--ask-passphrase``, or automatically
+when the key is encrypted and standard input is a terminal).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from auditkit.errors import SigningKeyError
+
+ENV_VAR = "AUDITKIT_KEY_PASSPHRASE"
+
+
+def read_passphrase_file(path: Path) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SigningKeyError(f"passphrase file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SigningKeyError(f"cannot read passphrase file {path}: {exc}") from None
+    first = text.splitlines()[0] if text else ""
+    if not first:
+        raise SigningKeyError(f"passphrase file {path} is empty")
+    return first
+
+
+def resolve_passphrase(
+    *, file: Path | None = None, ask: bool = False, key_path: Path | None = None
+) -> str | None:
+    """The passphrase from the first source that has one (see module doc), or None."""
+    if file is not None:
+        return read_passphrase_file(file)
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR]
+    from auditkit.report.keys import key_needs_passphrase
+
+    needs = key_path is not None and key_needs_passphrase(key_path)
+    if ask or (needs and sys.stdin.isatty()):
+        what = f" for {key_path}" if key_path is not None else ""
+        try:
+            return getpass.getpass(f"passphrase{what}: ") or None
+        except EOFError:
+            return None
+    return None
