@@ -13,7 +13,14 @@ On the same images and model, in interleaved rounds (the order shuffled in each 
   as many intra-op threads as cores.
 
 Goals (issue 4): auditkit >= 1.5x the naive loop; auditkit >= 0.75x min(decode-only,
-inference-only). Prints images/s (median, min-max) and the ratios; asserts nothing. Usage:
+inference-only). Prints images/s (median, min-max) and the ratios; asserts nothing.
+
+It also measures, in the same rounds, the CPU work per image of each stage alone on one core
+(``decode_file`` in a plain loop; batched ``session.run`` with one intra-op thread on the
+pre-decoded tensors) and prints the **work bound**: a pipeline that must do both stages for
+every image on C cores cannot exceed C / (decode seconds + inference seconds per image), even
+with perfect overlap and scaling; that bound over min(ceilings) is the best ratio any pipeline
+could reach here. Usage:
 
     python benchmarks/replay.py [--n 20000] [--manifest M.csv] [--rounds 3] [--decode-threads 1]
 
@@ -103,10 +110,12 @@ def run(args: argparse.Namespace, manifest: Path, tmp: Path) -> None:
         args.model, card, SessionSettings(intra_op_threads=args.threads)
     )  # the settings auditkit replay uses (spinning off)
     naive = DeployedModel.load(args.model, card, SessionSettings(intra_op_threads=1))
+    one_thread = DeployedModel.load(args.model, card, SessionSettings(intra_op_threads=1))
     ceiling = DeployedModel.load(
         args.model, card, SessionSettings(intra_op_threads=cores, allow_spinning=True)
     )
     assert naive.session is not None and ceiling.session is not None
+    assert one_thread.session is not None
     in_name, out_name = card.input.name, card.output.name
     settings = ReplaySettings(
         batch_size=args.batch_size,
@@ -120,6 +129,7 @@ def run(args: argparse.Namespace, manifest: Path, tmp: Path) -> None:
     for size in (1, args.batch_size):  # warm up every session and shape outside the rounds
         naive.session.run([out_name], {in_name: tensors[:size]})
         ceiling.session.run([out_name], {in_name: tensors[:size]})
+        one_thread.session.run([out_name], {in_name: tensors[:size]})
     pool = ProcessPoolExecutor(max_workers=cores, initializer=_init_worker, initargs=(card.input,))
     list(pool.map(_decode_chunk, _chunks(paths[: cores * 4], 4)))  # start the workers
 
@@ -147,17 +157,28 @@ def run(args: argparse.Namespace, manifest: Path, tmp: Path) -> None:
         assert done == n
         return n / (time.perf_counter() - started)
 
-    def inference_only() -> float:
-        assert ceiling.session is not None
+    def batched_inference(model: DeployedModel) -> Callable[[], float]:
+        def timed() -> float:
+            assert model.session is not None
+            started = time.perf_counter()
+            for i in range(0, n, args.batch_size):
+                model.session.run([out_name], {in_name: tensors[i : i + args.batch_size]})
+            return n / (time.perf_counter() - started)
+
+        return timed
+
+    def decode_one_core() -> float:
         started = time.perf_counter()
-        for i in range(0, n, args.batch_size):
-            ceiling.session.run([out_name], {in_name: tensors[i : i + args.batch_size]})
+        for path in paths:
+            decode_file(path, card.input)
         return n / (time.perf_counter() - started)
 
     configs: dict[str, Callable[[], float]] = {
         "auditkit replay": auditkit_replay,
         "decode-only ceiling": decode_only,
-        "inference-only ceiling": inference_only,
+        "inference-only ceiling": batched_inference(ceiling),
+        "decode, 1 core": decode_one_core,
+        "inference, 1 thread": batched_inference(one_thread),
     }
     if not args.skip_naive:
         configs["naive loop"] = naive_loop
@@ -196,6 +217,17 @@ def run(args: argparse.Namespace, manifest: Path, tmp: Path) -> None:
     ratio = ours_ips / bound
     verdict = "meets" if ratio >= 0.75 else "below"
     print(f"auditkit / min(decode, inference) = {ratio:.2f}   (goal >= 0.75: {verdict})")
+    decode_us = 1e6 / med["decode, 1 core"]
+    infer_us = 1e6 / med["inference, 1 thread"]
+    work_bound = cores * 1e6 / (decode_us + infer_us)
+    print(
+        f"CPU work per image: decode {decode_us:.0f} us + inference {infer_us:.0f} us; "
+        f"work bound on {cores} cores = {work_bound:.0f} images/s"
+    )
+    print(
+        f"work bound / min(decode, inference) = {work_bound / bound:.2f}  (the best ratio any "
+        f"pipeline could reach here); auditkit / work bound = {ours_ips / work_bound:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ GOAL = 1.2
 
 # Runs one command and prints its own peak RSS (ru_maxrss of its only child: KiB on Linux) and
 # wall time as JSON. A fresh interpreter, so no earlier child is counted in RUSAGE_CHILDREN.
-_WRAPPER = """
+PEAK_RSS_WRAPPER = """
 import json, resource, subprocess, sys, time
 started = time.perf_counter()
 code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
@@ -99,9 +99,10 @@ def mark(owner, attr, name, after):
     setattr(owner, attr, wrapped)
 
 mark(audit, "load_manifest", "load manifest + hash files", "load model, set up run")
-mark(pipeline, "_merge", "merge shards", "after merge")
+mark(pipeline, "scan_shards", "scan shards", "after scan")
 mark(pipeline, "_warm_up", "warm-up", "replay loop (decode, infer, write shards)")
-mark(pipeline, "predictions_table", "predictions table", "after predictions table")
+mark(pipeline, "write_predictions", "stream predictions.parquet", "after predictions")
+mark(pipeline, "write_samples", "write samples.parquet", "after samples")
 mark(RunDir, "write_table", "write Parquet table", "after table")
 mark(RunDir, "write_json", "write json", "after json")
 threading.Thread(target=sample, daemon=True).start()
@@ -211,6 +212,20 @@ def dataset(n: int, seed: int, cache: Path, jobs: int) -> Path:
 # --------------------------------------------------------------------------- measurement
 
 
+def peak_rss(command: list[str]) -> dict[str, float]:
+    """Run ``command`` in a fresh wrapper process: its peak RSS (MB) and wall time (s)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_WRAPPER, *command],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["rc"] != 0:
+        raise SystemExit(f"exit code {result['rc']}: {' '.join(command)}")
+    return {"peak_mb": result["peak_kib"] / 1024, "wall_s": result["wall_s"]}
+
+
 def measure(manifest: Path, model: Path, work: Path, extra: list[str]) -> dict[str, float]:
     """Peak RSS (MB) and wall time (s) of one ``auditkit replay`` in a fresh process."""
     out = work / f"run-{manifest.parent.name}"
@@ -229,15 +244,10 @@ def measure(manifest: Path, model: Path, work: Path, extra: list[str]) -> dict[s
         "--no-progress",
         *extra,
     ]
-    done = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, *command], check=True, capture_output=True, text=True
-    )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if result["rc"] != 0:
-        raise SystemExit(f"auditkit replay exited {result['rc']}: {' '.join(command)}")
+    result = peak_rss(command)
     info = json.loads((out / "run.json").read_text(encoding="utf-8"))
     return {
-        "peak_mb": result["peak_kib"] / 1024,
+        "peak_mb": result["peak_mb"],
         "wall_s": result["wall_s"],
         "offline_ips": info["replay"]["offline_throughput_ips"] or float("nan"),
     }
