@@ -121,6 +121,7 @@ def test_baseline_and_unknown_fields_are_rendered_generically() -> None:
     crit: dict[str, Any] = verdicts["criteria"][0]
     crit["kind"] = "attestation"
     crit["evidence"] = {"document": "FMEA-17", "accepted": True}
+    crit.update(aggregate="overall", confidence_level=0.95, multiplicity="holm")
     view = sections.baseline_view(metrics, verdicts, fmt())
     assert view is not None
     assert ("run_id", "run-000000000001") in view["info"]
@@ -128,6 +129,9 @@ def test_baseline_and_unknown_fields_are_rendered_generically() -> None:
     rows, _ = _criteria_view(verdicts, fmt(), _index_metrics(metrics["metrics"]))
     assert "kind: attestation" in rows[0]["extras"]
     assert any(x.startswith("evidence: {") for x in rows[0]["extras"])
+    # a default (aggregate overall) and what the statistic column states are not repeated
+    assert "multiplicity: holm" in rows[0]["extras"]
+    assert not any(x.startswith(("aggregate", "confidence_level")) for x in rows[0]["extras"])
 
 
 @pytest.mark.parametrize(

@@ -510,13 +510,25 @@ def _localised_title(crit: Mapping[str, Any], lang: str) -> str:
     return str(crit.get(f"title_{short}") or crit.get("title", ""))
 
 
+#: criterion keys of the evaluation that the statistic/rule column already states
+#: (``confidence_level``, ``interval``, ``sided``) or that only say how it was counted
+_STATED_ELSEWHERE = {"confidence_level", "interval", "sided", "counts", "per_slice"}
+#: values that are the rubric format's defaults: listing them under every criterion is noise
+_DEFAULT_VALUES = {
+    "aggregate": ("overall", "each"),
+    "kind": ("metric",),
+    "multiplicity": ("none",),
+    "intersect": (False,),
+}
+
+
 def _extra_fields(crit: Mapping[str, Any]) -> list[str]:
     out = []
     for key in sorted(crit):
-        if key in _CRITERION_KEYS or key.startswith("title_"):
+        if key in _CRITERION_KEYS or key in _STATED_ELSEWHERE or key.startswith("title_"):
             continue
         value = crit[key]
-        if value is None or value == [] or value == {}:
+        if value is None or value == [] or value == {} or value in _DEFAULT_VALUES.get(key, ()):
             continue
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         out.append(f"{key}: {text[:300]}")
