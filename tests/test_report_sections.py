@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from auditkit.report import sections
-from auditkit.report.render import _criteria_view, _Fmt, _index_metrics, _load_strings
+from auditkit.report.render import _criteria_view, _Fmt, _index_metrics, _load_strings, _task_chart
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 
@@ -171,3 +171,30 @@ def test_every_language_has_every_english_key() -> None:
         return out
 
     assert keys(en) - keys(zh) == set()
+
+
+def test_task_figure_for_detectors_and_anomaly_models_only() -> None:
+    import base64
+
+    classifier = json.loads((FIXTURE / "metrics.json").read_text())
+    assert _task_chart(classifier, fmt()) is None
+    detector = {
+        "metrics": [
+            {"name": "ap", "slice": {"class": "pit"}, "value": 0.25},
+            {"name": "ap_50", "slice": {"class": "pit"}, "value": 0.5},
+            {"name": "ap", "slice": {"class": "scratch"}, "value": None},  # no pit boxes: empty
+        ]
+    }
+    uri = _task_chart(detector, fmt())
+    assert uri is not None and uri.startswith("data:image/svg+xml;base64,")
+    svg = base64.b64decode(uri.split(",", 1)[1]).decode()
+    assert svg.startswith("<?xml") and "</svg>" in svg
+    detector["metrics"][0]["value"] = 0.75  # the bars follow the values
+    assert _task_chart(detector, fmt()) != uri
+    anomaly = {
+        "metrics": [
+            {"name": "pixel_auroc", "slice": {}, "value": 0.98},
+            {"name": "iou", "slice": {"class": "defect"}, "value": 0.5},
+        ]
+    }
+    assert _task_chart(anomaly, fmt()) is not None

@@ -217,3 +217,35 @@ def power_data_uri(t_s: Any, watts: Any, xlabel: str, ylabel: str) -> str:
         ax.grid(color="#e5e5e5", linewidth=0.5)
         ax.tick_params(length=2)
         return _svg(fig)
+
+
+def metric_bars_data_uri(
+    categories: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], xlabel: str
+) -> str:
+    """Horizontal bars of metrics on [0, 1]: one group per category (a class, or one metric),
+    one bar per series (e.g. AP@[.50:.95] and AP@.50), a missing value left empty."""
+    with matplotlib.rc_context(_rc()):
+        height = 0.45 + 0.28 * len(categories) * max(1, len(series))
+        fig = Figure(figsize=(6.2, min(height, 7.5)))
+        FigureCanvasSVG(fig)
+        ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.22, right=0.97, bottom=0.5 / height + 0.05, top=0.97)
+        width = 0.8 / max(1, len(series))
+        colours = [_BLUE, "#7f99bf", "#b0bec5"]
+        for j, (label, values) in enumerate(series):
+            ys = [i + (j - (len(series) - 1) / 2) * width for i in range(len(categories))]
+            xs = [0.0 if v is None else float(v) for v in values]
+            ax.barh(ys, xs, height=width * 0.9, color=colours[j % 3], label=label)
+            for y, v in zip(ys, values, strict=True):
+                if v is not None:
+                    ax.text(float(v) + 0.01, y, f"{float(v):.2f}", va="center", fontsize=6.5)
+        ax.set_yticks(range(len(categories)), list(categories))
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.08)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", color="#e5e5e5", linewidth=0.5)
+        ax.set_axisbelow(True)
+        ax.tick_params(length=2)
+        if len(series) > 1:
+            ax.legend(loc="lower right", frameon=False, fontsize=7)
+        return _svg(fig)

@@ -689,6 +689,37 @@ def _task_view(metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, str]]:
     return rows
 
 
+#: pixel and image metrics of anomaly and segmentation models, drawn as bars
+_MAP_METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max")
+
+
+def _task_chart(metrics: Mapping[str, Any], fmt: _Fmt) -> str | None:
+    """The task figure: AP per class (detectors) or the image and pixel metrics with IoU and Dice
+    per class (anomaly and segmentation models); None for a classifier."""
+    entries = metrics["metrics"]
+    per_class: dict[str, dict[str, float | None]] = {}
+    for entry in entries:
+        cls = (entry.get("slice") or {}).get("class")
+        if cls is not None and entry.get("name") in ("ap", "ap_50", "iou", "dice"):
+            per_class.setdefault(str(cls), {})[str(entry["name"])] = entry.get("value")
+    overall = {e["name"]: e.get("value") for e in entries if not e.get("slice") and e.get("name")}
+    if any("ap" in v or "ap_50" in v for v in per_class.values()):
+        names = [c for c, v in per_class.items() if "ap" in v or "ap_50" in v]
+        series = [(fmt.metric(m), [per_class[c].get(m) for c in names]) for m in ("ap", "ap_50")]
+        return charts.metric_bars_data_uri(names, series, fmt.t["task_chart_x"])
+    shown = [m for m in _MAP_METRICS if overall.get(m) is not None]
+    classes = [c for c, v in per_class.items() if "iou" in v or "dice" in v]
+    if not shown and not classes:
+        return None
+    categories = [fmt.metric(m) for m in shown]
+    values: list[float | None] = [overall[m] for m in shown]
+    for cls in classes:
+        for m in ("iou", "dice"):
+            categories.append(f"{fmt.metric(m)} ({cls})")
+            values.append(per_class[cls].get(m))
+    return charts.metric_bars_data_uri(categories, [("", values)], fmt.t["task_chart_x"])
+
+
 def _gaps_view(
     metrics: Mapping[str, Any], verdicts: Mapping[str, Any], run: Mapping[str, Any], fmt: _Fmt
 ) -> dict[str, Any]:
@@ -925,6 +956,7 @@ def _context(
         "defect_classes": _defect_class_view(metrics["metrics"], fmt, n_defective),
         "confusion": _confusion_view(metrics, fmt),
         "task_metrics": _task_view(metrics, fmt),
+        "task_chart": _task_chart(metrics, fmt),
         "gaps": _gaps_view(metrics, verdicts, run, fmt),
         "scope": sections.scope_view(run, metrics, fmt),
         "preprocessing": sections.preprocessing_line(card, fmt),
