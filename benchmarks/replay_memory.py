@@ -98,7 +98,7 @@ def mark(owner, attr, name, after):
             enter(after)
     setattr(owner, attr, wrapped)
 
-mark(audit, "load_manifest", "load manifest + hash files", "load model, set up run")
+mark(audit, "load_dataset", "load data set + hash files", "load model, set up run")
 mark(pipeline, "scan_shards", "scan shards", "after scan")
 mark(pipeline, "_warm_up", "warm-up", "replay loop (decode, infer, write shards)")
 mark(pipeline, "write_predictions", "stream predictions.parquet", "after predictions")

@@ -91,3 +91,53 @@ def test_paths_are_normalised_lexically(tmp_path: Path) -> None:
     ds = load_manifest(manifest)
     assert list(ds.samples["path"]) == [f"images/img{i:03d}.png" for i in range(3)]
     assert ds.samples["status"].tolist() == ["ok"] * 3
+
+
+def _reference_digest(samples: pd.DataFrame, boxes: pd.DataFrame | None = None) -> str:
+    """The digest's definition (docs/run-format.md), every line held and sorted in Python."""
+    lines = sorted(f"{r.sample_id}\t{r.path}\t{r.sha256}\t{r.label}" for r in samples.itertuples())
+    if boxes is not None:
+        lines += sorted(
+            "\t".join(["box", r.sample_id, r[1], *(repr(float(v)) for v in r[2:])])
+            for r in boxes.itertuples(index=False)
+        )
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["a", "a\x01", "a b", "b"],  # a control character after a shorter id's prefix
+        ["x", "x\ty", "xy", "w"],  # a tab inside an id
+        ["s10", "s9", "s1", "é", "z", "Z", "s1"],  # code point order, a repeated id
+    ],
+)
+@pytest.mark.parametrize("rows", [2, 1 << 14])
+def test_chunked_digest_equals_the_definition(
+    ids: list[str], rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Arrow-sorted digest, hashed ``rows`` lines at a time, equals the definition on ids
+    that sort differently alone than as the first field of a tab-joined line."""
+    import auditkit.data.manifest as manifest
+
+    monkeypatch.setattr(manifest, "ROWS", rows)
+    samples = pd.DataFrame(
+        {
+            "sample_id": ids,
+            "path": [f"p{i}.png" for i in range(len(ids))][::-1],
+            "sha256": ["ab" * 32] * len(ids),
+            "label": ["good", "pit"] * (len(ids) // 2) + ["good"] * (len(ids) % 2),
+        }
+    )
+    boxes = pd.DataFrame(
+        {
+            "sample_id": [ids[1], ids[0]],
+            "class": ["pit", "pit"],
+            "x1": [1.0, 0.5],
+            "y1": [2.0, 0.0],
+            "x2": [3.25, 4.0],
+            "y2": [4.0, 8.0],
+        }
+    )
+    assert manifest_digest(samples) == _reference_digest(samples)
+    assert manifest_digest(samples, boxes) == _reference_digest(samples, boxes)

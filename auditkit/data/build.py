@@ -10,16 +10,26 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from PIL import Image
 
 from auditkit.data.interface import Loaded, LoadOptions, Problem
-from auditkit.data.manifest import Dataset, _inside_root, manifest_digest, sha256_file
+from auditkit.data.manifest import (
+    _CHUNK,
+    ROWS,
+    Dataset,
+    _inside_root,
+    manifest_digest,
+    sha256_file,
+    text_column,
+)
 from auditkit.data.metadata import from_path, join_side_table
 from auditkit.errors import DataError
 from auditkit.run import SAMPLE_COLUMNS
@@ -43,12 +53,23 @@ def boxes_table(rows: Iterable[tuple[str, str, float, float, float, float]]) -> 
     return table
 
 
+_BUFFERS = threading.local()
+
+
+def _buffer() -> memoryview:
+    """This thread's read buffer, reused for every file it hashes."""
+    buffer: memoryview | None = getattr(_BUFFERS, "buffer", None)
+    if buffer is None:
+        buffer = _BUFFERS.buffer = memoryview(bytearray(_CHUNK))
+    return buffer
+
+
 def _scan_one(real_root: str, relative: str, probe: bool) -> tuple[str, str, str, int, int, str]:
     """(sha256, status, error, width, height, mode) of one file."""
     try:
         real = _inside_root(real_root, relative)
         if not probe:
-            return sha256_file(real), "ok", "", 0, 0, ""
+            return sha256_file(real, _buffer()), "ok", "", 0, 0, ""
         with open(real, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
@@ -118,25 +139,36 @@ def finish(
     if options.metadata_from_path:
         found += from_path(table, options.metadata_from_path)
 
-    paths = table["path"].tolist()
-    scanned = list(scan_files(root, paths, probe=options.probe))
-    table["sha256"] = [s[0] for s in scanned]
-    table["status"] = [s[1] for s in scanned]
-    table["error"] = [s[2] for s in scanned]
+    # a chunk of rows at a time: the text columns go into Arrow arrays, not a Python string
+    # per image and column
+    text: dict[str, list[pa.Array]] = {"sha256": [], "status": [], "error": [], "mode": []}
+    width, height = np.zeros(len(table), dtype=np.int64), np.zeros(len(table), dtype=np.int64)
+    for start in range(0, len(table), ROWS):
+        paths = table["path"].iloc[start : start + ROWS].tolist()
+        scanned = list(scan_files(root, paths, probe=options.probe))
+        for j, name in enumerate(("sha256", "status", "error")):
+            text[name].append(pa.array([s[j] for s in scanned], type=pa.large_string()))
+        found += [
+            Problem("unreadable_image", path, s[2])
+            for path, s in zip(paths, scanned, strict=True)
+            if s[1] != "ok"
+        ]
+        if options.probe:
+            width[start : start + len(paths)] = [s[3] for s in scanned]
+            height[start : start + len(paths)] = [s[4] for s in scanned]
+            text["mode"].append(pa.array([s[5] for s in scanned], type=pa.large_string()))
+        del paths, scanned
+    for name in ("sha256", "status", "error"):
+        table[name] = text_column(text[name])
     table["is_defect"] = table["is_defect"].astype(bool)
-    found += [
-        Problem("unreadable_image", path, s[2])
-        for path, s in zip(paths, scanned, strict=True)
-        if s[1] != "ok"
-    ]
     images = None
     if options.probe:
         images = pd.DataFrame(
             {
                 "sample_id": table["sample_id"],
-                "width": [s[3] for s in scanned],
-                "height": [s[4] for s in scanned],
-                "mode": [s[5] for s in scanned],
+                "width": width,
+                "height": height,
+                "mode": text_column(text["mode"]),
             }
         )
     extra = [c for c in EXTRA_COLUMNS if c in table.columns]

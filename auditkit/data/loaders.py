@@ -16,6 +16,7 @@ from auditkit.data import coco, imagefolder, manifest_format, mvtec, voc, yolo
 from auditkit.data.interface import FORMATS, SPLITS, Detect, Load, Loaded, LoadOptions
 from auditkit.data.manifest import Dataset
 from auditkit.errors import DataError
+from auditkit.memory import release_memory, system_allocator
 
 #: name -> (detect, load); the image folder is the fallback, tried last
 LOADERS: dict[str, tuple[Detect, Load]] = {
@@ -96,7 +97,10 @@ def load(data: Path, options: LoadOptions | None = None) -> Loaded:
     fmt = options.format or detect_format(data)
     if options.split is not None and fmt not in _SPLIT_FORMATS:
         raise DataError(f"--split applies to {', '.join(_SPLIT_FORMATS)} data, not {fmt} ({data})")
-    return LOADERS[fmt][1](data, options)
+    with system_allocator():  # its Arrow text columns: no cached free pages left behind
+        loaded = LOADERS[fmt][1](data, options)
+    release_memory()
+    return loaded
 
 
 def load_dataset(data: Path, options: LoadOptions | None = None) -> Dataset:

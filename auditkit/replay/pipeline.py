@@ -37,11 +37,13 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import PIL
+import pyarrow as pa
 from PIL import ImageFile
 
 import auditkit
 from auditkit.data.manifest import Dataset
 from auditkit.errors import InputError
+from auditkit.memory import release_memory, system_allocator
 from auditkit.models.adapters import Decoded
 from auditkit.models.onnx_model import DeployedModel, decode_file, decode_file_sized
 from auditkit.replay.checkpoint import (
@@ -50,6 +52,14 @@ from auditkit.replay.checkpoint import (
     ReplayInterrupted,
     Shard,
     TooManyErrors,
+)
+from auditkit.replay.tables import (
+    RowStates,
+    count_distinct,
+    scan_shards,
+    value_counts,
+    write_predictions,
+    write_samples,
 )
 from auditkit.replay.task_outputs import (
     TaskExtras,
@@ -69,11 +79,17 @@ EXECUTORS = ("local", "dask")
 
 class ImagePaths(Sequence[Path]):
     """Absolute image paths, made when asked for: a list of 200,000 ``Path`` objects would
-    cost about 80 MB for the whole replay."""
+    cost about 80 MB for the whole replay, and even the relative paths as Python strings 15 MB;
+    they stay in the samples table's Arrow array."""
 
     def __init__(self, root: Path, relative: Iterable[str]) -> None:
         self._root = root
-        self._relative = np.asarray(list(relative), dtype=object)
+        values: Any = relative.array if isinstance(relative, pd.Series) else None
+        self._relative: pa.ChunkedArray = (
+            values.__arrow_array__()
+            if hasattr(values, "__arrow_array__")
+            else pa.chunked_array([pa.array(list(relative), type=pa.large_string())])
+        )
 
     def __len__(self) -> int:
         return len(self._relative)
@@ -84,8 +100,8 @@ class ImagePaths(Sequence[Path]):
     def __getitem__(self, index: slice) -> list[Path]: ...
     def __getitem__(self, index: int | slice) -> Path | list[Path]:
         if isinstance(index, slice):
-            return [self._root / str(r) for r in self._relative[index]]
-        return self._root / str(self._relative[index])
+            return [self._root / str(r) for r in self._relative[index].to_pylist()]
+        return self._root / str(self._relative[int(index)].as_py())
 
 
 @dataclass(frozen=True)
@@ -373,17 +389,20 @@ def _single_stream_batches(
         yield _BatchResult(row, status, error, scores, timing, extras)
 
 
+def _single_stream_rows(scored: np.ndarray, settings: ReplaySettings) -> np.ndarray:
+    """The seeded subset of scored rows replayed one at a time after the offline pass."""
+    n = min(settings.single_stream_samples, len(scored))
+    rng = np.random.default_rng(settings.seed)
+    return np.sort(rng.choice(scored, size=n, replace=False)) if n else scored[:0]
+
+
 def _single_stream_subset(
     dataset: Dataset,
     model: DeployedModel,
-    settings: ReplaySettings,
-    status: np.ndarray,
-    offline_scores: np.ndarray,
+    chosen: np.ndarray,
+    offline_scores: dict[int, np.ndarray],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    scored = np.flatnonzero(status == "ok")
-    n = min(settings.single_stream_samples, len(scored))
-    rng = np.random.default_rng(settings.seed)
-    chosen = np.sort(rng.choice(scored, size=n, replace=False)) if n else scored[:0]
+    n = len(chosen)
     timings: list[dict[str, Any]] = []
     max_diff = 0.0
     disagreements = 0
@@ -394,9 +413,10 @@ def _single_stream_subset(
         decoded = time.perf_counter()
         out = model.predict(tensor[None])
         finished = time.perf_counter()
-        diff = float(np.max(np.abs(out[0] - offline_scores[row])))
+        offline = offline_scores[int(row)]
+        diff = float(np.max(np.abs(out[0] - offline)))
         max_diff = max(max_diff, diff)
-        disagreements += int(np.argmax(out[0]) != np.argmax(offline_scores[row]))
+        disagreements += int(np.argmax(out[0]) != np.argmax(offline))
         timings.append(
             {
                 "scenario": "single-stream",
@@ -489,6 +509,8 @@ class _ShardWriter:
             session=self.session,
         )
         self.checkpoint.write(shard, self.classes)
+        del batches, shard
+        release_memory()  # each shard's buffers, so memory does not creep up with the replay
         self.index += 1
         self.images = 0
         self.last = now
@@ -576,31 +598,6 @@ def _stale_outputs(run: RunDir) -> None:
     remove_outputs(run.path)
 
 
-def _merge(
-    checkpoint: Checkpoint, classes: list[str], todo: np.ndarray, run_path: Path
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]], float, int]:
-    """Read the shards in order: rows, status, error, scores, timings, wall seconds, sessions."""
-    parts = [checkpoint.read(path, classes) for path in checkpoint.shards()]
-    if parts:
-        rows = np.concatenate([p.rows for p in parts])
-        status = np.concatenate([p.status for p in parts])
-        error = np.concatenate([p.error for p in parts])
-        scores = np.concatenate([p.scores for p in parts])
-    else:
-        rows = np.zeros(0, dtype=np.int64)
-        status = error = np.zeros(0, dtype=object)
-        scores = np.zeros((0, len(classes)))
-    if len(rows) > len(todo) or not np.array_equal(rows, todo[: len(rows)]):
-        raise InputError(
-            f"cannot resume {run_path}: its shards do not match the data set; "
-            "replay again without --resume"
-        )
-    timings = [t for p in parts for t in p.timings]
-    wall = float(sum(p.wall_s for p in parts))
-    sessions = len({p.session for p in parts})
-    return rows, status, error, scores, timings, wall, sessions
-
-
 def replay(
     dataset: Dataset,
     model: DeployedModel,
@@ -624,7 +621,7 @@ def replay(
     :class:`TooManyErrors` past ``max_errors``, in both cases after committing the completed
     batches, so the run can be resumed.
     """
-    with _strict_decoding():
+    with _strict_decoding(), system_allocator():
         try:
             return _replay(
                 dataset,
@@ -672,10 +669,10 @@ def _replay(
     identity = _identity(model, dataset, settings)
     classes = list(model.score_columns)
     samples = dataset.samples.copy()
-    status = samples["status"].to_numpy(dtype=object).copy()
-    error = samples["error"].to_numpy(dtype=object).copy()
-    todo = np.flatnonzero(status == "ok")
+    states = RowStates.of(samples)  # a byte per image, errors only where there are
+    todo = states.rows("ok")
     paths = ImagePaths(dataset.root, samples["path"])
+    release_memory()  # what loading and hashing the manifest freed
 
     resumed = False
     if resume and checkpoint.exists():
@@ -687,21 +684,20 @@ def _replay(
         _stale_outputs(run)
         checkpoint.start(identity)
     started_at = _now()
-    done_rows, done_status, _, _, _, _, n_shards_sessions = _merge(
-        checkpoint, classes, todo, run.path
-    )
-    start = len(done_rows)
+    done_scan = scan_shards(checkpoint, classes, todo, run.path)
+    n_shards_sessions = len(done_scan.sessions)
+    start = done_scan.images
     step = 1 if settings.scenario == "single-stream" else settings.batch_size
     if start % step and start != len(todo):
         raise InputError(
             f"cannot resume {run.path}: its shards end inside a batch; "
             "replay again without --resume"
         )
-    n_failed = int((status != "ok").sum()) + int((done_status != "ok").sum())
+    n_failed = len(samples) - len(todo) + done_scan.failed
     limit = max_errors.limit(len(samples)) if max_errors else None
     limit_text = max_errors.text if max_errors else ""
     next_shard = len(checkpoint.shards())
-    del done_rows, done_status
+    del done_scan
 
     session = f"{started_at}/{os.getpid()}"
     writer = _ShardWriter(checkpoint, settings, classes, next_shard, session)
@@ -764,28 +760,32 @@ def _replay(
             executor=settings.executor,
         )
 
-    rows, shard_status, shard_error, shard_scores, timings, wall, n_sessions = _merge(
-        checkpoint, classes, todo, run.path
-    )
-    if len(rows) != len(todo):
+    scan = scan_shards(checkpoint, classes, todo, run.path, states)
+    if scan.images != len(todo):
         raise InputError(f"replay of {run.path} is incomplete: replay again with --resume")
-    scores = np.full((len(samples), len(classes)), np.nan)
-    status[rows] = shard_status
-    error[rows] = shard_error
-    scores[rows] = shard_scores
-    samples["status"] = status
-    samples["error"] = error
+    wall, n_sessions = scan.wall_s, len(scan.sessions)
+    samples["status"], samples["error"] = states.columns(samples.index)
+    chosen = np.zeros(0, dtype=np.int64)
+    if settings.scenario == "both":
+        chosen = _single_stream_rows(states.rows("ok"), settings)
+    # predictions streamed from the shards: never every score in memory at once
+    offline_scores = write_predictions(
+        checkpoint,
+        classes,
+        samples["sample_id"],
+        run.predictions,
+        lambda part, part_scores: predictions_table(part, part_scores, model),
+        chosen,
+    )
+    release_memory()
 
     parity: dict[str, Any] | None = None
+    single_timings: list[dict[str, Any]] = []
     if settings.scenario == "both":
-        single_timings, parity = _single_stream_subset(dataset, model, settings, status, scores)
-        timings = timings + single_timings
-    timing_table = pd.DataFrame(
-        timings, columns=["scenario", "batch", "n", "decode_s", "infer_s", "e2e_s"]
-    )
+        single_timings, parity = _single_stream_subset(dataset, model, chosen, offline_scores)
+    timing_table = scan.timing_table(single_timings)
     latency = latency_report(timing_table)
 
-    predictions = predictions_table(samples, scores, model)
     task_files = None
     if model.card.task != "classification" or dataset.boxes is not None or "mask" in samples:
         task_files = write_run_outputs(
@@ -801,14 +801,14 @@ def _replay(
         )
         # the mask paths live in masks.parquet: not a metadata column to slice by
         samples = samples.drop(columns=["mask"], errors="ignore")
-    run.write_table(run.samples, samples)
-    run.write_table(run.predictions, predictions)
+    write_samples(run.samples, samples)
     run.write_table(run.timings, timing_table)
+    release_memory()
 
-    n_ok = int((status == "ok").sum())
+    n_ok = states.count("ok")
     throughput = n_ok / wall if settings.scenario != "single-stream" and wall > 0 and n_ok else None
     tool, host = _environment()
-    labels = samples["label"].value_counts().sort_index()
+    labels = value_counts(samples["label"])  # in Arrow: no Python string per image
     document = {
         "format": RUN_FORMAT,
         "run_id": run_id(model.sha256, dataset.manifest_sha256, settings),
@@ -828,10 +828,10 @@ def _replay(
             "format": dataset.format,
             "manifest_sha256": dataset.manifest_sha256,
             "n_images": len(samples),
-            "n_parts": int(samples["part_id"].nunique()),
-            "n_unreadable": int((status == "unreadable").sum()),
-            "n_error": int((status == "error").sum()),
-            "labels": {str(k): int(v) for k, v in labels.items()},
+            "n_parts": count_distinct(samples["part_id"]),
+            "n_unreadable": states.count("unreadable"),
+            "n_error": states.count("error"),
+            "labels": labels,
             "metadata_columns": [c for c in dataset.metadata_columns if c != "mask"],
             "task_files": task_files,
         },
@@ -865,8 +865,8 @@ def _replay(
         run=run,
         n_images=len(samples),
         n_scored=n_ok,
-        n_unreadable=int((status == "unreadable").sum()),
-        n_error=int((status == "error").sum()),
+        n_unreadable=states.count("unreadable"),
+        n_error=states.count("error"),
         throughput_ips=throughput,
         scenario=settings.scenario,
         resumed=resumed,
