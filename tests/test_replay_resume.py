@@ -80,12 +80,19 @@ def slow_model(tmp_path: Path) -> Path:
     return write_slow_model(tmp_path / "slow.onnx")
 
 
+def _default_sigint() -> None:
+    # a shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the terminal's default, as a user's Ctrl-C would find it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "auditkit", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
