@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -344,6 +344,12 @@ class _ReplayOptions:
     country: str | None = None
     embodied_g_per_1000: float = 0.0
 
+    @classmethod
+    def from_command(cls, values: dict[str, Any]) -> _ReplayOptions:
+        """The options from a command's parameters (``locals()``), which carry the same names:
+        `audit` and `replay` share every replay option."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
     def energy_options(self) -> Any:
         from auditkit.energy.interface import EnergyOptions
 
@@ -568,38 +574,7 @@ def audit(
         junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on, baseline=baseline
     )
 
-    opts = _ReplayOptions(
-        batch_size=batch_size,
-        threads=threads,
-        decode_threads=decode_threads,
-        single_stream=single_stream,
-        seed=seed,
-        scenario=scenario,
-        resume=resume,
-        max_errors=max_errors,
-        progress=progress,
-        providers=providers,
-        checkpoint_every=checkpoint_every,
-        executor=executor,
-        scheduler=scheduler,
-        workers=workers,
-        reference_outputs=reference_outputs,
-        data_format=data_format,
-        images=images,
-        metadata=metadata,
-        metadata_from_path=metadata_from_path,
-        split=split,
-        energy=energy,
-        power_log=power_log,
-        power_log_offset=power_log_offset,
-        declared_watts=declared_watts,
-        rated_watts=rated_watts,
-        idle_seconds=idle_seconds,
-        energy_window_seconds=energy_window_seconds,
-        grid_intensity=grid_intensity,
-        country=country,
-        embodied_g_per_1000=embodied_g_per_1000,
-    )
+    opts = _ReplayOptions.from_command(locals())
     _replay(data, model, out, card, opts)
     verdicts = run_evaluate(out, rubric, params=_params(param), baseline=baseline)
     _print_verdicts(verdicts)
@@ -667,38 +642,7 @@ def replay_cmd(
 
     Progress goes to standard error; Ctrl-C stops cleanly (exit 130) and `--resume` continues.
     """
-    opts = _ReplayOptions(
-        batch_size=batch_size,
-        threads=threads,
-        decode_threads=decode_threads,
-        single_stream=single_stream,
-        seed=seed,
-        scenario=scenario,
-        resume=resume,
-        max_errors=max_errors,
-        progress=progress,
-        providers=providers,
-        checkpoint_every=checkpoint_every,
-        executor=executor,
-        scheduler=scheduler,
-        workers=workers,
-        reference_outputs=reference_outputs,
-        data_format=data_format,
-        images=images,
-        metadata=metadata,
-        metadata_from_path=metadata_from_path,
-        split=split,
-        energy=energy,
-        power_log=power_log,
-        power_log_offset=power_log_offset,
-        declared_watts=declared_watts,
-        rated_watts=rated_watts,
-        idle_seconds=idle_seconds,
-        energy_window_seconds=energy_window_seconds,
-        grid_intensity=grid_intensity,
-        country=country,
-        embodied_g_per_1000=embodied_g_per_1000,
-    )
+    opts = _ReplayOptions.from_command(locals())
     _replay(data, model, out, card, opts)
 
 
