@@ -102,21 +102,7 @@ def _coco_annotations(
     area = (w * h).tolist()
     imgs = (img_pos + 1).tolist()
     cats = (cat_pos + 1).tolist()
-    if score:
-        scores = df["score"].to_numpy(dtype=np.float64).tolist()
-        return [
-            {
-                "id": i + 1,
-                "image_id": imgs[i],
-                "category_id": cats[i],
-                "bbox": [x1[i], y1[i], wl[i], hl[i]],
-                "area": area[i],
-                "iscrowd": 0,
-                "score": scores[i],
-            }
-            for i in range(len(x1))
-        ]
-    return [
+    records = [
         {
             "id": i + 1,
             "image_id": imgs[i],
@@ -127,6 +113,12 @@ def _coco_annotations(
         }
         for i in range(len(x1))
     ]
+    if score:
+        for record, value in zip(
+            records, df["score"].to_numpy(dtype=np.float64).tolist(), strict=True
+        ):
+            record["score"] = value
+    return records
 
 
 def _summarize(s: npt.NDArray[np.float64]) -> float | None:
