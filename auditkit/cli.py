@@ -157,6 +157,22 @@ FailOnOpt = Annotated[
 BatchOpt = Annotated[int, typer.Option(min=1, help="Images per inference batch.")]
 ThreadsOpt = Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads.")]
 DecodeOpt = Annotated[int, typer.Option(min=1, help="Threads that decode images.")]
+DecodeProcessesOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Decode images in this many worker processes instead of threads (0: threads). "
+        "Threads share one interpreter lock; processes let decoding use many cores.",
+    ),
+]
+StreamsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Batches run through the model at once, each on its own thread (with --threads "
+        "intra-op threads each): more streams let inference use more cores.",
+    ),
+]
 SingleOpt = Annotated[
     int,
     typer.Option(
@@ -316,6 +332,8 @@ class _ReplayOptions:
     batch_size: int = 32
     threads: int = 1
     decode_threads: int = 1
+    decode_processes: int = 0
+    inference_streams: int = 1
     single_stream: int = 700
     seed: int = 0
     scenario: str = "both"
@@ -377,6 +395,8 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
     settings = ReplaySettings(
         batch_size=opts.batch_size,
         decode_threads=opts.decode_threads,
+        decode_processes=opts.decode_processes,
+        inference_streams=opts.inference_streams,
         single_stream_samples=opts.single_stream,
         seed=opts.seed,
         scenario=opts.scenario,
@@ -533,6 +553,8 @@ def audit(
     batch_size: BatchOpt = 32,
     threads: ThreadsOpt = 1,
     decode_threads: DecodeOpt = 1,
+    decode_processes: DecodeProcessesOpt = 0,
+    inference_streams: StreamsOpt = 1,
     single_stream: SingleOpt = 700,
     seed: SeedOpt = 0,
     scenario: ScenarioOpt = "both",
@@ -610,6 +632,8 @@ def replay_cmd(
     batch_size: BatchOpt = 32,
     threads: ThreadsOpt = 1,
     decode_threads: DecodeOpt = 1,
+    decode_processes: DecodeProcessesOpt = 0,
+    inference_streams: StreamsOpt = 1,
     single_stream: SingleOpt = 700,
     seed: SeedOpt = 0,
     scenario: ScenarioOpt = "both",

@@ -265,7 +265,7 @@ def test_letterbox_preprocessing_pads_with_the_card_value() -> None:
     from PIL import Image
 
     from auditkit.models.card import InputSpec
-    from auditkit.models.onnx_model import preprocess
+    from auditkit.models.preprocess import preprocess
 
     spec = InputSpec(name="x", height=8, width=8, resize_mode="letterbox", pad_value=114)
     image = Image.fromarray(np.full((8, 16), 200, dtype=np.uint8), "L")  # 16 wide, 8 high

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from auditkit.models.card import InputSpec
-from auditkit.models.onnx_model import preprocess
+from auditkit.models.preprocess import preprocess
 
 
 def _triangle_weights(n_in: int, n_out: int) -> np.ndarray:

@@ -15,7 +15,8 @@ from PIL import Image
 from auditkit.audit import run_replay
 from auditkit.errors import InputError, ModelError
 from auditkit.models.card import InputSpec, load_card
-from auditkit.models.onnx_model import DeployedModel, SessionSettings, parse_providers, preprocess
+from auditkit.models.onnx_model import DeployedModel, SessionSettings, parse_providers
+from auditkit.models.preprocess import preprocess
 from auditkit.replay.pipeline import ReplaySettings
 from auditkit.replay.progress import ProgressReporter
 from tests.conftest import CLASSES, card_dict, write_dataset, write_tiny_model

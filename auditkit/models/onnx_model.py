@@ -1,7 +1,7 @@
 """The deployed model: an onnxruntime session, its fingerprint, and its I/O contract.
 
-Preprocessing lives here too, because it is part of the deployed model: the card declares it and
-:func:`preprocess` is the one place that turns image bytes into the model's input tensor.
+Preprocessing is part of the deployed model (the card declares it); it lives in
+:mod:`auditkit.models.preprocess`, which decode worker processes import without onnxruntime.
 """
 
 from __future__ import annotations
@@ -13,66 +13,10 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
 from auditkit.errors import ModelError
 from auditkit.models.adapters import Adapter, Decoded, Sizes, make_adapter
-from auditkit.models.adapters.geometry import Letterbox
 from auditkit.models.card import InputSpec, ModelCard
-
-_RESAMPLING = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
-
-
-def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
-    """One image → the model's input for one sample, exactly as the card declares.
-
-    ``convert(color)`` → ``resize((width, height), filter)`` → float32 → ``(x/255 − mean)/std``,
-    laid out CHW or HWC per ``spec.layout`` (without the batch axis). With ``resize_mode``
-    ``letterbox`` the image is resized keeping its aspect ratio and pasted, centred, on a
-    canvas of ``pad_value`` (:class:`auditkit.models.adapters.geometry.Letterbox`).
-    """
-    converted = image.convert(spec.color)
-    if spec.resize_mode == "letterbox":
-        box = Letterbox.of(converted.width, converted.height, spec.width, spec.height)
-        if converted.size != (box.new_w, box.new_h):
-            converted = converted.resize((box.new_w, box.new_h), _RESAMPLING[spec.resize])
-        fill = round(spec.pad_value)
-        canvas = Image.new(
-            spec.color, (spec.width, spec.height), fill if spec.color == "L" else (fill,) * 3
-        )
-        canvas.paste(converted, (box.left, box.top))
-        converted = canvas
-    elif converted.size != (spec.width, spec.height):
-        converted = converted.resize((spec.width, spec.height), _RESAMPLING[spec.resize])
-    pixels = np.asarray(converted, dtype=np.float32) / np.float32(255.0)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    pixels = (pixels - mean) / std
-    if spec.layout == "NCHW":
-        pixels = np.transpose(pixels, (2, 0, 1))
-    return np.ascontiguousarray(pixels, dtype=np.float32)
-
-
-def decode_file(path: Path, spec: InputSpec) -> np.ndarray:
-    """Read, decode and preprocess one image file; raises OSError/ValueError when unreadable."""
-    return decode_file_sized(path, spec)[0]
-
-
-def decode_file_sized(path: Path, spec: InputSpec) -> tuple[np.ndarray, tuple[int, int]]:
-    """:func:`decode_file` and the original image's ``(width, height)`` (to map boxes and maps
-    back to original-image pixels)."""
-    with Image.open(path) as image:
-        image.load()
-        return preprocess(image, spec), image.size
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ import numpy as np
 from auditkit.errors import InputError
 from auditkit.models.card import ModelCard
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
+from auditkit.replay.decoding import ImagePaths
 
 if TYPE_CHECKING:
     from auditkit.replay.pipeline import ReplaySettings, _BatchResult
@@ -80,16 +81,17 @@ def _run_task(
     spec: _ModelSpec, batches: list[tuple[np.ndarray, list[str]]]
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]]:
     """On a worker: decode and score whole batches, as the local executor does."""
-    from auditkit.replay.pipeline import _decode_batch, _score_batch, _strict_decoding
+    from auditkit.replay.decoding import decode_batch
+    from auditkit.replay.pipeline import _score_batch, _strict_decoding
 
     model = _worker_model(spec)
     n_classes = len(model.card.classes)
     out = []
     with _strict_decoding():
         for rows, paths in batches:
-            tensors, errors, decode_s = _decode_batch([Path(p) for p in paths], model)
-            status, error, scores, infer_s = _score_batch(model, rows, tensors, errors, n_classes)
-            out.append((rows, status, error, scores, decode_s, infer_s))
+            batch = decode_batch(paths, model.card.input)
+            status, error, scores, infer_s = _score_batch(model, rows, batch, n_classes)
+            out.append((rows, status, error, scores, batch.seconds, infer_s))
     return out
 
 
@@ -148,7 +150,7 @@ class DaskBatches:
         self,
         todo: np.ndarray,
         start: int,
-        paths: Sequence[Path],
+        paths: ImagePaths,
         model: DeployedModel,
         settings: ReplaySettings,
         first_batch: int,
@@ -204,7 +206,7 @@ class DaskBatches:
         task: list[tuple[np.ndarray, list[str]]] = []
         for begin in range(self.start, len(self.todo), size):
             rows = self.todo[begin : begin + size]
-            task.append((rows, [str(self.paths[i]) for i in rows]))
+            task.append((rows, self.paths.files(rows)))
             if len(task) == per_task:
                 yield task
                 task = []

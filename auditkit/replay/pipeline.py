@@ -26,18 +26,18 @@ import os
 import platform
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import PIL
-import pyarrow as pa
 from PIL import ImageFile
 
 import auditkit
@@ -45,13 +45,22 @@ from auditkit.data.manifest import Dataset
 from auditkit.errors import InputError
 from auditkit.memory import release_memory, system_allocator
 from auditkit.models.adapters import Decoded
-from auditkit.models.onnx_model import DeployedModel, decode_file, decode_file_sized
+from auditkit.models.onnx_model import DeployedModel
+from auditkit.models.preprocess import decode_file
 from auditkit.replay.checkpoint import (
     Checkpoint,
     ErrorLimit,
     ReplayInterrupted,
     Shard,
     TooManyErrors,
+)
+from auditkit.replay.decoding import (
+    DecodedBatch,
+    ImagePaths,
+    decode_batch,
+    decode_one,
+    decode_pool,
+    start_decode_processes,
 )
 from auditkit.replay.tables import (
     RowStates,
@@ -77,37 +86,14 @@ SCENARIOS = ("offline", "single-stream", "both")
 EXECUTORS = ("local", "dask")
 
 
-class ImagePaths(Sequence[Path]):
-    """Absolute image paths, made when asked for: a list of 200,000 ``Path`` objects would
-    cost about 80 MB for the whole replay, and even the relative paths as Python strings 15 MB;
-    they stay in the samples table's Arrow array."""
-
-    def __init__(self, root: Path, relative: Iterable[str]) -> None:
-        self._root = root
-        values: Any = relative.array if isinstance(relative, pd.Series) else None
-        self._relative: pa.ChunkedArray = (
-            values.__arrow_array__()
-            if hasattr(values, "__arrow_array__")
-            else pa.chunked_array([pa.array(list(relative), type=pa.large_string())])
-        )
-
-    def __len__(self) -> int:
-        return len(self._relative)
-
-    @overload
-    def __getitem__(self, index: int) -> Path: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Path]: ...
-    def __getitem__(self, index: int | slice) -> Path | list[Path]:
-        if isinstance(index, slice):
-            return [self._root / str(r) for r in self._relative[index].to_pylist()]
-        return self._root / str(self._relative[int(index)].as_py())
-
-
 @dataclass(frozen=True)
 class ReplaySettings:
     batch_size: int = 32
     decode_threads: int = 1
+    #: decode in this many worker processes instead of threads (0: threads); see decoding.py
+    decode_processes: int = 0
+    #: batches run through the model at once, each on its own thread
+    inference_streams: int = 1
     warmup_batches: int = 2
     single_stream_samples: int = 700
     seed: int = 0
@@ -116,7 +102,7 @@ class ReplaySettings:
     checkpoint_images: int = 4096
     #: ... or when this many seconds passed since the last one (whichever comes first)
     checkpoint_seconds: float = 30.0
-    #: batches decoded ahead of inference; 0 means ``decode_threads + 2``
+    #: batches decoded ahead of inference; 0 means decoders + inference streams + 1
     prefetch_batches: int = 0
     #: ``local`` (this process) or ``dask`` (offline batches on a Dask cluster; see docs/scale.md)
     executor: str = "local"
@@ -140,6 +126,12 @@ class ReplaySettings:
             raise InputError("--workers must be >= 1")
         if self.batch_size < 1 or self.decode_threads < 1 or self.checkpoint_images < 1:
             raise InputError("batch size, decode threads and checkpoint size must be >= 1")
+        if self.decode_processes < 0:
+            raise InputError("--decode-processes must be >= 0")
+        if self.inference_streams < 1:
+            raise InputError("--inference-streams must be >= 1")
+        if self.decode_processes and self.decode_threads > 1:
+            raise InputError("choose --decode-threads or --decode-processes, not both")
 
     def identity(self) -> dict[str, Any]:
         """The settings that shape the results (run id, resume check); not the speed knobs."""
@@ -165,45 +157,6 @@ class ReplayResult:
 
 
 Progress = Callable[[int, int], None]
-
-
-def _error_reason(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-def _decode_one_sized(
-    path: Path, model: DeployedModel
-) -> tuple[np.ndarray | None, str, tuple[int, int]]:
-    """The tensor (None when unreadable), the reason, and the original (width, height)."""
-    try:
-        tensor, size = decode_file_sized(path, model.card.input)
-        return tensor, "", size
-    except FileNotFoundError:
-        return None, "file not found", (0, 0)
-    except (OSError, ValueError, SyntaxError) as exc:
-        return None, f"cannot decode image: {_error_reason(exc)}", (0, 0)
-
-
-def _decode_batch(
-    paths: Sequence[Path], model: DeployedModel
-) -> tuple[list[np.ndarray | None], list[str], float]:
-    tensors, errors, seconds, _ = _decode_batch_sized(paths, model)
-    return tensors, errors, seconds
-
-
-def _decode_batch_sized(
-    paths: Sequence[Path], model: DeployedModel
-) -> tuple[list[np.ndarray | None], list[str], float, list[tuple[int, int]]]:
-    started = time.perf_counter()
-    tensors: list[np.ndarray | None] = []
-    errors: list[str] = []
-    sizes: list[tuple[int, int]] = []
-    for path in paths:
-        tensor, reason, size = _decode_one_sized(path, model)
-        tensors.append(tensor)
-        errors.append(reason)
-        sizes.append(size)
-    return tensors, errors, time.perf_counter() - started, sizes
 
 
 def _batches(indices: np.ndarray, size: int, start: int = 0) -> Iterator[np.ndarray]:
@@ -255,42 +208,39 @@ class _BatchResult:
 
 
 def _score_batch(
-    model: DeployedModel,
-    rows: np.ndarray,
-    tensors: list[np.ndarray | None],
-    errors: list[str],
-    n_classes: int,
+    model: DeployedModel, rows: np.ndarray, batch: DecodedBatch, n_classes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     status, error, scores, infer_s, _ = _score_task_batch(
-        model, rows, tensors, errors, n_classes, None
+        model, rows, batch, n_classes, with_extras=False
     )
     return status, error, scores, infer_s
+
+
+#: a scored batch: status, error, summary scores, inference seconds, task extras
+_Scored = tuple[np.ndarray, np.ndarray, np.ndarray, float, TaskExtras | None]
 
 
 def _score_task_batch(
     model: DeployedModel,
     rows: np.ndarray,
-    tensors: list[np.ndarray | None],
-    errors: list[str],
+    batch: DecodedBatch,
     n_classes: int,
-    sizes: list[tuple[int, int]] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, TaskExtras | None]:
+    *,
+    with_extras: bool = True,
+) -> _Scored:
     """Status, error, summary scores, inference seconds and (for tasks with detections or
-    maps, when ``sizes`` is given) the extras of one batch."""
+    maps, ``with_extras``) the extras of one batch."""
     extras: TaskExtras | None = None
-    status = np.full(len(rows), "ok", dtype=object)
-    error = np.full(len(rows), "", dtype=object)
+    errors = np.asarray(batch.errors, dtype=object)
+    unreadable = errors != ""
+    status = np.where(unreadable, "unreadable", "ok").astype(object)
+    error = errors.copy()
     scores = np.full((len(rows), n_classes), np.nan)
-    for i, reason in enumerate(errors):
-        if reason:
-            status[i] = "unreadable"
-            error[i] = reason
-    good = np.asarray([i for i, t in enumerate(tensors) if t is not None], dtype=np.int64)
+    good = np.flatnonzero(~unreadable)
     infer_s = 0.0
-    if len(good):
-        stack = np.stack([tensors[i] for i in good])
-        good_sizes = [sizes[i] for i in good] if sizes is not None else None
-        decoded, failure, infer_s = _infer(model, stack, good_sizes)
+    if batch.pixels is not None:
+        good_sizes = [batch.sizes[i] for i in good] if with_extras else None
+        decoded, failure, infer_s = _infer(model, batch.pixels, good_sizes)
         if decoded is None:
             status[good] = "error"
             error[good] = failure
@@ -303,7 +253,7 @@ def _score_task_batch(
             status[good[bad]] = "error"
             error[good[bad]] = reasons[bad]
             scores[good[~bad]] = out[~bad]
-            if sizes is not None and model.card.task != "classification":
+            if with_extras and model.card.task != "classification":
                 extras = TaskExtras.from_decoded(decoded, rows[good], ~bad)
     return status, error, scores, infer_s, extras
 
@@ -311,40 +261,62 @@ def _score_task_batch(
 def _offline_batches(
     todo: np.ndarray,
     start: int,
-    paths: Sequence[Path],
+    paths: ImagePaths,
     model: DeployedModel,
     settings: ReplaySettings,
     first_batch: int,
 ) -> Iterator[_BatchResult]:
-    """Batches from ``todo[start:]``: decode in a thread pool a bounded number of batches ahead
-    of inference, so memory holds at most ``prefetch`` decoded batches whatever the data size."""
+    """Batches from ``todo[start:]``, in order: decoded in a pool of threads or processes a
+    bounded number of batches ahead, then scored here (one inference stream) or on
+    ``inference_streams`` threads at once, so memory holds at most ``prefetch`` decoded and
+    ``inference_streams`` scored batches whatever the data size."""
     n_classes = len(model.score_columns)
-    pool = ThreadPoolExecutor(max_workers=settings.decode_threads)
+    streams = settings.inference_streams
+    decoders = settings.decode_processes or settings.decode_threads
+    prefetch = settings.prefetch_batches or decoders + streams + 1
+    pool = decode_pool(settings.decode_threads, settings.decode_processes)
+    # onnxruntime runs one session from several threads at once, each run on its caller's
+    # thread when the session has one intra-op thread: that is how inference uses many cores
+    scorers = ThreadPoolExecutor(max_workers=streams) if streams > 1 else None
+    decoding: deque[tuple[np.ndarray, Future[DecodedBatch]]] = deque()
+    scoring: deque[tuple[np.ndarray, float, Future[_Scored]]] = deque()
+    batches = _batches(todo, settings.batch_size, start)
+
+    def decode_next() -> None:
+        rows = next(batches, None)
+        if rows is not None:
+            files = paths.files(rows)
+            decoding.append((rows, pool.submit(decode_batch, files, model.card.input)))
+
+    def score_next() -> None:
+        rows, decoded = decoding.popleft()
+        decode_next()
+        try:
+            batch = decoded.result()
+        except BrokenProcessPool:
+            raise ReplayInterrupted("a decode worker process died (killed?)") from None
+        if scorers is None:
+            scored: Future[_Scored] = Future()
+            scored.set_result(_score_task_batch(model, rows, batch, n_classes))
+        else:
+            scored = scorers.submit(_score_task_batch, model, rows, batch, n_classes)
+        scoring.append((rows, batch.seconds, scored))
+
     try:
-        pending: deque[tuple[np.ndarray, Future[Any]]] = deque()
-        batches = _batches(todo, settings.batch_size, start)
-        prefetch = settings.prefetch_batches or settings.decode_threads + 2
-
-        def submit_next() -> None:
-            rows = next(batches, None)
-            if rows is not None:
-                paths_ = [paths[i] for i in rows]
-                pending.append((rows, pool.submit(_decode_batch_sized, paths_, model)))
-
         for _ in range(prefetch):
-            submit_next()
+            decode_next()
         batch_index = first_batch
-        while pending:
-            rows, future = pending.popleft()
-            submit_next()
-            tensors, errors, decode_s, sizes = future.result()
-            status, error, scores, infer_s, extras = _score_task_batch(
-                model, rows, tensors, errors, n_classes, sizes
-            )
+        while decoding or scoring:
+            while decoding and len(scoring) < streams:
+                score_next()
+            rows, decode_s, scored = scoring.popleft()
+            status, error, scores, infer_s, extras = scored.result()
             timing = offline_timing(batch_index, len(rows), decode_s, infer_s)
             yield _BatchResult(rows, status, error, scores, timing, extras)
             batch_index += 1
     finally:
+        if scorers is not None:
+            scorers.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -361,7 +333,7 @@ def offline_timing(batch: int, n: int, decode_s: float, infer_s: float) -> dict[
 
 
 def _single_stream_batches(
-    todo: np.ndarray, start: int, paths: Sequence[Path], model: DeployedModel
+    todo: np.ndarray, start: int, paths: ImagePaths, model: DeployedModel
 ) -> Iterator[_BatchResult]:
     """Every image one at a time, decode to prediction (closed loop: the next image is issued
     when the previous one completes)."""
@@ -369,11 +341,10 @@ def _single_stream_batches(
     for index in range(start, len(todo)):
         row = todo[index : index + 1]
         started = time.perf_counter()
-        tensor, reason, size = _decode_one_sized(paths[int(row[0])], model)
+        tensor, reason, size = decode_one(paths[int(row[0])], model.card.input)
         decoded = time.perf_counter()
-        status, error, scores, infer_s, extras = _score_task_batch(
-            model, row, [tensor], [reason], n_classes, [size]
-        )
+        batch = DecodedBatch.of([tensor], [reason], decoded - started, [size])
+        status, error, scores, infer_s, extras = _score_task_batch(model, row, batch, n_classes)
         finished = time.perf_counter()
         if status[0] != "ok":
             yield _BatchResult(row, status, error, scores, None)
@@ -670,6 +641,9 @@ def _replay(
     classes = list(model.score_columns)
     samples = dataset.samples.copy()
     states = RowStates.of(samples)  # a byte per image, errors only where there are
+    # counted now, in Arrow: counting distinct parts builds a hash table of every id (about
+    # 85 bytes per image), which at the end, on top of the tables, set the run's peak memory
+    n_parts, labels = count_distinct(samples["part_id"]), value_counts(samples["label"])
     todo = states.rows("ok")
     paths = ImagePaths(dataset.root, samples["path"])
     release_memory()  # what loading and hashing the manifest freed
@@ -722,6 +696,8 @@ def _replay(
         if limit is not None and n_failed > limit:
             raise TooManyErrors(f"{n_failed} images failed, more than --max-errors {limit_text}")
         warmup = _warm_up(model, settings)
+        if settings.executor == "local" and settings.scenario != "single-stream":
+            start_decode_processes(settings.decode_processes)  # not timed, like the warm-up
         if dask_batches is not None:  # start the cluster and warm its workers: not timed
             dask_batches.start_cluster()
         if energy is not None:  # idle baseline, then the energy window opens
@@ -741,6 +717,12 @@ def _replay(
     except KeyboardInterrupt:
         writer.flush()
         raise ReplayInterrupted() from None
+    except ReplayInterrupted as exc:
+        writer.flush()
+        raise ReplayInterrupted(
+            f"replay stopped: {exc}; the {done} images replayed are kept in {run.path} "
+            "(resume with --resume)"
+        ) from None
     except TooManyErrors as exc:
         writer.flush()
         raise TooManyErrors(
@@ -808,7 +790,6 @@ def _replay(
     n_ok = states.count("ok")
     throughput = n_ok / wall if settings.scenario != "single-stream" and wall > 0 and n_ok else None
     tool, host = _environment()
-    labels = value_counts(samples["label"])  # in Arrow: no Python string per image
     document = {
         "format": RUN_FORMAT,
         "run_id": run_id(model.sha256, dataset.manifest_sha256, settings),
@@ -828,7 +809,7 @@ def _replay(
             "format": dataset.format,
             "manifest_sha256": dataset.manifest_sha256,
             "n_images": len(samples),
-            "n_parts": count_distinct(samples["part_id"]),
+            "n_parts": n_parts,
             "n_unreadable": states.count("unreadable"),
             "n_error": states.count("error"),
             "labels": labels,
@@ -875,7 +856,7 @@ def _replay(
 
 
 def _extra_pass(
-    todo: np.ndarray, paths: Sequence[Path], model: DeployedModel, settings: ReplaySettings
+    todo: np.ndarray, paths: ImagePaths, model: DeployedModel, settings: ReplaySettings
 ) -> Callable[[], int]:
     """One more pass over the images, the scenario's way, results discarded (the energy window
     must last long enough; only the first pass's predictions are kept)."""

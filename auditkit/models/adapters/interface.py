@@ -60,19 +60,18 @@ def finite_rows(*arrays: np.ndarray) -> np.ndarray:
 def probability_errors(values: np.ndarray) -> list[str]:
     """Per leading row: ``""``, or why declared probabilities are not probabilities."""
     flat = values.reshape(values.shape[0], -1).astype(np.float64)
-    errors = []
-    for row in flat:
-        if not np.isfinite(row).all():
-            errors.append(NAN_ERROR)
-        elif row.size and (
-            row.min() < -PROBABILITY_TOLERANCE or row.max() > 1 + PROBABILITY_TOLERANCE
-        ):
-            errors.append(
+    errors = [""] * flat.shape[0]
+    finite = np.isfinite(flat).all(axis=1)
+    for i in np.flatnonzero(~finite):
+        errors[i] = NAN_ERROR
+    if flat.shape[1]:  # whole-batch reductions: a loop over rows cost 0.5 ms per batch of 32
+        low, high = flat.min(axis=1), flat.max(axis=1)
+        outside = finite & ((low < -PROBABILITY_TOLERANCE) | (high > 1 + PROBABILITY_TOLERANCE))
+        for i in np.flatnonzero(outside):
+            errors[i] = (
                 f"model output declared as probabilities lies outside [0, 1] "
-                f"(min {row.min():.6g}, max {row.max():.6g})"
+                f"(min {low[i]:.6g}, max {high[i]:.6g})"
             )
-        else:
-            errors.append("")
     return errors
 
 

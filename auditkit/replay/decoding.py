@@ -1,0 +1,173 @@
+"""Decoding a batch of images for the replay, in threads of this process or in worker processes.
+
+Decode threads share one interpreter lock. Pillow releases it while it inflates pixels, but
+opening the file, the NumPy steps of preprocessing and the per-image bookkeeping hold it, so
+past a few threads they stop adding throughput (on a 16-core machine, 8 decode threads gave no
+more than 1; benchmarks/README.md). With ``--decode-processes N`` each batch is decoded in one
+of N worker processes and its tensors come back pickled (a batch of 32 grey 64×64 inputs is
+0.5 MB), so decoding scales with the cores.
+
+Workers come from a ``forkserver`` where there is one (Linux): forked from a clean server
+process, not from this one, whose onnxruntime threads a plain ``fork`` would copy mid-state;
+elsewhere they are spawned. Workers ignore Ctrl-C: the replay's process handles it, flushes
+what was done and stops the pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image, ImageFile
+
+from auditkit.errors import InputError
+from auditkit.models.card import InputSpec
+from auditkit.models.preprocess import decode_file_sized
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """A batch of images decoded: ``pixels`` stacks the tensors of the images whose ``errors``
+    entry is empty, in order (None when none could be decoded); ``sizes`` holds each image's
+    original (width, height), (0, 0) where unreadable. One array, not one per image: a worker
+    process sends it back in one piece and the inference needs it stacked anyway."""
+
+    pixels: np.ndarray | None
+    errors: list[str]
+    seconds: float
+    sizes: list[tuple[int, int]]
+
+    @property
+    def decoded(self) -> np.ndarray:
+        """Positions of the decoded images in the batch."""
+        return np.flatnonzero(np.asarray([not e for e in self.errors], dtype=bool))
+
+    @classmethod
+    def of(
+        cls,
+        tensors: Sequence[np.ndarray | None],
+        errors: list[str],
+        seconds: float,
+        sizes: list[tuple[int, int]],
+    ) -> DecodedBatch:
+        good = [t for t in tensors if t is not None]
+        return cls(np.stack(good) if good else None, errors, seconds, sizes)
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def decode_one(path: str | Path, spec: InputSpec) -> tuple[np.ndarray | None, str, tuple[int, int]]:
+    """The tensor (None when unreadable), the reason, and the original (width, height)."""
+    try:
+        tensor, size = decode_file_sized(path, spec)
+        return tensor, "", size
+    except FileNotFoundError:
+        return None, "file not found", (0, 0)
+    except (OSError, ValueError, SyntaxError) as exc:
+        return None, f"cannot decode image: {error_reason(exc)}", (0, 0)
+
+
+def decode_batch(paths: Sequence[str | Path], spec: InputSpec) -> DecodedBatch:
+    """:func:`decode_one` for each path, timed."""
+    started = time.perf_counter()
+    tensors: list[np.ndarray | None] = []
+    errors: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    for path in paths:
+        tensor, reason, size = decode_one(path, spec)
+        tensors.append(tensor)
+        errors.append(reason)
+        sizes.append(size)
+    return DecodedBatch.of(tensors, errors, time.perf_counter() - started, sizes)
+
+
+def _start_worker(max_image_pixels: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the replay's own decoding rules (pipeline._strict_decoding), whatever the worker imported
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    Image.MAX_IMAGE_PIXELS = max_image_pixels
+
+
+def decode_pool(threads: int, processes: int) -> Executor:
+    """``processes`` worker processes when it is at least 1, else ``threads`` threads."""
+    if processes < 1:
+        return ThreadPoolExecutor(max_workers=threads)
+    context: Any
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # imported once, in the server, before it forks: a worker starts in milliseconds
+        # (``__main__`` too, as by default, or each worker would import it again)
+        context.set_forkserver_preload(["__main__", __name__])
+    else:
+        context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(Image.MAX_IMAGE_PIXELS,),
+    )
+
+
+def start_decode_processes(processes: int) -> None:
+    """With worker processes, start what forks them now, before anything is timed: the first
+    start imports Pillow, NumPy and auditkit's card (about a second); later pools fork from it."""
+    if processes >= 1:
+        with decode_pool(1, 1) as pool:
+            try:
+                pool.submit(os.getpid).result()
+            except BrokenProcessPool:
+                raise InputError(
+                    "cannot start decode worker processes (is the main script importable? "
+                    "`python -` is not); use --decode-threads instead"
+                ) from None
+
+
+class ImagePaths(Sequence[Path]):
+    """Absolute image paths, made when asked for: a list of 200,000 ``Path`` objects would
+    cost about 80 MB for the whole replay, and even the relative paths as Python strings 15 MB;
+    they stay in the samples table's Arrow array."""
+
+    def __init__(self, root: Path, relative: Iterable[str]) -> None:
+        self._root = root
+        values: Any = getattr(relative, "array", None)  # a pandas column: its Arrow array
+        self._relative: pa.ChunkedArray = (
+            values.__arrow_array__()
+            if hasattr(values, "__arrow_array__")
+            else pa.chunked_array([pa.array(list(relative), type=pa.large_string())])
+        )
+
+    def files(self, rows: np.ndarray) -> list[str]:
+        """The paths of ``rows`` as text, for a batch (cheaper to make and to send to a
+        worker process than ``Path`` objects)."""
+        prefix = os.path.join(self._root, "")
+        first = int(rows[0]) if len(rows) else 0
+        if np.array_equal(rows, np.arange(first, first + len(rows))):
+            part = self._relative.slice(first, len(rows))  # a batch of consecutive rows: no copy
+        else:
+            part = self._relative.take(pa.array(rows))
+        return [prefix + r for r in part.to_pylist()]
+
+    def __len__(self) -> int:
+        return len(self._relative)
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
+        if isinstance(index, slice):
+            return [self._root / str(r) for r in self._relative[index].to_pylist()]
+        return self._root / str(self._relative[int(index)].as_py())
