@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,30 @@ class RunDir:
     def create(self) -> RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the directory for one writer: a second replay into it while this one runs is
+        refused at once (two writers would interleave their shards). An advisory lock on
+        ``.lock`` (POSIX ``flock``; released by the system if the process dies); where there
+        is no ``fcntl`` (Windows) nothing is locked."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        with open(self.path / ".lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirError(
+                    f"run directory {self.path} is in use by another replay; wait for it to "
+                    "finish or choose another --out"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def write_json(self, target: Path, document: Any) -> bytes:
         data = dumps(document)

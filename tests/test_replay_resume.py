@@ -264,3 +264,19 @@ def test_fresh_replay_over_an_interrupted_one_starts_over(tmp_path: Path, tiny_m
     assert not result.resumed and result.n_images == 30
     run_replay(manifest, tiny_model, tmp_path / "whole", settings=SETTINGS)
     assert_same_run(tmp_path / "whole", out)
+
+
+def test_a_run_directory_in_use_by_another_replay_is_refused(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    from auditkit.errors import RunDirError
+    from auditkit.run import RunDir
+
+    manifest = write_dataset(tmp_path / "data", n=8)
+    out = tmp_path / "run"
+    with RunDir(out).create().writing():  # what a replay running in another process holds
+        with pytest.raises(RunDirError, match="in use by another replay"):
+            run_replay(manifest, tiny_model, out, settings=SETTINGS)
+        assert not (out / "shards").exists()  # nothing of the other writer's was touched
+    result = run_replay(manifest, tiny_model, out, settings=SETTINGS)  # released: it runs
+    assert result.n_scored == 8

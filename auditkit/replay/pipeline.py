@@ -592,13 +592,15 @@ def replay(
     :class:`TooManyErrors` past ``max_errors``, in both cases after committing the completed
     batches, so the run can be resumed.
     """
-    with _strict_decoding(), system_allocator():
+    settings = settings or ReplaySettings()
+    _check_executor(settings, model)  # before touching the run directory
+    with _strict_decoding(), system_allocator(), RunDir(out).create().writing():
         try:
             return _replay(
                 dataset,
                 model,
                 out,
-                settings or ReplaySettings(),
+                settings,
                 card_path=card_path,
                 card_sha256=card_sha256,
                 progress=progress,
@@ -608,6 +610,18 @@ def replay(
             )
         except KeyboardInterrupt:  # outside the batch loop (warm-up, merge, single-stream)
             raise ReplayInterrupted() from None
+
+
+def _check_executor(settings: ReplaySettings, model: DeployedModel) -> None:
+    if settings.executor == "dask":
+        from auditkit.replay.dask_executor import require_dask
+
+        require_dask()
+        if model.card.task != "classification":
+            raise InputError(
+                f"--executor dask replays classifiers only; this model's task is "
+                f"{model.card.task}: use --executor local"
+            )
 
 
 def _replay(
@@ -623,15 +637,6 @@ def _replay(
     max_errors: ErrorLimit | None,
     energy: EnergyRun | None = None,
 ) -> ReplayResult:
-    if settings.executor == "dask":
-        from auditkit.replay.dask_executor import require_dask
-
-        require_dask()  # before touching the run directory
-        if model.card.task != "classification":
-            raise InputError(
-                f"--executor dask replays classifiers only; this model's task is "
-                f"{model.card.task}: use --executor local"
-            )
     if model.fixed_batch == 1 and settings.batch_size != 1:
         # an export with a static batch of 1 (Ultralytics' default) takes one image per run
         settings = replace(settings, batch_size=1)
