@@ -237,3 +237,20 @@ def test_clean_run_says_none_and_tolerates_empty_slices(tmp_path: Path) -> None:
     assert "None: every image was read and scored" in html
     assert "None recorded by the tool." in html
     assert "<td>L4</td>" in html
+
+
+def test_methods_name_how_the_replay_decoded_and_ran_the_images(tmp_path: Path) -> None:
+    for name in ("run.json", "metrics.json", "verdicts.json", "rubric.yaml"):
+        shutil.copy(FIXTURE / name, tmp_path / name)
+    run = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    for settings, line in [
+        ({"decode_threads": 1}, "decoding in 1 thread(s), 1 inference stream(s)"),
+        (
+            {"decode_threads": 1, "decode_processes": 6, "inference_streams": 3},
+            "decoding in 6 worker process(es), 3 inference stream(s)",
+        ),
+    ]:
+        run["replay"].update(settings)
+        (tmp_path / "run.json").write_text(json.dumps(run), encoding="utf-8")
+        html = render_html(tmp_path, signatory=SIGNATORY, development_key=False)
+        assert f"<td>{line}</td>" in html

@@ -765,6 +765,7 @@ def _methods_view(run: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
         (t["providers"], ", ".join(replay.get("providers") or []) or fmt.na),
         (t["batch_size"], str(replay.get("batch_size", fmt.na))),
         (t["threads"], str(replay.get("intra_op_threads", fmt.na))),
+        (t["pipeline"], _pipeline_line(replay, t, fmt)),
         (t["graph_optimization"], str(replay.get("graph_optimization", fmt.na))),
         (t["warmup"], str(replay.get("warmup_batches", fmt.na))),
         (t["seed"], str(replay.get("seed", fmt.na))),
@@ -780,6 +781,17 @@ def _methods_view(run: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
         ),
     ]
     return rows
+
+
+def _pipeline_line(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) -> str:
+    """How the offline replay decoded and ran the images (the throughput depends on it)."""
+    if "decode_threads" not in replay:
+        return fmt.na
+    processes = int(replay.get("decode_processes") or 0)
+    return str(t["pipeline_processes" if processes else "pipeline_threads"]).format(
+        decoders=processes or replay["decode_threads"],
+        streams=replay.get("inference_streams", 1),
+    )
 
 
 def _scenario_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) -> str:
