@@ -47,11 +47,6 @@ class DecodedBatch:
     seconds: float
     sizes: list[tuple[int, int]]
 
-    @property
-    def decoded(self) -> np.ndarray:
-        """Positions of the decoded images in the batch."""
-        return np.flatnonzero(np.asarray([not e for e in self.errors], dtype=bool))
-
     @classmethod
     def of(
         cls,
