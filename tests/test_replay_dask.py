@@ -1,6 +1,7 @@
 """The Dask executor: a 2-worker local cluster gives the same samples and predictions tables as
-the local executor (corrupt and missing images included), resumes through the same checkpoint
-shards, and leaves no processes behind; without dask installed, one line and exit 5."""
+the local executor (corrupt and missing images included; a detector's detections and an anomaly
+model's maps too), resumes through the same checkpoint shards, and leaves no processes behind;
+without dask installed, one line and exit 5."""
 
 from __future__ import annotations
 
@@ -148,3 +149,59 @@ def test_executor_options_are_checked() -> None:
         ReplaySettings(scheduler="tcp://localhost:8786")
     with pytest.raises(InputError, match="--workers"):
         ReplaySettings(executor="dask", workers=0)
+
+
+def test_dask_replays_detectors_and_anomaly_models_like_the_local_executor(
+    tmp_path: Path, no_stray_processes: None
+) -> None:
+    import numpy as np
+    from distributed import LocalCluster
+
+    from auditkit.replay.pipeline import replay
+    from tests.test_replay_tasks import (
+        DET_GT,
+        DET_IMAGES,
+        anomaly_model,
+        detector,
+        make_dataset,
+    )
+
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2:6, :] = 255
+    anomaly_images = [
+        {"sample_id": f"i{k}", "size": (8, 8), "label": "crack" if k % 2 else "good",
+         "mask": mask if k % 2 else None}
+        for k in range(7)
+    ]  # fmt: skip
+    cases = [
+        (make_dataset(tmp_path / "det", DET_IMAGES, DET_GT), detector(tmp_path),
+         ("predictions", "detections", "boxes")),
+        (make_dataset(tmp_path / "anomaly", anomaly_images, None), anomaly_model(tmp_path),
+         ("predictions", "maps", "masks")),
+    ]  # fmt: skip
+    local = ReplaySettings(batch_size=2, single_stream_samples=2, warmup_batches=1)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        on_dask = ReplaySettings(
+            batch_size=2, single_stream_samples=2, warmup_batches=1, executor="dask",
+            scheduler=cluster.scheduler_address,
+        )  # fmt: skip
+        for i, (data, model, tables) in enumerate(cases):
+            replay(data, model, tmp_path / f"local-{i}", local)
+            replay(data, model, tmp_path / f"dask-{i}", on_dask)
+            for name in tables:
+                a = pd.read_parquet(tmp_path / f"local-{i}/{name}.parquet")
+                b = pd.read_parquet(tmp_path / f"dask-{i}/{name}.parquet")
+                pd.testing.assert_frame_equal(a, b)
+            if "maps" in tables:
+                index = pd.read_parquet(tmp_path / f"local-{i}/maps.parquet")
+                assert len(index) == len(anomaly_images)
+                for file, key in zip(index["file"], index["map_key"], strict=True):
+                    with (
+                        np.load(tmp_path / f"local-{i}" / file) as x,
+                        np.load(tmp_path / f"dask-{i}" / file) as y,
+                    ):
+                        np.testing.assert_array_equal(x[key], y[key])
+            else:
+                assert len(pd.read_parquet(tmp_path / f"dask-{i}/detections.parquet")) > 0

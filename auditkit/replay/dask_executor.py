@@ -77,21 +77,23 @@ def _worker_model(spec: _ModelSpec) -> DeployedModel:
     return model
 
 
-def _run_task(
-    spec: _ModelSpec, batches: list[tuple[np.ndarray, list[str]]]
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]]:
-    """On a worker: decode and score whole batches, as the local executor does."""
+def _run_task(spec: _ModelSpec, batches: list[tuple[np.ndarray, list[str]]]) -> list[Any]:
+    """On a worker: decode and score whole batches, as the local executor does; per batch
+    ``(rows, status, error, scores, decode seconds, inference seconds, extras)``, the extras
+    being the detections and maps of detection, anomaly and segmentation models."""
     from auditkit.replay.decoding import decode_batch
-    from auditkit.replay.pipeline import _score_batch, _strict_decoding
+    from auditkit.replay.pipeline import _score_task_batch, _strict_decoding
 
     model = _worker_model(spec)
-    n_classes = len(model.card.classes)
+    n_classes = len(model.score_columns)
     out = []
     with _strict_decoding():
         for rows, paths in batches:
             batch = decode_batch(paths, model.card.input)
-            status, error, scores, infer_s = _score_batch(model, rows, batch, n_classes)
-            out.append((rows, status, error, scores, batch.seconds, infer_s))
+            status, error, scores, infer_s, extras = _score_task_batch(
+                model, rows, batch, n_classes
+            )
+            out.append((rows, status, error, scores, batch.seconds, infer_s, extras))
     return out
 
 
@@ -248,9 +250,11 @@ class DaskBatches:
                     future.release()
                     submit_next()
                     while expected in ready:
-                        for rows, status, error, scores, decode_s, infer_s in ready.pop(expected):
+                        for rows, status, error, scores, decode_s, infer_s, extras in ready.pop(
+                            expected
+                        ):
                             timing = offline_timing(batch_index, len(rows), decode_s, infer_s)
-                            yield _BatchResult(rows, status, error, scores, timing)
+                            yield _BatchResult(rows, status, error, scores, timing, extras)
                             batch_index += 1
                         expected += 1
             finally:

@@ -207,15 +207,6 @@ class _BatchResult:
     extras: TaskExtras | None = None  # detections and maps (detection, anomaly, segmentation)
 
 
-def _score_batch(
-    model: DeployedModel, rows: np.ndarray, batch: DecodedBatch, n_classes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    status, error, scores, infer_s, _ = _score_task_batch(
-        model, rows, batch, n_classes, with_extras=False
-    )
-    return status, error, scores, infer_s
-
-
 #: a scored batch: status, error, summary scores, inference seconds, task extras
 _Scored = tuple[np.ndarray, np.ndarray, np.ndarray, float, TaskExtras | None]
 
@@ -593,7 +584,7 @@ def replay(
     batches, so the run can be resumed.
     """
     settings = settings or ReplaySettings()
-    _check_executor(settings, model)  # before touching the run directory
+    _check_executor(settings)  # before touching the run directory
     with _strict_decoding(), system_allocator(), RunDir(out).create().writing():
         try:
             return _replay(
@@ -612,16 +603,11 @@ def replay(
             raise ReplayInterrupted() from None
 
 
-def _check_executor(settings: ReplaySettings, model: DeployedModel) -> None:
+def _check_executor(settings: ReplaySettings) -> None:
     if settings.executor == "dask":
         from auditkit.replay.dask_executor import require_dask
 
         require_dask()
-        if model.card.task != "classification":
-            raise InputError(
-                f"--executor dask replays classifiers only; this model's task is "
-                f"{model.card.task}: use --executor local"
-            )
 
 
 def _replay(
