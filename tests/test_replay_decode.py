@@ -97,3 +97,26 @@ def test_image_paths_as_text_match_the_paths(tmp_path: Path) -> None:
     rows = np.array([2, 0, 1])
     assert paths.files(rows) == [str(paths[int(i)]) for i in rows]
     assert paths[0:2] == [tmp_path / "a/1.png", tmp_path / "b/2.png"]
+
+
+def test_decode_workers_cpu_time_enters_the_modelled_energy(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auditkit.energy import model as energy_model
+
+    # the model meter counts what workers report, on top of this process's own CPU time
+    meter = energy_model.ModelMeter(rated_watts=None, declared_watts=None, cpus=1)
+    token = meter.start()
+    energy_model.add_worker_cpu(3.0)
+    assert meter.stop(token).details["process_cpu_seconds"] >= 3.0 - 1e-6
+    monkeypatch.setattr(energy_model, "_worker_cpu_seconds", 0.0)
+
+    reported: list[float] = []
+    monkeypatch.setattr(pipeline, "add_worker_cpu", reported.append)
+    manifest = write_dataset(tmp_path / "data", n=20)
+    offline = replace(SETTINGS, scenario="offline")
+    run_replay(manifest, tiny_model, tmp_path / "threads", settings=offline)
+    assert reported == []  # decode threads' CPU time is this process's own
+    on_processes = replace(offline, decode_processes=2)
+    run_replay(manifest, tiny_model, tmp_path / "processes", settings=on_processes)
+    assert len(reported) == 5 and all(s > 0 for s in reported)  # one per batch of 4

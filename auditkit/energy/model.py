@@ -3,7 +3,8 @@
 
 * ``--declared-watts W``: the host draws W watts whenever the replay runs (E = W x t).
 * otherwise ``rated watts x CPU utilisation``: P = R x u, where u is this process's CPU time
-  (user + system, its threads and waited-for children; ``os.times``) over the window's wall
+  (user + system, its threads and waited-for children; ``os.times``; plus what its decode
+  worker processes report, :func:`add_worker_cpu`) over the window's wall
   time and the logical CPUs, clipped to [0, 1]. R is ``--rated-watts``, or, when no rating is
   given, an assumption of 10 W per logical CPU (labelled as such: no source, only an order of
   magnitude for a server core).
@@ -24,9 +25,20 @@ from auditkit.energy.interface import Reading
 ASSUMED_WATTS_PER_CPU = 10.0
 
 
+_worker_cpu_seconds = 0.0
+
+
+def add_worker_cpu(seconds: float) -> None:
+    """Count CPU seconds that worker processes spent for this replay and that ``os.times``
+    cannot see: decode workers are forked by a forkserver, so they are not this process's
+    children (without this, ``--decode-processes`` halved the modelled energy per image)."""
+    global _worker_cpu_seconds
+    _worker_cpu_seconds += seconds
+
+
 def _cpu_seconds() -> float:
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return t.user + t.system + t.children_user + t.children_system + _worker_cpu_seconds
 
 
 def host_busy_jiffies(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:

@@ -42,6 +42,7 @@ from PIL import ImageFile
 
 import auditkit
 from auditkit.data.manifest import Dataset
+from auditkit.energy.model import add_worker_cpu
 from auditkit.errors import InputError
 from auditkit.memory import release_memory, system_allocator
 from auditkit.models.adapters import Decoded
@@ -286,6 +287,8 @@ def _offline_batches(
             batch = decoded.result()
         except BrokenProcessPool:
             raise ReplayInterrupted("a decode worker process died (killed?)") from None
+        if settings.decode_processes:  # threads' CPU time is this process's already
+            add_worker_cpu(batch.cpu_seconds)
         if scorers is None:
             scored: Future[_Scored] = Future()
             scored.set_result(_score_task_batch(model, rows, batch, n_classes))
