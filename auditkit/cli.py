@@ -169,8 +169,8 @@ StreamsOpt = Annotated[
     int,
     typer.Option(
         min=1,
-        help="Batches run through the model at once, each on its own thread (with --threads "
-        "intra-op threads each): more streams let inference use more cores.",
+        help="Batches run through the model at once, each on its own thread (they share the "
+        "session's --threads intra-op threads): with --threads 1, S streams use S cores.",
     ),
 ]
 SingleOpt = Annotated[
