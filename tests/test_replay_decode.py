@@ -88,6 +88,9 @@ def test_decode_threads_and_processes_are_one_choice() -> None:
         ReplaySettings(decode_processes=-1)
     with pytest.raises(InputError, match="inference-streams"):
         ReplaySettings(inference_streams=0)
+    too_many = 4 * (os.cpu_count() or 1) + 1
+    with pytest.raises(InputError, match=f"--decode-processes {too_many} is more than 4 x"):
+        ReplaySettings(decode_processes=too_many)
     assert ReplaySettings(decode_processes=3).identity() == ReplaySettings().identity()
 
 

@@ -133,6 +133,12 @@ class ReplaySettings:
             raise InputError("--inference-streams must be >= 1")
         if self.decode_processes and self.decode_threads > 1:
             raise InputError("choose --decode-threads or --decode-processes, not both")
+        cpus = os.cpu_count() or 1
+        if self.decode_processes > 4 * cpus:  # a typo must not start hundreds of processes
+            raise InputError(
+                f"--decode-processes {self.decode_processes} is more than 4 x this machine's "
+                f"{cpus} logical CPUs"
+            )
 
     def identity(self) -> dict[str, Any]:
         """The settings that shape the results (run id, resume check); not the speed knobs."""
