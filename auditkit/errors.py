@@ -18,6 +18,13 @@ class ExitCode:
     INTERNAL = 70
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message, at most ``limit`` characters (its type's
+    name when the message is empty): the one line a user is shown."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class AuditkitError(Exception):
     """Base class: a problem the user can act on."""
 

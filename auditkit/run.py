@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from auditkit.errors import RunDirError
+from auditkit.errors import RunDirError, first_line
 
 RUN_FORMAT = "auditkit.run/1"
 METRICS_FORMAT = "auditkit.metrics/1"
@@ -135,7 +135,7 @@ class RunDir:
         except FileNotFoundError:
             raise RunDirError(f"{target.name} not found in run directory {self.path}") from None
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise RunDirError(f"cannot read {target}: {str(exc).splitlines()[0]}") from None
+            raise RunDirError(f"cannot read {target}: {first_line(exc)}") from None
 
     def require_replay(self) -> None:
         if not self.path.is_dir():

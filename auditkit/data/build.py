@@ -31,7 +31,7 @@ from auditkit.data.manifest import (
     text_column,
 )
 from auditkit.data.metadata import from_path, join_side_table
-from auditkit.errors import DataError
+from auditkit.errors import DataError, first_line
 from auditkit.run import SAMPLE_COLUMNS
 
 BOX_COLUMNS = ("sample_id", "class", "x1", "y1", "x2", "y2")
@@ -82,8 +82,7 @@ def _scan_one(real_root: str, relative: str, probe: bool) -> tuple[str, str, str
             image.load()
             return digest, "ok", "", image.width, image.height, image.mode
     except Exception as exc:  # Pillow raises many types for a damaged file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return digest, "unreadable", f"cannot decode image: {reason}", 0, 0, ""
+        return digest, "unreadable", f"cannot decode image: {first_line(exc)}", 0, 0, ""
 
 
 def scan_files(

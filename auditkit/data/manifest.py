@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from auditkit.errors import DataError
+from auditkit.errors import DataError, first_line
 from auditkit.run import SAMPLE_COLUMNS as STANDARD_COLUMNS
 
 REQUIRED_COLUMNS = ("path", "label")
@@ -161,8 +161,7 @@ def read_table(path: Path, what: str = "manifest") -> pd.DataFrame:
     except IsADirectoryError:
         raise DataError(f"expected a {what} file, got a folder: {path}") from None
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read {what} {path}: {first}") from None
+        raise DataError(f"cannot read {what} {path}: {first_line(exc)}") from None
 
 
 def safe_relative_path(root: Path, raw: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from auditkit.energy.interface import EnergyInputError, Reading
+from auditkit.errors import first_line
 
 
 def load_pynvml() -> Any:
@@ -56,7 +57,7 @@ class NvmlMeter:
             self.nvml.nvmlInit()
             count = int(self.nvml.nvmlDeviceGetCount())
         except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
-            raise EnergyInputError(f"NVML not available: {_first_line(exc)}") from None
+            raise EnergyInputError(f"NVML not available: {first_line(exc)}") from None
         if count == 0:
             raise EnergyInputError("NVML not available: no NVIDIA GPU found")
         indices = list(range(count)) if devices is None else list(devices)
@@ -70,7 +71,7 @@ class NvmlMeter:
             self.read_mj()
         except Exception as exc:  # NVMLError_NotSupported on pre-Volta boards
             raise EnergyInputError(
-                f"NVML energy counter not supported on {self.names[0]}: {_first_line(exc)}"
+                f"NVML energy counter not supported on {self.names[0]}: {first_line(exc)}"
             ) from None
         self.sampling_interval_s: float | None = (
             counter_update_interval(self, probe_seconds) if probe_seconds > 0 else None
@@ -120,8 +121,3 @@ def counter_update_interval(meter: NvmlMeter, seconds: float) -> float | None:
     if len(changes) < 3:
         return None
     return float(np.median(np.diff(changes)))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

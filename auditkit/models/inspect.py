@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from auditkit.errors import ModelError
+from auditkit.errors import ModelError, first_line
 from auditkit.models.adapters import detect_convention, make_adapter, task_of
 from auditkit.models.card import ModelCard
 from auditkit.models.onnx_model import check_input, read_model_bytes
@@ -65,8 +65,7 @@ def _load(path: Path) -> tuple[Any, bytes]:
     try:
         return onnx.load_from_string(data), data
     except Exception as exc:  # protobuf raises DecodeError and others
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise ModelError(f"cannot read ONNX model {path.name}: {first}") from None
+        raise ModelError(f"cannot read ONNX model {path.name}: {first_line(exc, 200)}") from None
 
 
 def _graph_inputs(model: Any) -> list[Any]:

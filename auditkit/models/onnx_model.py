@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from auditkit.errors import ModelError
+from auditkit.errors import ModelError, first_line
 from auditkit.models.adapters import Adapter, Decoded, Sizes, make_adapter
 from auditkit.models.card import InputSpec, ModelCard
 
@@ -94,8 +94,9 @@ def _classes_from_metadata(card: ModelCard, session: Any, model_name: str) -> Mo
     try:
         return card.with_classes(names)
     except ValueError as exc:
-        first = str(exc).splitlines()[0]
-        raise ModelError(f"classes from {model_name}'s metadata_props {names}: {first}") from None
+        raise ModelError(
+            f"classes from {model_name}'s metadata_props {names}: {first_line(exc)}"
+        ) from None
 
 
 def read_model_bytes(path: Path) -> bytes:
@@ -169,8 +170,9 @@ class DeployedModel:
         try:
             session = ort.InferenceSession(data, options, providers=list(settings.providers))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise ModelError(f"cannot load ONNX model {path.name}: {first}") from None
+            raise ModelError(
+                f"cannot load ONNX model {path.name}: {first_line(exc, 200)}"
+            ) from None
         if not card.classes:
             card = _classes_from_metadata(card, session, path.name)
         model = cls(

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageFile
 
-from auditkit.errors import InputError
+from auditkit.errors import InputError, first_line
 from auditkit.models.card import InputSpec
 from auditkit.models.preprocess import decode_file_sized
 
@@ -56,14 +56,10 @@ class DecodedBatch:
         errors: list[str],
         seconds: float,
         sizes: list[tuple[int, int]],
+        cpu_seconds: float = 0.0,
     ) -> DecodedBatch:
         good = [t for t in tensors if t is not None]
-        return cls(np.stack(good) if good else None, errors, seconds, sizes)
-
-
-def error_reason(exc: BaseException) -> str:
-    """The first line of an exception's message (its type when it has none)."""
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return cls(np.stack(good) if good else None, errors, seconds, sizes, cpu_seconds)
 
 
 def decode_one(path: str | Path, spec: InputSpec) -> tuple[np.ndarray | None, str, tuple[int, int]]:
@@ -74,7 +70,7 @@ def decode_one(path: str | Path, spec: InputSpec) -> tuple[np.ndarray | None, st
     except FileNotFoundError:
         return None, "file not found", (0, 0)
     except (OSError, ValueError, SyntaxError) as exc:
-        return None, f"cannot decode image: {error_reason(exc)}", (0, 0)
+        return None, f"cannot decode image: {first_line(exc)}", (0, 0)
 
 
 def decode_batch(paths: Sequence[str | Path], spec: InputSpec) -> DecodedBatch:
@@ -88,8 +84,8 @@ def decode_batch(paths: Sequence[str | Path], spec: InputSpec) -> DecodedBatch:
         tensors.append(tensor)
         errors.append(reason)
         sizes.append(size)
-    batch = DecodedBatch.of(tensors, errors, time.perf_counter() - started, sizes)
-    return replace(batch, cpu_seconds=time.thread_time() - cpu_started)
+    seconds, cpu_seconds = time.perf_counter() - started, time.thread_time() - cpu_started
+    return DecodedBatch.of(tensors, errors, seconds, sizes, cpu_seconds)
 
 
 def _start_worker(max_image_pixels: int | None) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditkit.errors import DataError
+from auditkit.errors import DataError, first_line
 
 _KEYS = ("sample_id", "path")
 
@@ -31,8 +31,7 @@ def _read_reference(path: Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise DataError(f"reference outputs not found: {path}") from None
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read reference outputs {path}: {first}") from None
+        raise DataError(f"cannot read reference outputs {path}: {first_line(exc)}") from None
 
 
 def compare_reference_outputs(

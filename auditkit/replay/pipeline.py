@@ -43,7 +43,7 @@ from PIL import ImageFile
 import auditkit
 from auditkit.data.manifest import Dataset
 from auditkit.energy.model import add_worker_cpu
-from auditkit.errors import InputError
+from auditkit.errors import InputError, first_line
 from auditkit.memory import release_memory, system_allocator
 from auditkit.models.adapters import Decoded
 from auditkit.models.onnx_model import DeployedModel
@@ -178,8 +178,7 @@ def _infer(
     try:
         decoded = model.run(batch, sizes)
     except Exception as exc:  # a failing batch must not end the replay; its rows are marked
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        return None, f"inference failed: {first}", time.perf_counter() - started
+        return None, f"inference failed: {first_line(exc, 200)}", time.perf_counter() - started
     return decoded, "", time.perf_counter() - started
 
 

@@ -55,7 +55,7 @@ from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from auditkit.errors import InputError, SigningKeyError
+from auditkit.errors import InputError, SigningKeyError, first_line
 from auditkit.report.keys import (
     CA_FILE,
     SigningMaterial,
@@ -71,11 +71,6 @@ COUNTERSIGN_FIELD = "Countersignature"
 #: Size of those boxes, fixed by reports/templates/report.css (.sigbox).
 SIGNATURE_BOX_MM = (84.0, 26.0)
 TSA_TIMEOUT_S = 20
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_signer_identity(cert_path: Path) -> str:
@@ -266,9 +261,9 @@ def _run_signer(
     except InputError:
         raise
     except OSError as exc:  # the time-stamping server
-        raise InputError(f"time-stamping server {tsa_url} failed: {_one_line(exc)}") from None
+        raise InputError(f"time-stamping server {tsa_url} failed: {first_line(exc)}") from None
     except (PdfError, SigningError, ValueError, KeyError, TypeError) as exc:
-        message = _one_line(exc)
+        message = first_line(exc)
         if tsa_url and ("timestamp" in message.lower() or "tsa" in message.lower()):
             raise InputError(f"time-stamping server {tsa_url} failed: {message}") from None
         raise InputError(f"cannot sign the PDF: {message}") from None
@@ -353,7 +348,7 @@ def countersign_pdf(
     try:
         empty, signed = _empty_signature_fields(pdf)
     except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"cannot read the PDF: {_one_line(exc)}") from None
+        raise InputError(f"cannot read the PDF: {first_line(exc)}") from None
     if signed == 0:
         raise InputError("cannot countersign: the report is not signed yet (auditkit report)")
     reserved = COUNTERSIGN_FIELD in empty

@@ -51,7 +51,7 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
-from auditkit.errors import InputError
+from auditkit.errors import InputError, first_line
 from auditkit.report.keys import common_name_of, is_development_certificate, load_certificates
 
 NO_TRUST_PROBLEM = "signer not checked against a trust anchor: pass --trust CA.pem"
@@ -116,11 +116,6 @@ class VerifyResult:
             return value
 
         return {"format": "auditkit.verify/1", **plain(asdict(self))}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _read_pdf_bytes(path: Path) -> bytes:
@@ -398,7 +393,7 @@ def verify_pdf(
         reader = PdfFileReader(io.BytesIO(data))
         sigs = sorted(reader.embedded_signatures, key=lambda s: s.signed_revision)
     except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return _failed(f"cannot read the PDF's structure: {_one_line(exc)}")
+        return _failed(f"cannot read the PDF's structure: {first_line(exc, 200)}")
     if not sigs:
         return _failed("no signature")
     author = sigs[0]
@@ -413,8 +408,8 @@ def verify_pdf(
             sig_status, sig_problems = _judge(sig, vc)
         except Exception as exc:
             if i == 0:
-                return _failed(f"the signature cannot be validated: {_one_line(exc)}")
-            problems.append(f"signature {name} cannot be validated: {_one_line(exc)}")
+                return _failed(f"the signature cannot be validated: {first_line(exc, 200)}")
+            problems.append(f"signature {name} cannot be validated: {first_line(exc, 200)}")
             continue
         info = _info(sig, sig_status, roots, sig_problems)
         if roots and not sig_status.trusted and info.intact:
@@ -444,7 +439,7 @@ def verify_pdf(
         problems.extend(p + " (latest revision)" for p in latest_problems)
         problems.extend(_compare_evidence(evidence, latest))
     except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        problems.append(f"cannot read the embedded files: {_one_line(exc)}")
+        problems.append(f"cannot read the embedded files: {first_line(exc, 200)}")
     if not evidence:
         problems.append("the signed revision embeds no evidence files")
 
