@@ -6,10 +6,12 @@ report(run dir) -> signed PDF       verify(PDF, trust) -> result
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from auditkit.data.interface import LoadOptions
 from auditkit.data.loaders import load_dataset
@@ -24,12 +26,53 @@ from auditkit.replay.task_metrics import task_metric_entries
 from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import load_rubric
-from auditkit.run import METRICS_FORMAT, RUN_FORMAT, VERDICTS_FORMAT, RunDir
+from auditkit.run import (
+    METRICS_FORMAT,
+    RUN_FORMAT,
+    VERDICTS_FORMAT,
+    RunDir,
+    refuse_symlink,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from auditkit.energy.protocol import EnergyRun
 
 DEFAULT_RUBRIC = "industrial-aoi-acceptance"
+#: where :func:`set_aside_stale_report` moves a report whose verdicts no longer exist
+STALE_REPORT = "report.stale.pdf"
+
+_Stage = TypeVar("_Stage", bound=Callable[..., Any])
+
+
+def holding_run_dir(stage: _Stage) -> _Stage:
+    """Run ``stage(run_dir, ...)`` holding the run folder's lock (``RunDir.writing``): a second
+    command on the same folder is refused at once (exit 5), and ``audit`` holding it across
+    its stages is not (the lock is re-entrant within a process)."""
+
+    @functools.wraps(stage)
+    def locked(run_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        run = RunDir(Path(run_dir))
+        if not run.path.is_dir():  # the stage's own "not found" message, not the lock's
+            return stage(run_dir, *args, **kwargs)
+        with run.writing():
+            return stage(run_dir, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def set_aside_stale_report(run_dir: Path) -> Path | None:
+    """Move ``report.pdf`` to :data:`STALE_REPORT` (replacing an older one) when the verdicts it
+    was signed over are gone or changed: a signed report must never sit beside evidence that
+    contradicts it. The file is moved, not deleted: it stays a verifiable record of what was
+    signed. Returns the new path, or None when there was no report."""
+    run = RunDir(Path(run_dir))
+    if not run.report.is_file() or run.report.is_symlink():
+        return None
+    target = run.path / STALE_REPORT
+    refuse_symlink(target)
+    run.report.replace(target)
+    return target
 
 
 def run_replay(
@@ -121,6 +164,7 @@ def _energy_run(options: EnergyOptions | None, *, gpu_inference: bool) -> Energy
     return EnergyRun(meter, options, skipped=skipped) if meter is not None else None
 
 
+@holding_run_dir
 def record_runtime_parity(run_dir: Path, reference_outputs: Path) -> dict[str, Any]:
     """Compare the vendor's reference outputs with a finished replay; record it in run.json."""
     run = RunDir(run_dir)
@@ -192,6 +236,7 @@ def run_metrics(
     return {"format": METRICS_FORMAT, "run_id": info["run_id"], **metrics}
 
 
+@holding_run_dir
 def write_metrics_only(run_dir: Path) -> dict[str, Any]:
     """``auditkit evaluate RUN`` without a rubric: write ``metrics.json`` (95 %, one-sided
     Clopper–Pearson) and remove a ``verdicts.json`` that no longer matches it."""
@@ -199,9 +244,11 @@ def write_metrics_only(run_dir: Path) -> dict[str, Any]:
     metrics = run_metrics(run_dir)
     run.write_json(run.metrics, metrics)
     run.verdicts.unlink(missing_ok=True)
+    set_aside_stale_report(run_dir)  # the verdicts it shows are gone
     return metrics
 
 
+@holding_run_dir
 def run_evaluate(
     run_dir: Path,
     rubric: str = DEFAULT_RUBRIC,
@@ -244,10 +291,12 @@ def run_evaluate(
         "run_id": metrics["run_id"],
         **evaluate(metrics, loaded, card=card, params=params, run=info, baseline=paired),
     }
+    previous = run.verdicts.read_bytes() if run.verdicts.is_file() else None
     run.write_json(run.metrics, metrics)
-    run.write_json(run.verdicts, verdicts)
+    if run.write_json(run.verdicts, verdicts) != previous:
+        set_aside_stale_report(run_dir)  # it shows verdicts that are no longer the run's
     # the exact rubric bytes (hashed in verdicts.json) travel with the run: the report embeds them
-    (run.path / "rubric.yaml").write_bytes(loaded.path.read_bytes())
+    write_atomic(run.path / "rubric.yaml", loaded.path.read_bytes())
     return verdicts
 
 
@@ -268,6 +317,7 @@ def development_keys(folder: Path) -> KeyFiles:
     return create_keys(folder)
 
 
+@holding_run_dir
 def run_report(
     run_dir: Path,
     *,
@@ -324,7 +374,7 @@ def run_report(
             tsa_url=tsa_url,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(pdf)
+    write_atomic(out, pdf)
     if html is not None:
         page = render_html(
             run.path,
@@ -334,7 +384,7 @@ def run_report(
             template_dir=template_dir,
         )
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(page, encoding="utf-8")
+        write_atomic(html, page.encode("utf-8"))
     return ReportResult(
         pdf=out, signed=sign, signatory=signatory, development_key=development, keys=keys
     )

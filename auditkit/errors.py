@@ -16,6 +16,7 @@ class ExitCode:
     CONDITIONAL = 4
     INPUT = 5
     INTERNAL = 70
+    OUTPUT = 74  # sysexits EX_IOERR: an output file could not be written (disk full, ...)
 
 
 def first_line(exc: BaseException, limit: int | None = None) -> str:
@@ -55,6 +56,13 @@ class SigningKeyError(InputError):
 
 class RunDirError(InputError):
     """A run directory is missing files or was written by an incompatible version."""
+
+
+class OutputError(AuditkitError):
+    """An output file could not be written (disk full, permission, I/O error): exit 74. The file
+    it would have replaced is left as it was."""
+
+    exit_code = ExitCode.OUTPUT
 
 
 class VerificationError(AuditkitError):

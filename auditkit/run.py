@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
+import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
-from auditkit.errors import RunDirError, first_line
+from auditkit.errors import InputError, OutputError, RunDirError, first_line
 
 RUN_FORMAT = "auditkit.run/1"
 METRICS_FORMAT = "auditkit.metrics/1"
@@ -37,6 +41,97 @@ def dumps(document: Any) -> bytes:
     """
     text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
     return (text + "\n").encode("utf-8")
+
+
+# --------------------------------------------------------------------------- safe files
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def refuse_symlink(target: Path) -> None:
+    """Refuse to write ``target`` when it is a symbolic link: the write would land wherever the
+    link points (a signed report written over the signer's key, say). One line, exit 5."""
+    if Path(target).is_symlink():
+        raise InputError(
+            f"{target} is a symbolic link; auditkit does not write through links "
+            "(remove it or choose another path)"
+        )
+
+
+def _write_failed(target: Path, exc: OSError) -> OutputError:
+    reason = exc.strerror or first_line(exc)
+    if exc.errno in _NO_SPACE:
+        reason = "no space left on the device"
+    return OutputError(f"cannot write {target}: {reason}; the previous file is unchanged")
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path, *, private: bool = False) -> Iterator[IO[bytes]]:
+    """A binary file that becomes ``target`` only when the block ends without an error.
+
+    The bytes go to a new temporary file in the same folder (created exclusively, never through
+    a link; mode 0600 from creation when ``private``), are fsynced, and the file is renamed over
+    ``target``, then the folder is fsynced: a reader sees the old file or the new one, never
+    half of one, and a full disk leaves the old file intact (:class:`OutputError`, exit 74).
+    A ``target`` that is a symbolic link is refused (exit 5).
+    """
+    target = Path(target)
+    refuse_symlink(target)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(tmp, flags, 0o600 if private else 0o666)  # 0o666: the umask applies
+    except OSError as exc:
+        raise _write_failed(target, exc) from None
+    try:
+        if private:
+            os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):
+            raise _write_failed(target, exc) from None
+        raise
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable (a crash right after it must not lose the new name)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - Windows, or a folder that cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a folder: the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(target: Path, data: bytes, *, private: bool = False) -> None:
+    """Write ``data`` to ``target`` through :func:`atomic_file` (see there)."""
+    with atomic_file(target, private=private) as handle:
+        view = memoryview(data)
+        while view:  # os.write: a short write is retried, a full disk raises
+            view = view[os.write(handle.fileno(), view) :]
+
+
+def write_table_atomic(target: Path, table: pd.DataFrame) -> None:
+    """``table`` as Parquet at ``target``, through :func:`atomic_file`."""
+    with atomic_file(target) as handle:
+        table.to_parquet(handle, index=False)
+
+
+# locks this process holds: {run folder: (lock file descriptor, depth)}; ``writing`` nests
+_HELD: dict[str, tuple[int, int]] = {}
+_HELD_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -82,33 +177,61 @@ class RunDir:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the directory for one writer: a second replay into it while this one runs is
-        refused at once (two writers would interleave their shards). An advisory lock on
-        ``.lock`` (POSIX ``flock``; released by the system if the process dies); where there
-        is no ``fcntl`` (Windows) nothing is locked."""
+        """Hold the directory for one writer: every stage that writes into it (replay,
+        evaluate, report) holds it, so a second command on the same folder is refused at once
+        (exit 5) instead of leaving a mix of two runs. An advisory lock on ``.lock`` (POSIX
+        ``flock``; released by the system if the process dies), opened without following a
+        link. Re-entrant within a process: ``auditkit audit`` holds it across its stages and
+        each stage takes it again. Where there is no ``fcntl`` (Windows) nothing is locked."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
             yield
             return
-        with open(self.path / ".lock", "a+b") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunDirError(
-                    f"run directory {self.path} is in use by another replay; wait for it to "
-                    "finish or choose another --out"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        if not self.path.is_dir():
+            raise RunDirError(f"run directory not found: {self.path}")
+        key = os.path.realpath(self.path)
+        with _HELD_GUARD:
+            held = _HELD.get(key)
+            if held is not None:
+                _HELD[key] = (held[0], held[1] + 1)
+        if held is None:
+            fd = self._acquire(fcntl)
+            with _HELD_GUARD:
+                _HELD[key] = (fd, 1)
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                fd, depth = _HELD[key]
+                if depth > 1:
+                    _HELD[key] = (fd, depth - 1)
+                else:
+                    del _HELD[key]
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    os.close(fd)
+
+    def _acquire(self, fcntl: Any) -> int:
+        lock = self.path / ".lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+        except OSError as exc:
+            if lock.is_symlink():
+                raise InputError(f"{lock} is a symbolic link; remove it") from None
+            raise RunDirError(f"cannot lock run directory {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(
+                f"run directory {self.path} is in use by another auditkit command (replay, "
+                "evaluate or report); wait for it to finish or use another folder"
+            ) from None
+        return fd
 
     def write_json(self, target: Path, document: Any) -> bytes:
         data = dumps(document)
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        write_atomic(target, data)
         return data
 
     def read_json(self, target: Path, expected_format: str | None = None) -> dict[str, Any]:
@@ -125,9 +248,7 @@ class RunDir:
         return dict(document)
 
     def write_table(self, target: Path, table: pd.DataFrame) -> None:
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        table.to_parquet(tmp, index=False)
-        tmp.replace(target)
+        write_table_atomic(target, table)
 
     def read_table(self, target: Path) -> pd.DataFrame:
         try:

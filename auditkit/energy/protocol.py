@@ -205,9 +205,9 @@ class EnergyRun:
         table = pd.DataFrame(
             {"t_s": reading.t_s.astype("float64"), "watts": reading.watts.astype("float64")}
         )
-        tmp = path.with_suffix(".parquet.tmp")
-        table.to_parquet(tmp, index=False)
-        tmp.replace(path)
+        from auditkit.run import write_table_atomic
+
+        write_table_atomic(path, table)
         return True
 
 

@@ -10,7 +10,6 @@ that produced the shards; ``--resume`` refuses a run directory written with anyt
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from auditkit.errors import AuditkitError, InputError
-from auditkit.run import dumps
+from auditkit.run import atomic_file, dumps, refuse_symlink, write_atomic
 
 CHECKPOINT_FORMAT = "auditkit.checkpoint/1"
 SHARD_DIR = "shards"
@@ -101,13 +100,12 @@ class Checkpoint:
 
     def start(self, identity: dict[str, Any]) -> None:
         """A fresh replay: drop any earlier shards, record what this replay is."""
+        refuse_symlink(self.path)  # rmtree and the shards must stay inside the run folder
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
         document = {"format": CHECKPOINT_FORMAT, **identity}
-        tmp = self.state.with_suffix(".json.tmp")
-        tmp.write_bytes(dumps(document))
-        tmp.replace(self.state)
+        write_atomic(self.state, dumps(document))
 
     def check(self, identity: dict[str, Any], run_path: Path) -> None:
         """Refuse to resume shards made by another model, data set or settings (one line)."""
@@ -158,11 +156,8 @@ class Checkpoint:
             {b"auditkit.shard": json.dumps(meta).encode("utf-8")}
         )
         target = self.path / f"shard-{shard.index:06d}.parquet"
-        tmp = self.path / f".shard-{shard.index:06d}.parquet.tmp"
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        tmp.replace(target)
+        with atomic_file(target) as handle:
+            pq.write_table(table, handle)
         return target
 
     def shards(self) -> list[Path]:

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from auditkit.errors import InputError
 from auditkit.memory import release_memory
 from auditkit.replay.checkpoint import Checkpoint
+from auditkit.run import atomic_file
 
 #: statuses of a sample (docs/run-format.md), in code order
 STATUSES = ("ok", "unreadable", "error")
@@ -165,10 +166,9 @@ def write_predictions(
     ``sample_id`` and ``status``) from their class scores; it is called per shard, and once on
     no rows when no shard holds a scored image, so that the empty table keeps its columns.
     """
-    tmp = target.with_suffix(target.suffix + ".tmp")
     kept: dict[int, np.ndarray] = {}
     writer: pq.ParquetWriter | None = None
-    try:
+    with atomic_file(target) as tmp:
         for path in checkpoint.shards():
             shard = checkpoint.read(path, classes)
             for row in np.flatnonzero(np.isin(shard.rows, keep)):
@@ -193,10 +193,8 @@ def write_predictions(
         if writer is None:  # nothing scored: the whole (empty) table, as built at once
             empty = pd.DataFrame({"sample_id": pd.Series([], dtype="str"), "status": []})
             make(empty, np.zeros((0, len(classes)))).to_parquet(tmp, index=False)
-    finally:
         if writer is not None:
-            writer.close()
-    tmp.replace(target)
+            writer.close()  # the footer, before the file is fsynced and renamed
     return kept
 
 
@@ -225,9 +223,8 @@ def value_counts(values: pd.Series) -> dict[str, int]:
 
 def write_samples(target: Path, samples: pd.DataFrame) -> None:
     """``samples.parquet`` from the Arrow-backed columns, in row groups of ``ROWS_PER_GROUP``."""
-    tmp = target.with_suffix(target.suffix + ".tmp")
     table = pa.Table.from_pandas(samples, preserve_index=False)
-    pq.write_table(table, tmp, row_group_size=ROWS_PER_GROUP)
-    tmp.replace(target)
+    with atomic_file(target) as handle:
+        pq.write_table(table, handle, row_group_size=ROWS_PER_GROUP)
     del table
     release_memory()

@@ -30,6 +30,7 @@ import pandas as pd
 from auditkit.errors import DataError
 from auditkit.models.adapters import Decoded
 from auditkit.models.card import ModelCard
+from auditkit.run import atomic_file, write_table_atomic
 
 DETECTION_COLUMNS = ("sample_id", "class", "score", "x1", "y1", "x2", "y2")
 GT_BOX_COLUMNS = ("sample_id", "class", "x1", "y1", "x2", "y2")
@@ -84,16 +85,12 @@ class TaskExtras:
 
 
 def _atomic(target: Path, write: Any) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    tmp.replace(target)
+    with atomic_file(target) as handle:
+        write(handle)
 
 
-def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as handle:
-        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+def _savez(handle: Any, arrays: dict[str, np.ndarray]) -> None:
+    np.savez_compressed(handle, **arrays)
 
 
 def _shard_files(shard_dir: Path, index: int) -> tuple[Path, Path]:
@@ -139,7 +136,9 @@ def _stale(run_path: Path) -> None:
     for name in ("detections.parquet", "boxes.parquet", "maps.parquet", "masks.parquet"):
         (run_path / name).unlink(missing_ok=True)
     for folder in ("maps", "masks"):
-        if (run_path / folder).exists():
+        if (run_path / folder).is_symlink():  # remove the link, never what it points at
+            (run_path / folder).unlink()
+        elif (run_path / folder).exists():
             shutil.rmtree(run_path / folder)
 
 
@@ -274,7 +273,7 @@ def write_run_outputs(
             },
             columns=list(DETECTION_COLUMNS),
         )
-        table.to_parquet(run_path / "detections.parquet", index=False)
+        write_table_atomic(run_path / "detections.parquet", table)
         written["detections"] = len(table)
     if boxes is not None:
         gt = boxes[list(GT_BOX_COLUMNS)].copy()
@@ -282,15 +281,15 @@ def write_run_outputs(
         gt["class"] = gt["class"].astype(str)
         for c in GT_BOX_COLUMNS[2:]:
             gt[c] = gt[c].astype(np.float64)
-        gt.reset_index(drop=True).to_parquet(run_path / "boxes.parquet", index=False)
+        write_table_atomic(run_path / "boxes.parquet", gt.reset_index(drop=True))
         written["boxes"] = len(gt)
     if task in ("anomaly", "segmentation"):
         index = _map_index(run_path, shard_dir, n_shards, sample_ids)
-        index.to_parquet(run_path / "maps.parquet", index=False)
+        write_table_atomic(run_path / "maps.parquet", index)
         written["maps"] = len(index)
     if "mask" in samples.columns:
         masks = _mask_index(run_path, root, manifest, samples)
-        masks.to_parquet(run_path / "masks.parquet", index=False)
+        write_table_atomic(run_path / "masks.parquet", masks)
         written["masks"] = int((masks["status"] == "ok").sum())
         written["masks_unreadable"] = int((masks["status"] != "ok").sum())
     return written

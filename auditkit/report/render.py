@@ -26,7 +26,9 @@ import base64
 import functools
 import hashlib
 import json
+import os
 import re
+from collections.abc import Callable
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,6 +203,7 @@ def _load_strings(lang: str, folder: Path | None = None) -> dict[str, Any]:
     folders = [templates_dir()] + ([folder] if folder is not None else [])
     for where in folders:
         for path in sorted(where.glob(STRINGS_GLOB)):
+            confined(path, where)
             try:
                 loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -227,7 +230,11 @@ def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
 
 
 def _stylesheet(strings: Mapping[str, Any], report_id: str, folder: Path) -> Markup:
-    path = folder / STYLESHEET if (folder / STYLESHEET).is_file() else templates_dir() / STYLESHEET
+    own = folder / STYLESHEET
+    if own.is_file() or own.is_symlink():
+        path = confined(own, folder)  # a link to a file outside is refused, never inlined
+    else:
+        path = templates_dir() / STYLESHEET
     css = path.read_text(encoding="utf-8")
     id_text = str(strings["colon"]) + report_id
     before, _, after = strings["page_x_of_y"].partition("{page}")
@@ -992,12 +999,52 @@ def _context(
     }
 
 
+def confined(path: Path, folder: Path) -> Path:
+    """``path`` with every link resolved, when it lies inside the template ``folder``; else a
+    one-line :class:`InputError` (exit 5). A template folder is someone else's files: a link
+    in it to the signing key, ``/etc/passwd`` or the run's evidence must never reach a page."""
+    real = Path(os.path.realpath(path))
+    root = Path(os.path.realpath(folder))
+    if real != root and root not in real.parents:
+        shown = path.relative_to(folder) if path.is_relative_to(folder) else path
+        raise InputError(
+            f"template folder {folder}: {shown} resolves outside the folder (a link?); refused"
+        )
+    return real
+
+
+class _ConfinedLoader(FileSystemLoader):
+    """Jinja2's file loader (which already refuses ``..``) that also refuses a file whose real
+    path, links resolved, lies outside the folder: ``{% include %}``, ``{% import %}`` and
+    ``{% extends %}`` of a link to a local file."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(str(folder))
+        self.folder = folder
+
+    def get_source(
+        self, environment: Any, template: str
+    ) -> tuple[str, str, Callable[[], bool] | None]:
+        source, filename, uptodate = super().get_source(environment, template)
+        confined(Path(filename), self.folder)
+        return source, filename, uptodate
+
+
+def check_template_folder(folder: Path) -> None:
+    """Refuse a template folder holding any entry (file or sub-folder, at any depth) whose real
+    path lies outside it: checked before anything is rendered, and again by every file read."""
+    for where, dirs, files in os.walk(folder):  # os.walk does not descend into links
+        for name in [*dirs, *files]:
+            confined(Path(where) / name, folder)
+
+
 @functools.cache
 def _environment(folder: Path) -> ImmutableSandboxedEnvironment:
     """Jinja2 in its sandbox (no attribute tricks, no mutation of our data), autoescaping
-    everything: a custom ``--template`` folder is someone else's code."""
+    everything: a custom ``--template`` folder is someone else's code. Its loader reads only
+    files that resolve inside ``folder`` (:class:`_ConfinedLoader`)."""
     return ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(str(folder)),
+        loader=_ConfinedLoader(folder),
         autoescape=select_autoescape(["html", "j2", "xml"], default_for_string=True, default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -1009,9 +1056,29 @@ def _template_folder(template_dir: Path | None) -> Path:
     if template_dir is None:
         return templates_dir()
     folder = Path(template_dir).resolve()
+    if not folder.is_dir():
+        raise InputError(f"template folder {template_dir} does not exist")
     if not (folder / TEMPLATE).is_file():
         raise InputError(f"template folder {template_dir} has no {TEMPLATE}")
+    check_template_folder(folder)
     return folder
+
+
+def check_template(template_dir: Path | None, lang: str) -> None:
+    """Everything about the report's template and language that can be checked before a run:
+    the folder (confined, with its ``report.html.j2``), the language in its catalogues, and
+    the template's syntax. One-line :class:`InputError` (exit 5)."""
+    if lang not in LANGUAGES and template_dir is None:
+        available = ", ".join(LANGUAGES)
+        raise InputError(f"no report text for language {lang!r} (available: {available})")
+    folder = _template_folder(template_dir)
+    _load_strings(lang, None if folder == templates_dir() else folder)
+    try:
+        _environment(folder).get_template(TEMPLATE)
+    except SecurityError as exc:
+        raise InputError(f"template {folder / TEMPLATE} refused by the sandbox: {exc}") from None
+    except TemplateError as exc:
+        raise InputError(f"template {folder / TEMPLATE}: {exc}".splitlines()[0]) from None
 
 
 def _prepare(

@@ -22,6 +22,11 @@ Choices (see ``/work/shared/reference/signed-pdf-spike.md`` §3):
 * **Time stamp** (``tsa_url``): an RFC 3161 signature time stamp (PAdES B-T) from that server.
 * **Incremental update**: the signature is appended; the rendered PDF/A revision is kept byte
   for byte, and a signed file must never be rewritten afterwards.
+* **PDF version 1.7 kept**: PDF/A-3 is based on PDF 1.7 (ISO 19005-3). pyHanko marks an
+  ECDSA P-256 signature with the ISO 32002 extension and raises the catalog's ``/Version`` to
+  2.0; :class:`_PdfA3Signer` registers only the ETSI ESIC extension that PAdES on PDF 1.7 uses,
+  so the signed (and countersigned) file still says 1.7. EdDSA, which only PDF 2.0 defines,
+  is refused for the same reason.
 * The issuing CA certificate is embedded in the CMS (explicit ``ca_chain``, or ``ca.pem`` found
   beside the signer certificate) so independent validators such as ``pdfsig`` can build the
   chain.
@@ -38,6 +43,7 @@ import math
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
@@ -46,10 +52,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from pyhanko.pdf_utils import generic, layout
+from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
+from pyhanko.sign.signers.pdf_signer import _ensure_esic_ext
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.stamp import StaticStampStyle
@@ -134,16 +142,13 @@ def _build_signer(
     material = load_signing_material(key_path, cert_path, passphrase)
     cert, key = material.cert, material.key
     shown_cert = cert_path if cert_path is not None else key_path
-    if not isinstance(
-        key,
-        ec.EllipticCurvePrivateKey
-        | rsa.RSAPrivateKey
-        | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey,
-    ):
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
         raise SigningKeyError(
-            f"key file {key_path} holds a {type(key).__name__}; use ECDSA, RSA or EdDSA"
+            f"key file {key_path} is an EdDSA key: EdDSA signatures need PDF 2.0, and a PDF/A-3 "
+            "report is PDF 1.7; use an ECDSA or RSA key"
         )
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise SigningKeyError(f"key file {key_path} holds a {type(key).__name__}; use ECDSA or RSA")
     if _spki(key.public_key()) != _spki(cert.public_key()):
         raise SigningKeyError(f"key file {key_path} does not match certificate {shown_cert}")
     _check_certificate(cert, Path(shown_cert))
@@ -222,12 +227,47 @@ def signature_box(pdf: bytes, name: str) -> tuple[int, tuple[int, int, int, int]
     return None
 
 
+def check_signing_key(key_path: Path, cert_path: Path | None, passphrase: str | None) -> None:
+    """Everything :func:`sign_pdf` needs of the key, checked without signing anything: the key
+    loads with this passphrase, matches its certificate, the certificate is valid now and fit
+    for document signing. One-line :class:`SigningKeyError` (exit 5)."""
+    _build_signer(Path(key_path), Path(cert_path) if cert_path else None, passphrase, None)
+
+
+def check_tsa_url(tsa_url: str) -> None:
+    """An RFC 3161 server URL: ``http(s)://host[:port]/path``, no spaces (checked before a run,
+    so a typo does not surface only after the replay)."""
+    try:
+        parts = urlsplit(tsa_url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in tsa_url)
+    ):
+        raise InputError(
+            f"--tsa {tsa_url!r}: expected an http:// or https:// URL of a time-stamping server"
+        )
+
+
 def _timestamper(tsa_url: str | None) -> HTTPTimeStamper | None:
     if tsa_url is None:
         return None
-    if not tsa_url.startswith(("http://", "https://")):
-        raise InputError(f"--tsa must be an http:// or https:// URL, got {tsa_url!r}")
+    check_tsa_url(tsa_url)
     return HTTPTimeStamper(tsa_url, timeout=TSA_TIMEOUT_S)
+
+
+class _PdfA3Signer(signers.PdfSigner):
+    """pyHanko's signer, keeping the file at PDF 1.7 as PDF/A-3 requires (module doc): only the
+    ESIC extension of PAdES is registered, never ISO 32002 (which would raise /Version to 2.0).
+    EdDSA keys, which do need PDF 2.0, are refused before this point."""
+
+    def register_extensions(self, pdf_out: BasePdfFileWriter, *, md_algorithm: str) -> None:
+        if self.signature_meta.subfilter == fields.SigSeedSubFilter.PADES:
+            _ensure_esic_ext(pdf_out)
 
 
 def _run_signer(
@@ -251,7 +291,7 @@ def _run_signer(
             fields.append_signature_field(writer, extra_field)
         # default: an empty appearance, the visible text is the report's own (embedded fonts)
         style = style or StaticStampStyle(border_width=0)
-        signers.PdfSigner(
+        _PdfA3Signer(
             meta,
             signer,
             timestamper=_timestamper(tsa_url),
