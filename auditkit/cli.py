@@ -1,11 +1,13 @@
 """The ``auditkit`` command: a thin layer over :mod:`auditkit.audit`.
 
 Exit codes (contract, docs/cli.md): 0 ACCEPT / success, 1 REJECT or verification failed,
-2 usage error, 3 HOLD, 4 CONDITIONAL, 5 input error, 70 internal error.
+2 usage error, 3 HOLD, 4 CONDITIONAL, 5 input error, 70 internal error, 74 an output file could
+not be written (disk full: the previous file is left intact).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -314,6 +316,47 @@ def _passphrase(file: Path | None, ask: bool, key: Path | None) -> str | None:
     return resolve_passphrase(file=file, ask=ask, key_path=key)
 
 
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+@dataclass(frozen=True)
+class _ReportOptions:
+    """What the report stage needs, checked (:func:`check`) before the stages before it."""
+
+    sign: bool = True
+    sign_key: Path | None = None
+    sign_cert: Path | None = None
+    passphrase_file: Path | None = None
+    ask_passphrase: bool = False
+    lang: str = "en"
+    template: Path | None = None
+    tsa: str | None = None
+
+    def check(self, *outputs: Path | None) -> str | None:
+        """Resolve the passphrase (a prompt comes now, not after the replay), check every
+        signing and rendering option, print the warnings; return the passphrase."""
+        from auditkit.report.preflight import check_report_options
+
+        passphrase = (
+            _passphrase(self.passphrase_file, self.ask_passphrase, self.sign_key)
+            if self.sign
+            else None
+        )
+        for warning in check_report_options(
+            sign=self.sign,
+            sign_key=self.sign_key,
+            sign_cert=self.sign_cert,
+            passphrase=passphrase,
+            lang=self.lang,
+            template_dir=self.template,
+            tsa_url=self.tsa,
+            outputs=outputs,
+        ):
+            _warn(warning)
+        return passphrase
+
+
 def _params(raw: list[str] | None) -> dict[str, float]:
     params: dict[str, float] = {}
     for item in raw or []:
@@ -406,7 +449,7 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
         workers=opts.workers,
     )
     limit = ErrorLimit.parse(opts.max_errors)
-    energy = opts.energy_options()
+    energy = _check_replay_options(opts)
     reporter = ProgressReporter() if opts.progress else None
     try:
         result = run_replay(
@@ -436,6 +479,40 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
         if reporter:
             reporter.close()
     _print_replay(result)
+
+
+def _check_replay_options(opts: _ReplayOptions) -> Any:
+    """Every replay option value, checked before anything is loaded (one line, exit 5); the
+    energy options when they are valid."""
+    from auditkit.energy.carbon import grid_intensity
+    from auditkit.replay.checkpoint import ErrorLimit
+    from auditkit.replay.pipeline import ReplaySettings
+
+    ReplaySettings(  # its own checks
+        batch_size=opts.batch_size,
+        decode_threads=opts.decode_threads,
+        decode_processes=opts.decode_processes,
+        inference_streams=opts.inference_streams,
+        single_stream_samples=opts.single_stream,
+        seed=opts.seed,
+        scenario=opts.scenario,
+        checkpoint_images=opts.checkpoint_every,
+        executor=opts.executor,
+        scheduler=opts.scheduler,
+        workers=opts.workers,
+    )
+    ErrorLimit.parse(opts.max_errors)
+    for name, path in (
+        ("--reference-outputs", opts.reference_outputs),
+        ("--power-log", opts.power_log),
+        ("--metadata", opts.metadata),
+    ):
+        if path is not None and not path.is_file():
+            raise InputError(f"{name} {path}: file not found")
+    energy = opts.energy_options()
+    if opts.energy != "off":
+        grid_intensity(opts.grid_intensity, opts.country)
+    return energy
 
 
 def _print_replay(result: Any) -> None:
@@ -589,37 +666,58 @@ def audit(
     json_file: JsonOpt = None,
     fail_on: FailOnOpt = "conditional",
 ) -> None:
-    """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4)."""
+    """Replay, evaluate, report and sign in one go. Exit code = verdict (0/1/3/4).
+
+    Every option is checked before the replay starts (exit 5): the rubric, --param, the key,
+    passphrase and certificate, --tsa, --lang, and the run folder (in use, or links in it)."""
     from auditkit.audit import run_evaluate, run_report
+    from auditkit.rubric.schema import load_rubric
+    from auditkit.run import RunDir
 
     gate = _GateOptions(
         junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on, baseline=baseline
     )
-
     opts = _ReplayOptions.from_command(locals())
-    _replay(data, model, out, card, opts)
-    verdicts = run_evaluate(out, rubric, params=_params(param), baseline=baseline)
-    _print_verdicts(verdicts)
-    passphrase = _passphrase(passphrase_file, ask_passphrase, sign_key)
-    report = run_report(
-        out,
+    _check_replay_options(opts)
+    params = _params(param)
+    load_rubric(rubric)
+    run = RunDir(out)
+    if run.path.is_dir():
+        run.refuse_links()
+    passphrase = _ReportOptions(
         sign_key=sign_key,
         sign_cert=sign_cert,
-        passphrase=passphrase,
+        passphrase_file=passphrase_file,
+        ask_passphrase=ask_passphrase,
         lang=lang,
-        tsa_url=tsa,
-    )
-    _say(f"report: {report.pdf}")
-    if report.keys is not None:
-        _say(f"signed with DEVELOPMENT keys in {report.keys.ca.parent} (not for submission)")
-    if verify:
-        trust = [report.keys.ca] if report.keys else None
-        if trust is None and sign_cert is not None and (sign_cert.parent / "ca.pem").exists():
-            trust = [sign_cert.parent / "ca.pem"]
-        if trust:
-            _say(f"verify (trusting {trust[0]}):")
-            if not _print_verify(report.pdf, trust):
-                raise VerificationError("the report just written failed verification")
+        tsa=tsa,
+    ).check()
+    with contextlib.ExitStack() as held:
+        if run.path.is_dir():  # refused at once when another command writes it
+            held.enter_context(run.writing())
+        _replay(data, model, out, card, opts)
+        held.enter_context(run.writing())
+        verdicts = run_evaluate(out, rubric, params=params, baseline=baseline)
+        _print_verdicts(verdicts)
+        report = run_report(
+            out,
+            sign_key=sign_key,
+            sign_cert=sign_cert,
+            passphrase=passphrase,
+            lang=lang,
+            tsa_url=tsa,
+        )
+        _say(f"report: {report.pdf}")
+        if report.keys is not None:
+            _say(f"signed with DEVELOPMENT keys in {report.keys.ca.parent} (not for submission)")
+        if verify:
+            trust = [report.keys.ca] if report.keys else None
+            if trust is None and sign_cert is not None and (sign_cert.parent / "ca.pem").exists():
+                trust = [sign_cert.parent / "ca.pem"]
+            if trust:
+                _say(f"verify (trusting {trust[0]}):")
+                if not _print_verify(report.pdf, trust):
+                    raise VerificationError("the report just written failed verification")
     raise typer.Exit(_gate(verdicts, gate))
 
 
@@ -689,7 +787,41 @@ def evaluate_cmd(
     json_file: JsonOpt = None,
     fail_on: FailOnOpt = "conditional",
 ) -> None:
-    """Compute metrics and judge them against a rubric. Exit code = verdict (0/1/3/4)."""
+    """Compute metrics and judge them against a rubric. Exit code = verdict (0/1/3/4).
+
+    A signed report.pdf whose verdicts no longer match is moved to report.stale.pdf."""
+    params = _params(param)
+    with _noting_stale_report(run):
+        _evaluate(run, rubric, params, baseline, junit, markdown, json_file, fail_on)
+
+
+@contextlib.contextmanager
+def _noting_stale_report(run: Path) -> Any:
+    """Say so when evaluating set the run's signed report aside (its verdicts changed)."""
+    from auditkit.audit import STALE_REPORT
+
+    report = run / "report.pdf"
+    before = report.is_file() and not report.is_symlink()
+    try:
+        yield
+    finally:
+        if before and not report.exists() and (run / STALE_REPORT).is_file():
+            _say(
+                f"moved the signed report, which no longer matches the verdicts, to "
+                f"{run / STALE_REPORT}; run `auditkit report {run}` for a new one"
+            )
+
+
+def _evaluate(
+    run: Path,
+    rubric: str | None,
+    params: dict[str, float],
+    baseline: Path | None,
+    junit: Path | None,
+    markdown: Path | None,
+    json_file: Path | None,
+    fail_on: str,
+) -> None:
     from auditkit.audit import run_evaluate, write_metrics_only
 
     if rubric is None:
@@ -704,7 +836,7 @@ def evaluate_cmd(
     gate = _GateOptions(
         junit=junit, markdown=markdown, json_file=json_file, fail_on=fail_on, baseline=baseline
     )
-    verdicts = run_evaluate(run, rubric, params=_params(param), baseline=baseline)
+    verdicts = run_evaluate(run, rubric, params=params, baseline=baseline)
     _print_verdicts(verdicts)
     raise typer.Exit(_gate(verdicts, gate))
 
@@ -735,15 +867,32 @@ def report_cmd(
     ] = None,
     tsa: TsaOpt = None,
 ) -> None:
-    """Render the PDF/A-3b report with the evidence embedded, and sign it."""
-    from auditkit.audit import run_report
+    """Render the PDF/A-3b report with the evidence embedded, and sign it.
 
+    Every option is checked before anything is rendered (exit 5). The report is written to a
+    temporary file and renamed: a full disk (exit 74) leaves the previous report intact."""
+    from auditkit.audit import run_report
+    from auditkit.run import RunDir
+
+    target = out or RunDir(run).report
+    passphrase = _ReportOptions(
+        sign=sign,
+        sign_key=sign_key,
+        sign_cert=sign_cert,
+        passphrase_file=passphrase_file,
+        ask_passphrase=ask_passphrase,
+        lang=lang,
+        template=template,
+        tsa=tsa,
+    ).check(target, html)
+    if RunDir(run).path.is_dir():
+        RunDir(run).refuse_links()
     result = run_report(
         run,
         out=out,
         sign_key=sign_key,
         sign_cert=sign_cert,
-        passphrase=_passphrase(passphrase_file, ask_passphrase, sign_key) if sign else None,
+        passphrase=passphrase,
         sign=sign,
         lang=lang,
         html=html,
@@ -777,6 +926,13 @@ def countersign(
 
     if sign_key is None:
         raise InputError("countersign needs --sign-key (and --sign-cert for a PEM key)")
+    from auditkit.report.keys import key_file_warning
+    from auditkit.run import refuse_symlink, write_atomic
+
+    refuse_symlink(out or report)
+    warning = key_file_warning(sign_key)
+    if warning:
+        _warn(warning)
     try:
         data = report.read_bytes()
     except OSError as exc:
@@ -790,7 +946,7 @@ def countersign(
         tsa_url=tsa,
     )
     target = out or report
-    target.write_bytes(signed)
+    write_atomic(target, signed)  # a full disk leaves the signed original intact
     _say(f"countersigned report: {target}")
 
 
@@ -822,30 +978,120 @@ def verify(
         raise typer.Exit(ExitCode.VERIFICATION_FAILED)
 
 
+CaPassphraseOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-passphrase-file",
+        help="File whose first line is the CA key's passphrase. Otherwise the environment "
+        "variable AUDITKIT_CA_PASSPHRASE, else a prompt on a terminal.",
+    ),
+]
+DaysOpt = Annotated[int, typer.Option(min=1, help="Validity of the signer's certificate, days.")]
+
+
 @keys_app.command("create")
 def keys_create(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write ca.pem, signer.*")],
     passphrase_file: PassphraseOpt = None,
-    ask_passphrase: AskPassphraseOpt = False,
+    ask_passphrase: Annotated[
+        bool,
+        typer.Option("--ask-passphrase", help="Type the signer key's passphrase (asked twice)."),
+    ] = False,
     common_name: Annotated[
         str | None, typer.Option(help="Signer's name (default: a development signer).")
     ] = None,
     organisation: Annotated[str | None, typer.Option(help="Signer's organisation.")] = None,
-    days: Annotated[int, typer.Option(min=1, help="Validity in days.")] = 365,
+    days: DaysOpt = 365,
+    ca_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Validity of the CA, days (default: 5 years when its key is kept)."
+        ),
+    ] = None,
+    keep_ca: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-ca/--no-keep-ca",
+            help="Keep the CA's key, encrypted, as ca.key, to issue further signers with "
+            "`auditkit keys issue` (default: when a CA passphrase is given or can be typed).",
+        ),
+    ] = None,
+    ca_passphrase_file: CaPassphraseOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing key files.")] = False,
 ) -> None:
     """Create a private CA and an ECDSA P-256 signing key and certificate."""
     from auditkit.report.keys import create_keys
+    from auditkit.report.passphrase import CA_ENV_VAR, new_passphrase
 
-    passphrase = _passphrase(passphrase_file, ask_passphrase, None)
-    kwargs: dict[str, Any] = {"passphrase": passphrase, "days": days, "overwrite": overwrite}
+    passphrase = new_passphrase(file=passphrase_file, ask=ask_passphrase, what="signer key")
+    ca_secret = None
+    if keep_ca is not False:
+        can_type = keep_ca is True or sys.stdin.isatty()
+        ca_secret = new_passphrase(
+            file=ca_passphrase_file, ask=can_type, env_var=CA_ENV_VAR, what="CA key"
+        )
+        if ca_secret is None and keep_ca:
+            raise InputError(
+                "--keep-ca needs the CA key's passphrase: --ca-passphrase-file FILE or "
+                f"the environment variable {CA_ENV_VAR}"
+            )
+    kwargs: dict[str, Any] = {
+        "passphrase": passphrase,
+        "days": days,
+        "ca_days": ca_days,
+        "overwrite": overwrite,
+        "ca_passphrase": ca_secret,
+    }
     if common_name:
         kwargs["common_name"] = common_name
     if organisation:
         kwargs["organisation"] = organisation
     files = create_keys(out, **kwargs)
     _say(f"CA certificate:     {files.ca}  (give it to verifiers: --trust)")
+    if files.ca_key is not None:
+        _say(f"CA key:             {files.ca_key}  (encrypted; issue more signers: keys issue)")
+    else:
+        _say("CA key:             not kept (no CA passphrase): no further signer under this CA")
     _say(f"signer certificate: {files.cert}")
+    _say(f"signer key:         {files.key}  (mode 0600; keep it secret)")
+
+
+@keys_app.command("issue")
+def keys_issue(
+    ca: Annotated[
+        Path, typer.Option("--ca", help="Folder with ca.pem and ca.key (keys create --keep-ca).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write signer.* and ca.pem")],
+    common_name: Annotated[str, typer.Option(help="The new signer's name.")],
+    organisation: Annotated[
+        str | None, typer.Option(help="Signer's organisation (default: the CA's).")
+    ] = None,
+    passphrase_file: PassphraseOpt = None,
+    ask_passphrase: Annotated[
+        bool,
+        typer.Option("--ask-passphrase", help="Type the new key's passphrase (asked twice)."),
+    ] = False,
+    ca_passphrase_file: CaPassphraseOpt = None,
+    days: DaysOpt = 365,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing key files.")] = False,
+) -> None:
+    """Issue a further signing key and certificate under a CA kept by `keys create`."""
+    from auditkit.report.keys import CA_KEY_FILE, issue_signer
+    from auditkit.report.passphrase import ca_passphrase, new_passphrase
+
+    secret = ca_passphrase(file=ca_passphrase_file, ca_key=ca / CA_KEY_FILE)
+    passphrase = new_passphrase(file=passphrase_file, ask=ask_passphrase, what="signer key")
+    files = issue_signer(
+        ca,
+        out,
+        ca_passphrase=secret,
+        common_name=common_name,
+        organisation=organisation,
+        passphrase=passphrase,
+        days=days,
+        overwrite=overwrite,
+    )
+    _say(f"signer certificate: {files.cert}  (issued by {files.ca})")
     _say(f"signer key:         {files.key}  (mode 0600; keep it secret)")
 
 

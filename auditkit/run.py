@@ -129,6 +129,28 @@ def write_table_atomic(target: Path, table: pd.DataFrame) -> None:
         table.to_parquet(handle, index=False)
 
 
+#: what auditkit writes into a run folder (docs/run-format.md)
+WRITTEN_NAMES: tuple[str, ...] = (
+    "run.json",
+    "samples.parquet",
+    "predictions.parquet",
+    "timings.parquet",
+    "power.parquet",
+    "detections.parquet",
+    "boxes.parquet",
+    "maps.parquet",
+    "masks.parquet",
+    "maps",
+    "masks",
+    "shards",
+    "metrics.json",
+    "verdicts.json",
+    "rubric.yaml",
+    "report.pdf",
+    "report.stale.pdf",
+    "dev-keys",
+)
+
 # locks this process holds: {run folder: (lock file descriptor, depth)}; ``writing`` nests
 _HELD: dict[str, tuple[int, int]] = {}
 _HELD_GUARD = threading.Lock()
@@ -170,6 +192,12 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.path / "report.pdf"
+
+    def refuse_links(self) -> None:
+        """Refuse (exit 5) a run folder where a file or folder auditkit writes is a symbolic
+        link: checked before a stage starts, and again by every write (:func:`atomic_file`)."""
+        for name in WRITTEN_NAMES:
+            refuse_symlink(self.path / name)
 
     def create(self) -> RunDir:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ def _atomic(target: Path, write: Any) -> None:
 
 
 def _savez(handle: Any, arrays: dict[str, np.ndarray]) -> None:
-    np.savez_compressed(handle, **arrays)
+    np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
 
 
 def _shard_files(shard_dir: Path, index: int) -> tuple[Path, Path]:

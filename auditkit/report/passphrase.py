@@ -16,6 +16,8 @@ from pathlib import Path
 from auditkit.errors import SigningKeyError
 
 ENV_VAR = "AUDITKIT_KEY_PASSPHRASE"
+#: the passphrase of a kept CA key (``keys create --keep-ca``, ``keys issue``)
+CA_ENV_VAR = "AUDITKIT_CA_PASSPHRASE"
 
 
 def read_passphrase_file(path: Path) -> str:
@@ -48,4 +50,43 @@ def resolve_passphrase(
             return getpass.getpass(f"passphrase{what}: ") or None
         except EOFError:
             return None
+    return None
+
+
+def _prompt(text: str) -> str:
+    try:
+        return getpass.getpass(text)
+    except EOFError:
+        return ""
+
+
+def new_passphrase(
+    *, file: Path | None = None, ask: bool = False, env_var: str = ENV_VAR, what: str = "key"
+) -> str | None:
+    """The passphrase for a key about to be created: from ``file``, else ``env_var``, else
+    (``ask``) typed twice on the terminal, which must agree: a typo in a passphrase nobody
+    sees would lock the key for good. None: no passphrase (the key is not encrypted)."""
+    if file is not None:
+        return read_passphrase_file(file)
+    if os.environ.get(env_var):
+        return os.environ[env_var]
+    if not ask:
+        return None
+    first = _prompt(f"new passphrase for the {what}: ")
+    if not first:
+        raise SigningKeyError(f"no passphrase typed for the {what}")
+    if _prompt(f"repeat the passphrase for the {what}: ") != first:
+        raise SigningKeyError(f"the two passphrases typed for the {what} differ; nothing written")
+    return first
+
+
+def ca_passphrase(*, file: Path | None = None, ca_key: Path) -> str | None:
+    """The passphrase of an existing CA key: ``file``, else :data:`CA_ENV_VAR`, else a prompt
+    on a terminal."""
+    if file is not None:
+        return read_passphrase_file(file)
+    if os.environ.get(CA_ENV_VAR):
+        return os.environ[CA_ENV_VAR]
+    if sys.stdin.isatty():
+        return _prompt(f"passphrase for {ca_key}: ") or None
     return None

@@ -28,8 +28,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1022,9 +1021,7 @@ class _ConfinedLoader(FileSystemLoader):
         super().__init__(str(folder))
         self.folder = folder
 
-    def get_source(
-        self, environment: Any, template: str
-    ) -> tuple[str, str, Callable[[], bool] | None]:
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         confined(Path(filename), self.folder)
         return source, filename, uptodate

@@ -52,13 +52,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from pyhanko.pdf_utils import generic, layout
-from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.sign import fields, signers
-from pyhanko.sign.signers.pdf_signer import _ensure_esic_ext
 from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers.pdf_signer import _ensure_esic_ext
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
