@@ -190,9 +190,13 @@ def test_signing_warns_on_a_key_readable_by_others(tmp_path: Path) -> None:
     run = _run_copy(tmp_path)
     files = create_keys(tmp_path / "k", common_name="Loose Signer")
     files.key.chmod(0o644)
-    result = run_cli("report", str(run), "--sign-key", str(files.key), "--sign-cert", str(files.cert))
+    result = run_cli(
+        "report", str(run), "--sign-key", str(files.key), "--sign-cert", str(files.cert)
+    )
     assert result.returncode == 0, result.stderr
     assert f"warning: key file {files.key} can be read by other users (mode 0644)" in result.stderr
     files.key.chmod(0o600)
-    quiet = run_cli("report", str(run), "--sign-key", str(files.key), "--sign-cert", str(files.cert))
+    quiet = run_cli(
+        "report", str(run), "--sign-key", str(files.key), "--sign-cert", str(files.cert)
+    )
     assert quiet.returncode == 0 and "warning" not in quiet.stderr
