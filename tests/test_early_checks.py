@@ -64,13 +64,25 @@ BAD_AUDIT_OPTIONS = [
     (["--sign-key", "{key}", "--sign-cert", "{other_cert}"], "does not match certificate"),
     (["--sign-key", "{locked_key}", "--sign-cert", "{locked_cert}"], "no passphrase was given"),
     (
-        ["--sign-key", "{locked_key}", "--sign-cert", "{locked_cert}"]
-        + ["--passphrase-file", "{tmp}/nopass.txt"],
+        [
+            "--sign-key",
+            "{locked_key}",
+            "--sign-cert",
+            "{locked_cert}",
+            "--passphrase-file",
+            "{tmp}/nopass.txt",
+        ],
         "passphrase file",
     ),
     (
-        ["--sign-key", "{locked_key}", "--sign-cert", "{locked_cert}"]
-        + ["--passphrase-file", "{wrong}"],
+        [
+            "--sign-key",
+            "{locked_key}",
+            "--sign-cert",
+            "{locked_cert}",
+            "--passphrase-file",
+            "{wrong}",
+        ],
         "wrong passphrase",
     ),
     (["--tsa", "ftp://tsa.example"], "--tsa 'ftp://tsa.example'"),

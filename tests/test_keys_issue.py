@@ -131,8 +131,21 @@ def test_keys_create_and_issue_on_the_command_line(tmp_path: Path) -> None:
     ca_pass = tmp_path / "ca-pass.txt"
     ca_pass.write_text("ca-pass\n")
     made = subprocess.run(
-        [sys.executable, "-m", "auditkit", "keys", "create", "--out", str(tmp_path / "org")]
-        + ["--ca-passphrase-file", str(ca_pass), "--common-name", "Lab Signer", "--days", "10"],
+        [
+            sys.executable,
+            "-m",
+            "auditkit",
+            "keys",
+            "create",
+            "--out",
+            str(tmp_path / "org"),
+            "--ca-passphrase-file",
+            str(ca_pass),
+            "--common-name",
+            "Lab Signer",
+            "--days",
+            "10",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -141,9 +154,23 @@ def test_keys_create_and_issue_on_the_command_line(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert f"CA key:             {tmp_path / 'org' / 'ca.key'}" in made.stdout
     issued = subprocess.run(
-        [sys.executable, "-m", "auditkit", "keys", "issue", "--ca", str(tmp_path / "org")]
-        + ["--out", str(tmp_path / "two"), "--common-name", "Second", "--days", "5"]
-        + ["--ca-passphrase-file", str(ca_pass)],
+        [
+            sys.executable,
+            "-m",
+            "auditkit",
+            "keys",
+            "issue",
+            "--ca",
+            str(tmp_path / "org"),
+            "--out",
+            str(tmp_path / "two"),
+            "--common-name",
+            "Second",
+            "--days",
+            "5",
+            "--ca-passphrase-file",
+            str(ca_pass),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -153,8 +180,19 @@ def test_keys_create_and_issue_on_the_command_line(tmp_path: Path) -> None:
     cert = load_certificate(tmp_path / "two" / "signer.pem")
     assert cert.issuer == load_certificate(tmp_path / "org" / "ca.pem").subject
     refused = subprocess.run(
-        [sys.executable, "-m", "auditkit", "keys", "issue", "--ca", str(tmp_path / "org")]
-        + ["--out", str(tmp_path / "three"), "--common-name", "Third"],
+        [
+            sys.executable,
+            "-m",
+            "auditkit",
+            "keys",
+            "issue",
+            "--ca",
+            str(tmp_path / "org"),
+            "--out",
+            str(tmp_path / "three"),
+            "--common-name",
+            "Third",
+        ],
         capture_output=True,
         text=True,
         check=False,

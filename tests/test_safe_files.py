@@ -190,9 +190,8 @@ def test_the_lock_is_re_entrant_in_one_process(run: Path) -> None:
 
 def test_a_linked_lock_file_is_refused(run: Path, tmp_path: Path) -> None:
     (run / ".lock").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(InputError, match="symbolic link"):
-        with RunDir(run).writing():
-            pass
+    with pytest.raises(InputError, match="symbolic link"), RunDir(run).writing():
+        pass
     assert not (tmp_path / "elsewhere").exists()
 
 
@@ -207,8 +206,17 @@ def test_evaluate_without_rubric_sets_the_stale_report_aside(
     manifest = write_dataset(tmp_path / "data", n=9)
     out = tmp_path / "run"
     for args in (
-        ["replay", str(manifest), "--model", str(tiny_model), "--out", str(out)]
-        + ["--single-stream", "2", "--no-progress"],
+        [
+            "replay",
+            str(manifest),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--single-stream",
+            "2",
+            "--no-progress",
+        ],
         ["evaluate", str(out), "-r", "industrial-aoi-acceptance"],
         ["report", str(out)],
     ):
