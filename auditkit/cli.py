@@ -8,6 +8,7 @@ not be written (disk full: the previous file is left intact).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -502,13 +503,8 @@ def _check_replay_options(opts: _ReplayOptions) -> Any:
         workers=opts.workers,
     )
     ErrorLimit.parse(opts.max_errors)
-    for name, path in (
-        ("--reference-outputs", opts.reference_outputs),
-        ("--power-log", opts.power_log),
-        ("--metadata", opts.metadata),
-    ):
-        if path is not None and not path.is_file():
-            raise InputError(f"{name} {path}: file not found")
+    if opts.reference_outputs is not None and not opts.reference_outputs.is_file():
+        raise InputError(f"reference outputs not found: {opts.reference_outputs}")
     energy = opts.energy_options()
     if opts.energy != "off":
         grid_intensity(opts.grid_intensity, opts.country)
@@ -1161,12 +1157,26 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE or os.environ.get("AUDITKIT_DEBUG"):
+            _internal(exc)
+        # a full disk outside the atomic writer (a folder, a library's own file)
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(f"error: no space left on the device{where}", err=True)
+        sys.exit(ExitCode.OUTPUT)
     except Exception as exc:
-        if os.environ.get("AUDITKIT_DEBUG"):
-            raise
-        typer.echo(
-            f"internal error: {type(exc).__name__}: {exc} "
-            "(a bug in auditkit; rerun with AUDITKIT_DEBUG=1 for the traceback)",
-            err=True,
-        )
-        sys.exit(ExitCode.INTERNAL)
+        _internal(exc)
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _internal(exc: BaseException) -> None:
+    if os.environ.get("AUDITKIT_DEBUG"):
+        raise exc
+    typer.echo(
+        f"internal error: {type(exc).__name__}: {exc} "
+        "(a bug in auditkit; rerun with AUDITKIT_DEBUG=1 for the traceback)",
+        err=True,
+    )
+    sys.exit(ExitCode.INTERNAL)

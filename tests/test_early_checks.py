@@ -95,7 +95,7 @@ BAD_AUDIT_OPTIONS = [
     (["--fail-on", "never"], "--fail-on 'never'"),
     (["--scenario", "sometimes"], "sometimes"),
     (["--country", "XX"], "'XX'"),
-    (["--power-log", "{tmp}/nolog.csv"], "nolog.csv"),
+    (["--energy", "powerlog", "--power-log", "{tmp}/nolog.csv"], "nolog.csv"),
 ]
 
 

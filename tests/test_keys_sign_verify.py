@@ -280,7 +280,7 @@ def test_create_keys_refuses_to_overwrite(tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({"passphrase": "wrong"}, "wrong passphrase"),
-        ({"passphrase": None}, "passphrase is required"),
+        ({"passphrase": None}, "encrypted and no passphrase was given"),
     ],
 )
 def test_sign_passphrase_errors(

@@ -269,14 +269,24 @@ def test_fresh_replay_over_an_interrupted_one_starts_over(tmp_path: Path, tiny_m
 def test_a_run_directory_in_use_by_another_replay_is_refused(
     tmp_path: Path, tiny_model: Path
 ) -> None:
+    import fcntl
+    import os
+
     from auditkit.errors import RunDirError
-    from auditkit.run import RunDir
 
     manifest = write_dataset(tmp_path / "data", n=8)
     out = tmp_path / "run"
-    with RunDir(out).create().writing():  # what a replay running in another process holds
-        with pytest.raises(RunDirError, match="in use by another replay"):
+    out.mkdir()
+    # what a replay running in another process holds: the lock on another open file (this
+    # process's own RunDir.writing() is re-entrant, so it would not stand for another one)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(RunDirError, match="in use by another auditkit command"):
             run_replay(manifest, tiny_model, out, settings=SETTINGS)
         assert not (out / "shards").exists()  # nothing of the other writer's was touched
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
     result = run_replay(manifest, tiny_model, out, settings=SETTINGS)  # released: it runs
     assert result.n_scored == 8
