@@ -435,6 +435,7 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
     from auditkit.replay.checkpoint import ErrorLimit, ReplayInterrupted
     from auditkit.replay.pipeline import ReplaySettings
     from auditkit.replay.progress import ProgressReporter
+    from auditkit.run import RunDir
 
     settings = ReplaySettings(
         batch_size=opts.batch_size,
@@ -451,6 +452,8 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
     )
     limit = ErrorLimit.parse(opts.max_errors)
     energy = _check_replay_options(opts)
+    if out.is_dir():  # a link where a run file goes fails now, not after the replay
+        RunDir(out).refuse_links()
     reporter = ProgressReporter() if opts.progress else None
     try:
         result = run_replay(
@@ -693,7 +696,8 @@ def audit(
             held.enter_context(run.writing())
         _replay(data, model, out, card, opts)
         held.enter_context(run.writing())
-        verdicts = run_evaluate(out, rubric, params=params, baseline=baseline)
+        with _noting_stale_report(out, hint=False):
+            verdicts = run_evaluate(out, rubric, params=params, baseline=baseline)
         _print_verdicts(verdicts)
         report = run_report(
             out,
@@ -792,7 +796,7 @@ def evaluate_cmd(
 
 
 @contextlib.contextmanager
-def _noting_stale_report(run: Path) -> Any:
+def _noting_stale_report(run: Path, hint: bool = True) -> Any:
     """Say so when evaluating set the run's signed report aside (its verdicts changed)."""
     from auditkit.audit import STALE_REPORT
 
@@ -802,9 +806,10 @@ def _noting_stale_report(run: Path) -> Any:
         yield
     finally:
         if before and not report.exists() and (run / STALE_REPORT).is_file():
+            then = f"; run `auditkit report {run}` for a new one" if hint else ""
             _say(
                 f"moved the signed report, which no longer matches the verdicts, to "
-                f"{run / STALE_REPORT}; run `auditkit report {run}` for a new one"
+                f"{run / STALE_REPORT}{then}"
             )
 
 
@@ -819,7 +824,10 @@ def _evaluate(
     fail_on: str,
 ) -> None:
     from auditkit.audit import run_evaluate, write_metrics_only
+    from auditkit.run import RunDir
 
+    if run.is_dir():
+        RunDir(run).refuse_links()
     if rubric is None:
         if baseline or junit or markdown or json_file:
             raise typer.BadParameter(
