@@ -274,3 +274,17 @@ def test_real_disk_full_during_report_keeps_the_previous_report(small_disk: Path
     (small_disk / "filler").unlink()
     verified = run_cli("verify", str(run / "report.pdf"), "--trust", str(run / "dev-keys/ca.pem"))
     assert verified.returncode == 0, verified.stdout
+
+
+def test_audit_into_a_folder_in_use_is_refused_before_replaying(
+    held: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import write_dataset
+
+    manifest = write_dataset(tmp_path / "data", n=6)
+    before = sorted(p.name for p in held.iterdir())
+    line = one_line(
+        run_cli("audit", str(manifest), "--model", str(tiny_model), "--out", str(held)), 5
+    )
+    assert "is in use by another auditkit command" in line
+    assert sorted(p.name for p in held.iterdir()) == before
