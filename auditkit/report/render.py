@@ -202,7 +202,8 @@ def _load_strings(lang: str, folder: Path | None = None) -> dict[str, Any]:
     folders = [templates_dir()] + ([folder] if folder is not None else [])
     for where in folders:
         for path in sorted(where.glob(STRINGS_GLOB)):
-            confined(path, where)
+            if where is folder:  # a custom folder; the shipped one is ours (and may be linked)
+                confined(path, where)
             try:
                 loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -230,7 +231,9 @@ def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
 
 def _stylesheet(strings: Mapping[str, Any], report_id: str, folder: Path) -> Markup:
     own = folder / STYLESHEET
-    if own.is_file() or own.is_symlink():
+    if folder == templates_dir():
+        path = own
+    elif own.is_file() or own.is_symlink():
         path = confined(own, folder)  # a link to a file outside is refused, never inlined
     else:
         path = templates_dir() / STYLESHEET
@@ -1023,7 +1026,8 @@ class _ConfinedLoader(FileSystemLoader):
 
     def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
-        confined(Path(filename), self.folder)
+        if self.folder != templates_dir():  # the shipped templates are ours (may be linked)
+            confined(Path(filename), self.folder)
         return source, filename, uptodate
 
 
