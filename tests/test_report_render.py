@@ -104,9 +104,10 @@ def test_attachments_are_the_exact_file_bytes(pdf: bytes) -> None:
     presentation = json.loads(attachments["presentation.json"][0])
     shipped = Path(__file__).parent.parent / "reports" / "templates"
     assert presentation["shipped"] is True and presentation["lang"] == "en"
-    assert presentation["template"]["sha256"] == hashlib.sha256(
-        (shipped / "report.html.j2").read_bytes()
-    ).hexdigest()
+    assert (
+        presentation["template"]["sha256"]
+        == hashlib.sha256((shipped / "report.html.j2").read_bytes()).hexdigest()
+    )
     for ref in cast(Any, reader.root_object)["/AF"]:
         spec = ref.get_object()
         assert spec["/AFRelationship"] == "/Data"
