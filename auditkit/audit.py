@@ -319,8 +319,15 @@ def require_consistent_verdicts(run_dir: Path) -> None:
 def development_keys(folder: Path) -> KeyFiles:
     """Development keys in ``folder``, made once and reused."""
     existing = KeyFiles(ca=folder / "ca.pem", cert=folder / "signer.pem", key=folder / "signer.key")
-    if existing.ca.exists() and existing.cert.exists() and existing.key.exists():
+    present = [p for p in (existing.ca, existing.cert, existing.key) if p.exists()]
+    if len(present) == 3:
         return existing
+    if present:  # create_keys would refuse with advice (--overwrite) that `report` lacks
+        missing = sorted({"ca.pem", "signer.pem", "signer.key"} - {p.name for p in present})
+        raise InputError(
+            f"{folder} holds an incomplete set of development keys ({', '.join(missing)} "
+            "missing); remove the folder to have new ones made"
+        )
     return create_keys(folder)
 
 

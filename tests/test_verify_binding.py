@@ -468,3 +468,30 @@ def test_damaged_cms_is_named_in_the_users_words(work: Path, v1: Path, keys: Key
     assert line == "FAILED: the signature's data (CMS) is damaged and cannot be read: " + (
         "the file was altered"
     )
+
+
+def test_page_words_are_read_without_pdftotext_too(
+    work: Path, v1: Path, keys: KeyFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pypdf's layout extraction stands in for pdftotext: the same verdicts either way."""
+    import auditkit.report.verify as verify_module
+
+    folder = _custom_folder(work / "tpl-fallback", {"en": {"verdict": {"REJECT": "ACCEPT"}}})
+    relabelled = work / "relabelled-fallback.pdf"
+    run_report(v1, out=relabelled, template_dir=folder)
+    monkeypatch.setattr(verify_module.shutil, "which", lambda name: None)
+    genuine = verify_pdf(v1 / "report.pdf", trust=[keys.ca], recompute=True)
+    assert genuine.ok and genuine.page_words_match, genuine.problems
+    result = verify_pdf(relabelled, trust=[keys.ca], recompute=True)
+    assert result.page_words_match is False
+    assert "page 1 prints the verdict 'ACCEPT'" in result.problems[0]
+
+
+def test_incomplete_development_keys_are_named_without_foreign_advice(tmp_path: Path) -> None:
+    from auditkit.errors import InputError
+
+    full = create_keys(tmp_path / "keys")
+    full.key.unlink()
+    with pytest.raises(InputError, match=r"incomplete set of development keys \(signer.key") as e:
+        development_keys(tmp_path / "keys")
+    assert "--overwrite" not in str(e.value)
