@@ -7,6 +7,7 @@ report(run dir) -> signed PDF       verify(PDF, trust) -> result
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from auditkit.run import (
     RUN_FORMAT,
     VERDICTS_FORMAT,
     RunDir,
+    dumps,
 )
 
 if TYPE_CHECKING:
@@ -246,6 +248,10 @@ def run_evaluate(
         if baseline is not None
         else None
     )
+    # judge exactly what is written (and embedded, and recomputed by verify --recompute): the
+    # JSON round trip sorts keys, and a slice's label follows its keys' order
+    metrics = json.loads(dumps(metrics))
+    paired = json.loads(dumps(paired)) if paired is not None else None
     verdicts = {
         "format": VERDICTS_FORMAT,
         "run_id": metrics["run_id"],

@@ -322,6 +322,11 @@ def test_outcome_words_never_read_a_longer_word_as_a_shorter_one() -> None:
     assert check_outcome_words("escape-a\n", criteria[:1], "en") == [
         "criterion escape-a: its outcome 'PASS' is not printed"
     ]
+    # an id wrapped at a hyphen in a narrow cell still carries its row's outcome
+    wrapped = [{"id": "thresholds-fixed-before-testing", "outcome": "FAIL"}]
+    cell = " thresholds-fixed-      major    n/a   FAIL\n before-testing         d_before\n"
+    assert check_outcome_words(cell, wrapped, "en") == []
+    assert check_outcome_words(cell.replace("FAIL", "PASS"), wrapped, "en") != []
     # the verdict word after the heading, whatever case the stylesheet gives the heading
     assert check_verdict_word("Title\nVERDICT\nHOLD\n", "HOLD", "en") == []
     assert check_verdict_word("VERDICT\nACCEPT\n", "HOLD", "en") != []

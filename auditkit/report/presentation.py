@@ -141,24 +141,37 @@ def check_verdict_word(page1: str, verdict: str, lang: str) -> list[str]:
     return []
 
 
+def _id_hits(text: str, ids: list[str]) -> list[tuple[int, int, str]]:
+    """(start, end, id) of every printed criterion id, in text order: whole ids, and ids
+    wrapped at one of their hyphens in a narrow table cell (``thresholds-fixed-`` at the end
+    of a cell, ``before-testing`` on one of the next lines), which count where they start."""
+    hits = [(m.start(), m.end(), m.group(0)) for m in _word_pattern(ids).finditer(text)]
+    for cid in ids:
+        for cut in (i + 1 for i, char in enumerate(cid[:-1]) if char == "-"):
+            head, rest = re.escape(cid[:cut]), re.escape(cid[cut:])
+            for m in re.finditer(rf"(?<![\w-]){head}(?=[ \t]|$)", text, re.MULTILINE):
+                following = "\n".join(text[m.end() : m.end() + 2000].split("\n")[1:4])
+                if re.search(rf"(?<![\w-]){rest}(?![\w-])", following):
+                    hits.append((m.start(), m.end(), cid))
+    return sorted(set(hits))
+
+
 def check_outcome_words(text: str, criteria: list[Mapping[str, Any]], lang: str) -> list[str]:
     """Each criterion's outcome word in the signed pages against the recomputed outcome."""
     _, _, words = shipped_words(lang)
     codes = {str(c.get("outcome")) for c in criteria}
     outcome_re = _word_pattern([*words.values(), *(_word(words, c) for c in codes)])
-    ids = [str(c.get("id")) for c in criteria if c.get("id")]
-    id_re = _word_pattern(ids)
-    hits = list(id_re.finditer(text))
+    hits = _id_hits(text, [str(c.get("id")) for c in criteria if c.get("id")])
     problems = []
     for crit in criteria:
         cid, code = str(crit.get("id")), str(crit.get("outcome"))
         expected = _word(words, code)
         same_line, after = [], []
-        for i, hit in enumerate(hits):
-            if hit.group(0) != cid:
+        for i, (_, hit_end, hit_id) in enumerate(hits):
+            if hit_id != cid:
                 continue
-            end = hits[i + 1].start() if i + 1 < len(hits) else len(text)
-            block = text[hit.end() : min(end, hit.end() + _BLOCK_LIMIT)]
+            end = hits[i + 1][0] if i + 1 < len(hits) else len(text)
+            block = text[hit_end : min(end, hit_end + _BLOCK_LIMIT)]
             found = outcome_re.search(block)
             if found is None:
                 continue

@@ -652,10 +652,18 @@ def _signature_lines(result: VerifyResult) -> list[str]:
             f"  intact:       {'yes' if info.intact else 'NO'}; coverage {info.coverage}, "
             f"modifications {info.modification_level}"
         )
-        lines.append(f"  trusted:      {'yes' if info.trusted else 'no'}")
+        lines.append(f"  trusted:      {_trust_word(info, result)}")
     if not result.signatures:
         lines.append("signature:     none readable")
     return lines
+
+
+def _trust_word(info: SignatureInfo, result: VerifyResult) -> str:
+    if info.trusted:
+        return "yes"
+    if NO_TRUST_PROBLEM in result.problems:
+        return "no (no trust certificate given)"
+    return "no (does not chain to a trusted certificate)" if info.intact else "no"
 
 
 def format_result(result: VerifyResult) -> str:
@@ -671,7 +679,9 @@ def format_result(result: VerifyResult) -> str:
         lines.append("page 1 hashes: not printed")
     else:
         lines.append(f"page 1 hashes: {'match' if result.printed_hashes_match else 'MISMATCH'}")
-    if result.recomputed is not None:
+    if result.recomputed is None:
+        lines.append("recomputed:    not checked (verify --recompute re-derives the verdicts)")
+    else:
         lines.append(
             "recomputed:    " + ("verdicts match the evidence" if result.recomputed else "MISMATCH")
         )
