@@ -27,7 +27,11 @@ import yaml
 from auditkit.audit import development_keys, run_evaluate, run_replay, run_report
 from auditkit.replay.pipeline import ReplaySettings
 from auditkit.report.keys import KeyFiles, create_keys
-from auditkit.report.presentation import check_outcome_words, check_verdict_word
+from auditkit.report.presentation import (
+    check_outcome_words,
+    check_page_words,
+    check_verdict_word,
+)
 from auditkit.report.render import render_report
 from auditkit.report.sign import countersign_pdf, sign_pdf
 from auditkit.report.verify import format_result, verify_pdf
@@ -330,6 +334,15 @@ def test_outcome_words_never_read_a_longer_word_as_a_shorter_one() -> None:
     # the verdict word after the heading, whatever case the stylesheet gives the heading
     assert check_verdict_word("Title\nVERDICT\nHOLD\n", "HOLD", "en") == []
     assert check_verdict_word("VERDICT\nACCEPT\n", "HOLD", "en") != []
+    # page 1 must print the report ID the evidence gives (it may wrap)
+    doc = {"verdict": "HOLD", "criteria": []}
+    assert (
+        check_page_words(["Report ID: AR-1234-\nabcd\nVERDICT HOLD"], doc, "en", "AR-1234-abcd")
+        == []
+    )
+    assert check_page_words(
+        ["Report ID: AR-1234-ffff\nVERDICT HOLD"], doc, "en", "AR-1234-abcd"
+    ) == ["page 1 does not print the report ID AR-1234-abcd of the evidence"]
 
 
 # --------------------------------------------------------------------------- report refuses

@@ -191,11 +191,17 @@ def check_outcome_words(text: str, criteria: list[Mapping[str, Any]], lang: str)
     return problems
 
 
-def check_page_words(pages: list[str], recomputed: Mapping[str, Any], lang: str) -> list[str]:
+def check_page_words(
+    pages: list[str], recomputed: Mapping[str, Any], lang: str, report_id: str | None = None
+) -> list[str]:
     """Problems where the signed pages' verdict or outcome words differ from the recomputed
-    verdicts (``pages``: the text of every page, page 1 first, ``pdftotext -layout``)."""
+    verdicts (``pages``: the text of every page, page 1 first, ``pdftotext -layout``), or page 1
+    lacks the ``report_id`` the evidence gives (whitespace ignored: it may wrap)."""
     if not pages:
         return ["the text of the signed pages cannot be read: install pdftotext (poppler-utils)"]
-    problems = check_verdict_word(pages[0], str(recomputed.get("verdict")), lang)
+    problems = []
+    if report_id and report_id not in re.sub(r"\s+", "", pages[0]):
+        problems.append(f"page 1 does not print the report ID {report_id} of the evidence")
+    problems += check_verdict_word(pages[0], str(recomputed.get("verdict")), lang)
     problems += check_outcome_words("\n".join(pages), list(recomputed.get("criteria") or []), lang)
     return problems

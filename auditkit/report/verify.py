@@ -497,7 +497,7 @@ def verify_pdf(
         recomputed = not recompute_problems
         if document is not None:
             word_problems = _page_word_problems(
-                data[:end] if 0 < end <= len(data) else b"", document, facts.get("lang")
+                data[:end] if 0 < end <= len(data) else b"", document, facts
             )
             problems.extend(f"printed pages: {p}" for p in word_problems)
             words = not word_problems
@@ -590,15 +590,18 @@ def _facts(contents: dict[str, bytes]) -> dict[str, Any]:
     }
 
 
-def _page_word_problems(signed: bytes, recomputed: dict[str, Any], lang: str | None) -> list[str]:
+def _page_word_problems(
+    signed: bytes, recomputed: dict[str, Any], facts: dict[str, Any]
+) -> list[str]:
     """The verdict and outcome words of the signed pages against the recomputed verdicts, in
     the shipped catalogue of the recorded language (English for a report that records none)."""
     from auditkit.errors import InputError as NoCatalogue
     from auditkit.report.presentation import check_page_words
 
+    lang = facts.get("lang")
     pages = _pages_text(signed, layout=True) if signed else None
     try:
-        return check_page_words(pages or [], recomputed, lang or "en")
+        return check_page_words(pages or [], recomputed, lang or "en", facts.get("report_id"))
     except NoCatalogue:
         return [f"the pages are in {lang!r}, a language auditkit ships no words for: not checked"]
 
