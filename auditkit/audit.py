@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from auditkit.data.interface import LoadOptions
 from auditkit.data.loaders import load_dataset
 from auditkit.energy.interface import EnergyOptions
-from auditkit.errors import DataError, InputError
+from auditkit.errors import DataError, InputError, RunDirError
 from auditkit.models.card import ModelCard, card_beside, load_card
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
 from auditkit.replay.checkpoint import ErrorLimit
@@ -27,10 +28,13 @@ from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import load_rubric
 from auditkit.run import (
+    BASELINE_FILE,
+    BASELINE_FORMAT,
     METRICS_FORMAT,
     RUN_FORMAT,
     VERDICTS_FORMAT,
     RunDir,
+    dumps,
     refuse_symlink,
     write_atomic,
 )
@@ -286,6 +290,10 @@ def run_evaluate(
         if baseline is not None
         else None
     )
+    # judge exactly what is written (and embedded, and recomputed by verify --recompute): the
+    # JSON round trip sorts keys, and a slice's label follows its keys' order
+    metrics = json.loads(dumps(metrics))
+    paired = json.loads(dumps(paired)) if paired is not None else None
     verdicts = {
         "format": VERDICTS_FORMAT,
         "run_id": metrics["run_id"],
@@ -297,7 +305,40 @@ def run_evaluate(
         set_aside_stale_report(run_dir)  # it shows verdicts that are no longer the run's
     # the exact rubric bytes (hashed in verdicts.json) travel with the run: the report embeds them
     write_atomic(run.path / "rubric.yaml", loaded.path.read_bytes())
+    # the paired comparison judged is evidence too: the report embeds it and verify --recompute
+    # passes it to evaluate again; a stale one from an earlier --baseline must not stay behind
+    if paired is not None and baseline is not None:
+        run.write_json(
+            run.path / BASELINE_FILE, baseline_document(metrics["run_id"], baseline, paired)
+        )
+    else:
+        (run.path / BASELINE_FILE).unlink(missing_ok=True)
     return verdicts
+
+
+def baseline_document(run_id: str, baseline_dir: Path, paired: dict[str, Any]) -> dict[str, Any]:
+    """``baseline.json`` (``auditkit.baseline/1``): which baseline run was compared (its id and
+    the SHA-256 of the files the comparison read) and the comparison itself, exactly as
+    :func:`auditkit.rubric.baseline.compare_runs` returned it to ``evaluate``."""
+    base = RunDir(baseline_dir)
+    files = {
+        name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for name, path in (
+            ("run.json", base.run_json),
+            ("samples.parquet", base.samples),
+            ("predictions.parquet", base.predictions),
+        )
+    }
+    return {
+        "format": BASELINE_FORMAT,
+        "run_id": run_id,
+        "baseline_run": {
+            "run_id": paired.get("run_id"),
+            "model_sha256": paired.get("model_sha256"),
+            "files_sha256": files,
+        },
+        "comparison": paired,
+    }
 
 
 @dataclass(frozen=True)
@@ -309,11 +350,34 @@ class ReportResult:
     keys: KeyFiles | None
 
 
+def require_consistent_verdicts(run_dir: Path) -> None:
+    """Refuse (exit 5) a ``verdicts.json`` that does not follow from the evidence the report
+    would embed: the same recomputation as ``verify --recompute``, before anything is signed,
+    so a hand-edited verdict never gets a signature from auditkit's own ``report``."""
+    from auditkit.report.recompute import recompute
+    from auditkit.report.render import load_evidence
+
+    _, problems = recompute(load_evidence(run_dir))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RunDirError(
+            f"verdicts.json in {run_dir} does not follow from its evidence, not signed: "
+            f"{problems[0]}{more}; rerun `auditkit evaluate`"
+        )
+
+
 def development_keys(folder: Path) -> KeyFiles:
     """Development keys in ``folder``, made once and reused."""
     existing = KeyFiles(ca=folder / "ca.pem", cert=folder / "signer.pem", key=folder / "signer.key")
-    if existing.ca.exists() and existing.cert.exists() and existing.key.exists():
+    present = [p for p in (existing.ca, existing.cert, existing.key) if p.exists()]
+    if len(present) == 3:
         return existing
+    if present:  # create_keys would refuse with advice (--overwrite) that `report` lacks
+        missing = sorted({"ca.pem", "signer.pem", "signer.key"} - {p.name for p in present})
+        raise InputError(
+            f"{folder} holds an incomplete set of development keys ({', '.join(missing)} "
+            "missing); remove the folder to have new ones made"
+        )
     return create_keys(folder)
 
 
@@ -343,6 +407,7 @@ def run_report(
     run = RunDir(run_dir)
     out = out or run.report
     keys: KeyFiles | None = None
+    require_consistent_verdicts(run.path)
     if sign_cert is not None and sign_key is None:
         raise InputError("give --sign-key with --sign-cert")
     if sign and sign_key is None:

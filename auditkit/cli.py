@@ -607,7 +607,8 @@ def _gate(verdicts: dict[str, Any], opts: _GateOptions) -> int:
 def _print_verify(path: Path, trust: list[Path] | None) -> bool:
     from auditkit.report.verify import format_result, verify_pdf
 
-    result = verify_pdf(path, trust=trust)
+    # the whole check a regulator runs, recomputation and printed words included
+    result = verify_pdf(path, trust=trust, recompute=True)
     _say(format_result(result))
     return result.ok
 

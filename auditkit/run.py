@@ -20,6 +20,9 @@ from auditkit.errors import InputError, OutputError, RunDirError, first_line
 RUN_FORMAT = "auditkit.run/1"
 METRICS_FORMAT = "auditkit.metrics/1"
 VERDICTS_FORMAT = "auditkit.verdicts/1"
+#: the paired comparison with a baseline run that ``evaluate --baseline`` judged (branch verify)
+BASELINE_FORMAT = "auditkit.baseline/1"
+BASELINE_FILE = "baseline.json"
 
 #: Columns of ``samples.parquet`` that are not metadata, in table order (docs/run-format.md).
 SAMPLE_COLUMNS: tuple[str, ...] = (

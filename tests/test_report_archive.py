@@ -267,7 +267,7 @@ def test_recompute_catches_an_edited_verdict(work: Path, run_dir: Path, keys: Ke
     done = _run_cli("verify", str(path), "--trust", str(keys.ca), "--recompute")
     assert done.returncode == 1
     assert "recomputed:    MISMATCH" in done.stdout
-    assert f"criterion {target['id']}: outcome 'PASS' in the report" in done.stdout
+    assert f"criterion {target['id']}: outcome 'PASS' in verdicts.json" in done.stdout
 
 
 # --------------------------------------------------------------------------- time stamps

@@ -86,7 +86,7 @@ def test_pdf_is_pdfa3b_with_deduplicated_af(pdf: bytes) -> None:
     assert b"<pdfaid:conformance>B</pdfaid:conformance>" in xmp or b'conformance="B"' in xmp
     assert "/OutputIntents" in root
     af = [ref.idnum for ref in root["/AF"]]
-    assert len(af) == len(set(af)) == len(EMBEDDED_FILES) == 4
+    assert len(af) == len(set(af)) == len(EMBEDDED_FILES) == 5
     trailer = cast(Any, reader.trailer)
     assert "/Producer" not in (trailer.get("/Info") or {})
     assert str(trailer["/ID"][0]) == _report_id()
@@ -99,7 +99,15 @@ def test_attachments_are_the_exact_file_bytes(pdf: bytes) -> None:
     attachments = reader.attachments
     assert sorted(attachments) == sorted(EMBEDDED_FILES)
     for name in EMBEDDED_FILES:
-        assert attachments[name] == [(FIXTURE / name).read_bytes()]
+        if name != "presentation.json":  # made by the render, not a run file (below)
+            assert attachments[name] == [(FIXTURE / name).read_bytes()]
+    presentation = json.loads(attachments["presentation.json"][0])
+    shipped = Path(__file__).parent.parent / "reports" / "templates"
+    assert presentation["shipped"] is True and presentation["lang"] == "en"
+    assert (
+        presentation["template"]["sha256"]
+        == hashlib.sha256((shipped / "report.html.j2").read_bytes()).hexdigest()
+    )
     for ref in cast(Any, reader.root_object)["/AF"]:
         spec = ref.get_object()
         assert spec["/AFRelationship"] == "/Data"
@@ -119,7 +127,10 @@ def test_page_one_identifies_verdict_objects_and_evidence(pdf: bytes, tmp_path: 
     assert run["dataset"]["manifest_sha256"] in flat
     assert verdicts["rubric"]["sha256"] in flat
     for name in EMBEDDED_FILES:
-        assert hashlib.sha256((FIXTURE / name).read_bytes()).hexdigest() in flat
+        if name != "presentation.json":
+            assert hashlib.sha256((FIXTURE / name).read_bytes()).hexdigest() in flat
+    embedded = PdfReader(io.BytesIO(pdf)).attachments["presentation.json"][0]
+    assert hashlib.sha256(embedded).hexdigest() in flat
     assert SIGNATORY in text
     assert "Guarded acceptance" in text
     assert "not a conformity assessment" in text

@@ -45,11 +45,16 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 from auditkit import __version__
 from auditkit.errors import InputError, RunDirError
 from auditkit.report import charts, sections
+from auditkit.report.presentation import PRESENTATION_FILE, presentation_record
 from auditkit.resources import rubrics_dir, templates_dir
+from auditkit.run import BASELINE_FILE, BASELINE_FORMAT, dumps
 
 __all__ = [
     "EMBEDDED_FILES",
+    "OPTIONAL_EMBEDDED_FILES",
     "SafeURLFetcher",
+    "embedded_names",
+    "load_evidence",
     "render_html",
     "render_report",
     "report_id_for",
@@ -57,7 +62,10 @@ __all__ = [
 
 RUN_FILES = ("run.json", "metrics.json", "verdicts.json")
 RUBRIC_FILE = "rubric.yaml"
-EMBEDDED_FILES = ("metrics.json", "verdicts.json", "run.json", RUBRIC_FILE)
+# presentation.json: which template and catalogues made the pages (branch verify)
+EMBEDDED_FILES = ("metrics.json", "verdicts.json", "run.json", RUBRIC_FILE, PRESENTATION_FILE)
+#: embedded when the run directory has them: baseline.json after `evaluate --baseline`
+OPTIONAL_EMBEDDED_FILES = (BASELINE_FILE,)
 _MIME = {".json": "application/json", ".yaml": "application/yaml"}
 FORMATS = {
     "run.json": "auditkit.run/1",
@@ -81,6 +89,10 @@ _ATTACHMENT_DESCRIPTIONS = {
     "verdicts.json": "Criterion outcomes and verdict under the rubric (auditkit.verdicts/1)",
     "run.json": "Run record: model, data, tools, host, replay settings, energy (auditkit.run/1)",
     RUBRIC_FILE: "The rubric the verdicts were judged against (auditkit.rubric/v1)",
+    BASELINE_FILE: "The paired comparison with the baseline run that was judged "
+    "(auditkit.baseline/1)",
+    PRESENTATION_FILE: "The template, stylesheet and text catalogues that produced the pages, "
+    "with their SHA-256 (auditkit.presentation/1)",
 }
 _OUTCOME_ORDER = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")
 _OP_SYMBOLS = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "="}
@@ -164,7 +176,49 @@ def _load_run_dir(run_dir: Path) -> RunFiles:
     if not isinstance(parsed["metrics.json"].get("metrics"), list):
         raise RunDirError(f"{run_dir / 'metrics.json'} lacks a valid 'metrics' list")
     raw[RUBRIC_FILE] = _rubric_bytes(run_dir, parsed["verdicts.json"].get("rubric") or {})
+    baseline = _baseline_bytes(run_dir, run_id, parsed["verdicts.json"])
+    if baseline is not None:
+        raw[BASELINE_FILE] = baseline
     return RunFiles(parsed["run.json"], parsed["metrics.json"], parsed["verdicts.json"], raw)
+
+
+def _baseline_bytes(run_dir: Path, run_id: Any, verdicts: Mapping[str, Any]) -> bytes | None:
+    """``baseline.json`` of the run directory (written by ``evaluate --baseline``), checked to
+    belong to this run and to be the comparison ``verdicts.json`` records; None without one."""
+    path = run_dir / BASELINE_FILE
+    if not path.is_file():
+        if "baseline" in verdicts:
+            raise RunDirError(
+                f"verdicts.json was judged against a baseline but {path} is missing "
+                "(rerun `auditkit evaluate --baseline RUN`)"
+            )
+        return None
+    data = path.read_bytes()
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{path} is not valid UTF-8 JSON: {exc}".splitlines()[0]) from None
+    if not isinstance(document, dict) or document.get("format") != BASELINE_FORMAT:
+        raise RunDirError(f"{path} is not an {BASELINE_FORMAT} file")
+    if document.get("run_id") != run_id or document.get("comparison") != verdicts.get("baseline"):
+        raise RunDirError(
+            f"{path} is not the baseline comparison verdicts.json was judged with "
+            "(rerun `auditkit evaluate`)"
+        )
+    return data
+
+
+def load_evidence(run_dir: Path) -> dict[str, bytes]:
+    """The exact bytes a report of ``run_dir`` embeds as evidence (without presentation.json,
+    which the render adds), after the same checks as the render (branch verify: ``report``
+    recomputes the verdicts from them before it signs)."""
+    return dict(_load_run_dir(Path(run_dir)).raw)
+
+
+def embedded_names(raw: Mapping[str, bytes]) -> list[str]:
+    """The files a report embeds, in page-1 order: the fixed ones, then the optional ones
+    the run has."""
+    return [*EMBEDDED_FILES, *(n for n in OPTIONAL_EMBEDDED_FILES if n in raw)]
 
 
 def _rubric_bytes(run_dir: Path, rubric: Mapping[str, Any]) -> bytes:
@@ -965,8 +1019,10 @@ def _context(
                 "label": t["sha256_of"].format(name=name),
                 "sha256": hashlib.sha256(files.raw[name]).hexdigest(),
             }
-            for name in EMBEDDED_FILES
+            for name in embedded_names(files.raw)
         ],
+        # branch verify: page 1 says when the pages were not made by the shipped template
+        "custom_template": not json.loads(files.raw[PRESENTATION_FILE])["shipped"],
         "criteria_intro": t["criteria_intro"].format(
             rubric=rubric.get("id", fmt.na), level=fmt.level_text()
         ),
@@ -1096,6 +1152,8 @@ def _prepare(
         raise InputError(f"no report text for language {lang!r} (available: {available})")
     folder = _template_folder(template_dir)
     files = _load_run_dir(Path(run_dir))
+    # the record of what makes the pages is evidence too (branch verify; docs/report.md)
+    files.raw[PRESENTATION_FILE] = dumps(presentation_record(folder, lang))
     context = _context(
         files,
         run_dir=Path(run_dir),
@@ -1169,7 +1227,7 @@ def render_report(
             modified=stamp,
             url_fetcher=fetcher,
         )
-        for name in EMBEDDED_FILES
+        for name in embedded_names(files.raw)
     ]
     try:
         document = weasyprint.HTML(string=html, base_url=None, url_fetcher=fetcher).render(

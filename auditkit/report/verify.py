@@ -20,8 +20,13 @@ The rules (spike §4 and §6):
    signed revision (so a later update cannot change what is read); when ``pdftotext`` is not
    installed, ``pypdf`` is tried; when neither is available the comparison is skipped (None).
 
-6. With ``recompute``, the verdicts are re-derived from the embedded metrics and rubric
-   (:mod:`auditkit.report.recompute`) and must equal the embedded ``verdicts.json``.
+6. With ``recompute``, the verdicts are re-derived from the embedded metrics, rubric, run and
+   baseline (:mod:`auditkit.report.recompute`) and must equal the embedded ``verdicts.json``;
+   and the verdict and outcome words printed on the pages of the signed revision must be the
+   shipped catalogue's words for the recomputed verdicts, in the language ``presentation.json``
+   records (:mod:`auditkit.report.presentation`), whatever template made the pages.
+7. What was verified is part of the result: the verdict, report ID, model, rubric (from the
+   signed ``verdicts.json`` and ``run.json``) and whether the shipped template made the pages.
 
 ``pdfsig`` is not enough on its own: it prints "Signature is Valid." for incremental-update
 tampering and exits 0 even on a digest mismatch (spike §4).
@@ -32,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import re
 import shutil
@@ -40,7 +46,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
@@ -102,6 +108,14 @@ class VerifyResult:
     signatures: list[SignatureInfo] = field(default_factory=list)
     timestamp: datetime | None = None
     recomputed: bool | None = None  # None: not asked; True: verdicts re-derived and equal
+    # what the signed evidence says (None where the report does not embed it)
+    verdict: str | None = None
+    report_id: str | None = None
+    model: dict[str, Any] | None = None  # name, version, sha256
+    rubric: dict[str, Any] | None = None  # id, version, sha256
+    template_shipped: bool | None = None  # presentation.json: pages made by the shipped template
+    lang: str | None = None
+    page_words_match: bool | None = None  # --recompute: printed words = recomputed outcomes
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``verify --json``)."""
@@ -242,29 +256,43 @@ def _compare_evidence(signed: dict[str, str], latest: dict[str, str]) -> list[st
 # --------------------------------------------------------------------------- page 1 text
 
 
-def _page1_text(signed_bytes: bytes) -> str | None:
-    """Text of page 1 of the signed revision (the file truncated at its end)."""
+def _pages_text(
+    signed_bytes: bytes, *, layout: bool = False, first_only: bool = False
+) -> list[str] | None:
+    """Text of every page of the signed revision (the file truncated at its end), page 1
+    first; ``layout`` keeps a table row on one line (``pdftotext -layout``)."""
     exe = shutil.which("pdftotext")
     if exe is not None:
+        args = [exe, *(["-layout"] if layout else []), *(["-l", "1"] if first_only else [])]
+        args += ["-enc", "UTF-8", "-q", "-", "-"]
         try:
             proc = subprocess.run(
-                [exe, "-f", "1", "-l", "1", "-enc", "UTF-8", "-q", "-", "-"],
-                input=signed_bytes,
-                capture_output=True,
-                timeout=60,
-                check=False,
+                args, input=signed_bytes, capture_output=True, timeout=120, check=False
             )
         except (OSError, subprocess.SubprocessError):
             return None
-        return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
+        if proc.returncode != 0:
+            return None
+        pages = proc.stdout.decode("utf-8", "replace").split("\f")
+        return pages[:-1] if len(pages) > 1 and not pages[-1].strip() else pages
     try:
         from pypdf import PdfReader  # optional fallback (dev dependency)
     except ImportError:
         return None
     try:
-        return PdfReader(io.BytesIO(signed_bytes)).pages[0].extract_text()
+        objects = PdfReader(io.BytesIO(signed_bytes)).pages
+        mode: Literal["plain", "layout"] = "layout" if layout else "plain"
+        return [
+            p.extract_text(extraction_mode=mode) for p in (objects[:1] if first_only else objects)
+        ]
     except Exception:
         return None
+
+
+def _page1_text(signed_bytes: bytes) -> str | None:
+    """Text of page 1 of the signed revision."""
+    pages = _pages_text(signed_bytes, first_only=True)
+    return pages[0] if pages else None
 
 
 def _printed_hashes(text: str | None, evidence: dict[str, str]) -> tuple[bool | None, list[str]]:
@@ -391,9 +419,13 @@ def verify_pdf(
 
     try:
         reader = PdfFileReader(io.BytesIO(data))
-        sigs = sorted(reader.embedded_signatures, key=lambda s: s.signed_revision)
+        _ = reader.root
     except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return _failed(f"cannot read the PDF's structure: {first_line(exc, 200)}")
+    try:  # pyHanko parses each signature's CMS here
+        sigs = sorted(reader.embedded_signatures, key=lambda s: s.signed_revision)
+    except Exception as exc:
+        return _failed(_unreadable_signature(exc))
     if not sigs:
         return _failed("no signature")
     author = sigs[0]
@@ -408,8 +440,8 @@ def verify_pdf(
             sig_status, sig_problems = _judge(sig, vc)
         except Exception as exc:
             if i == 0:
-                return _failed(f"the signature cannot be validated: {first_line(exc, 200)}")
-            problems.append(f"signature {name} cannot be validated: {first_line(exc, 200)}")
+                return _failed(_unreadable_signature(exc))
+            problems.append(f"countersignature {name}: {_unreadable_signature(exc)}")
             continue
         info = _info(sig, sig_status, roots, sig_problems)
         if roots and not sig_status.trusted and info.intact:
@@ -454,13 +486,21 @@ def verify_pdf(
         printed, printed_problems = _printed_hashes(_page1_text(data[:end]), evidence)
         problems.extend(printed_problems)
 
+    facts = _facts(contents)
     recomputed: bool | None = None
+    words: bool | None = None
     if recompute:
         from auditkit.report.recompute import recompute as rederive
 
-        _, recompute_problems = rederive(contents)
+        document, recompute_problems = rederive(contents)
         problems.extend(f"recompute: {p}" for p in recompute_problems)
         recomputed = not recompute_problems
+        if document is not None:
+            word_problems = _page_word_problems(
+                data[:end] if 0 < end <= len(data) else b"", document, facts
+            )
+            problems.extend(f"printed pages: {p}" for p in word_problems)
+            words = not word_problems
 
     first = infos[0]
     ok = bool(status.bottom_line) and bool(roots) and not problems
@@ -480,27 +520,159 @@ def verify_pdf(
         signatures=infos,
         timestamp=first.timestamp,
         recomputed=recomputed,
+        page_words_match=words,
+        **facts,
     )
 
 
-def format_result(result: VerifyResult) -> str:
-    """The human lines the CLI prints for a verification result."""
+def _unreadable_signature(exc: BaseException) -> str:
+    """One line for a signature pyHanko cannot read or validate: damaged CMS bytes surface as
+    Python errors from the parser (``'EmbeddedPdfSignature' object has no attribute ...``,
+    ``Insufficient data``, ASN.1 tag errors), which mean nothing to the reader."""
+    text = first_line(exc, 200)
+    damaged = isinstance(exc, AttributeError | TypeError | KeyError | IndexError) or any(
+        marker in text for marker in ("asn1crypto", "Insufficient data", "signer_infos")
+    )
+    if damaged:
+        return "the signature's data (CMS) is damaged and cannot be read: the file was altered"
+    return f"the signature cannot be validated: {text}"
+
+
+def _json_or_none(data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _facts(contents: dict[str, bytes]) -> dict[str, Any]:
+    """What the signed evidence says the report is about (VerifyResult's verdict, report_id,
+    model, rubric, template_shipped, lang)."""
+    from auditkit.report.presentation import PRESENTATION_FILE
+
+    verdicts = _json_or_none(contents.get("verdicts.json")) or {}
+    run = _json_or_none(contents.get("run.json")) or {}
+    presentation = _json_or_none(contents.get(PRESENTATION_FILE))
+    model, rubric = _dict(run.get("model")), _dict(verdicts.get("rubric"))
+    card = _dict(model.get("card"))
+    report_id = None
+    if "verdicts.json" in contents and run.get("run_id"):
+        from auditkit.report.render import report_id_for
+
+        report_id = report_id_for(str(run["run_id"]), contents["verdicts.json"])
+    shipped = presentation.get("shipped") if presentation else None
+    return {
+        "verdict": str(verdicts["verdict"]) if "verdict" in verdicts else None,
+        "report_id": report_id,
+        "model": {
+            "name": card.get("name"),
+            "version": card.get("version"),
+            "sha256": model.get("sha256"),
+        }
+        if model
+        else None,
+        "rubric": {
+            "id": rubric.get("id"),
+            "version": rubric.get("version"),
+            "sha256": rubric.get("sha256"),
+        }
+        if rubric
+        else None,
+        "template_shipped": shipped if isinstance(shipped, bool) else None,
+        "lang": str(presentation["lang"]) if presentation and "lang" in presentation else None,
+    }
+
+
+def _page_word_problems(
+    signed: bytes, recomputed: dict[str, Any], facts: dict[str, Any]
+) -> list[str]:
+    """The verdict and outcome words of the signed pages against the recomputed verdicts, in
+    the shipped catalogue of the recorded language (English for a report that records none)."""
+    from auditkit.errors import InputError as NoCatalogue
+    from auditkit.report.presentation import check_page_words
+
+    lang = facts.get("lang")
+    pages = _pages_text(signed, layout=True) if signed else None
+    try:
+        return check_page_words(pages or [], recomputed, lang or "en", facts.get("report_id"))
+    except NoCatalogue:
+        return [f"the pages are in {lang!r}, a language auditkit ships no words for: not checked"]
+
+
+def _short(sha: Any) -> str:
+    return f"SHA-256 {sha}" if sha else "SHA-256 not recorded"
+
+
+def _what_lines(result: VerifyResult) -> list[str]:
+    """What the signed evidence says the report is about."""
     lines = []
-    signer = result.signer or "(none)"
-    if result.signer_is_development_key:
-        signer += "  [DEVELOPMENT KEY — not for regulatory submission]"
-    lines.append(f"signer:        {signer}")
-    when = result.signing_time.isoformat() if result.signing_time else "(unknown)"
-    if result.timestamp is not None:
-        lines.append(f"signing time:  {when}; RFC 3161 time stamp {result.timestamp.isoformat()}")
+    if result.verdict is not None:
+        lines.append(f"verdict:       {result.verdict} (as signed in verdicts.json)")
+    if result.report_id is not None:
+        lines.append(f"report ID:     {result.report_id}")
+    if result.model:
+        m = result.model
+        name = " ".join(str(v) for v in (m.get("name"), m.get("version")) if v) or "(unnamed)"
+        lines.append(f"model:         {name}, {_short(m.get('sha256'))}")
+    if result.rubric:
+        r = result.rubric
+        lines.append(f"rubric:        {r.get('id')} version {r.get('version')}")
+    if result.template_shipped is None:
+        template = "not recorded (a report made before presentation.json)"
+    elif result.template_shipped:
+        template = "the shipped one (presentation.json)"
     else:
-        lines.append(f"signing time:  {when} (claimed by the signer; no trusted timestamp)")
-    lines.append(f"coverage:      {result.coverage}, modifications: {result.modification_level}")
-    lines.append(f"trusted:       {'yes' if result.trusted else 'no'}")
-    for info in result.signatures[1:]:
-        state = "valid" if info.ok else "NOT VALID"
-        stamp = f", time stamp {info.timestamp.isoformat()}" if info.timestamp else ""
-        lines.append(f"countersigned: {info.signer} ({info.field}, {state}{stamp})")
+        template = "CUSTOM, not the shipped one (presentation.json lists its SHA-256)"
+    if result.evidence:
+        lines.append(f"template:      {template}")
+    return lines
+
+
+def _signature_lines(result: VerifyResult) -> list[str]:
+    """One block per signature, each with its own trust."""
+    lines = []
+    for i, info in enumerate(result.signatures):
+        role = "author, certification" if i == 0 else "countersignature"
+        signer = info.signer or "(none)"
+        if info.signer_is_development_key:
+            signer += "  [DEVELOPMENT KEY — not for regulatory submission]"
+        lines.append(f"signature {i + 1}:   {signer} ({role}, field {info.field})")
+        when = info.signing_time.isoformat() if info.signing_time else "(unknown)"
+        if info.timestamp is not None:
+            lines.append(
+                f"  signing time: {when}; RFC 3161 time stamp {info.timestamp.isoformat()}"
+            )
+        else:
+            lines.append(f"  signing time: {when} (claimed by the signer; no trusted time stamp)")
+        lines.append(
+            f"  intact:       {'yes' if info.intact else 'NO'}; coverage {info.coverage}, "
+            f"modifications {info.modification_level}"
+        )
+        lines.append(f"  trusted:      {_trust_word(info, result)}")
+    if not result.signatures:
+        lines.append("signature:     none readable")
+    return lines
+
+
+def _trust_word(info: SignatureInfo, result: VerifyResult) -> str:
+    if info.trusted:
+        return "yes"
+    if NO_TRUST_PROBLEM in result.problems:
+        return "no (no trust certificate given)"
+    return "no (does not chain to a trusted certificate)" if info.intact else "no"
+
+
+def format_result(result: VerifyResult) -> str:
+    """The human lines the CLI prints for a verification result: what the report is about,
+    each signature with its own trust, the evidence, and the checks."""
+    lines = _what_lines(result) + _signature_lines(result)
     if result.evidence:
         lines.append("evidence (as signed):")
         width = max(len(n) for n in result.evidence)
@@ -510,9 +682,16 @@ def format_result(result: VerifyResult) -> str:
         lines.append("page 1 hashes: not printed")
     else:
         lines.append(f"page 1 hashes: {'match' if result.printed_hashes_match else 'MISMATCH'}")
-    if result.recomputed is not None:
+    if result.recomputed is None:
+        lines.append("recomputed:    not checked (verify --recompute re-derives the verdicts)")
+    else:
         lines.append(
             "recomputed:    " + ("verdicts match the evidence" if result.recomputed else "MISMATCH")
+        )
+    if result.page_words_match is not None:
+        lines.append(
+            "printed words: "
+            + ("verdict and outcomes as recomputed" if result.page_words_match else "MISMATCH")
         )
     if result.ok:
         lines.append("VERIFIED")
