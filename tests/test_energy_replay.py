@@ -66,10 +66,12 @@ def test_extra_passes_fill_the_window_and_keep_the_first_predictions(
     window = energy["window"]
     assert window["passes"] > 1 and window["first_pass_images"] == 12
     assert window["images"] == 12 * window["passes"]
+    # the corrupt image is processed in every pass but never scored
+    assert window["scored_images"] == 11 * window["passes"]
     assert window["seconds"] >= 0.3
-    # a constant 50 W wall meter: 50 J per second of window, per image as counted
+    # a constant 50 W wall meter: 50 J per second of window, per scored image
     assert energy["energy_j"] == pytest.approx(50.0 * window["seconds"], rel=1e-6)
-    assert energy["j_per_image"] == pytest.approx(energy["energy_j"] / window["images"])
+    assert energy["j_per_image"] == pytest.approx(energy["energy_j"] / (11 * window["passes"]))
     assert energy["method"] == "powerlog" and energy["measured"] is True
     assert energy["label"] == "measured" and energy["boundary"] == "wall"
     assert energy["sampling_interval_s"] == pytest.approx(0.25)
