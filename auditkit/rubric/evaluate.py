@@ -826,7 +826,7 @@ def _judge_criterion(
     params: dict[str, float],
     run: dict[str, Any] | None,
     baseline: dict[str, Any] | None,
-    gaps: list[str],
+    gaps: list[dict[str, Any]],
 ) -> dict[str, Any]:
     rubric = loaded.rubric
     stats = effective_statistics(criterion, rubric.defaults.statistics)
@@ -853,7 +853,7 @@ def _judge_criterion(
         base.update(empty, outcome=outcome)
         with_text(base, metric, code, **args)
         if gap:
-            gaps.append(f"{criterion.id}: {base['reason']}")
+            gaps.append(_gap(criterion.id, None, base))
         return base
 
     if criterion.kind == "attestation":
@@ -894,7 +894,7 @@ def _judge_criterion(
         if result.notes:
             base["reason_notes"] = [dict(n) for n in result.notes]
         if result.outcome in ("INSUFFICIENT", "ERROR"):
-            gaps.append(f"{criterion.id}: {result.reason}")
+            gaps.append(_gap(criterion.id, None, base))
         return base
 
     assert threshold is not None
@@ -911,7 +911,7 @@ def _judge_criterion(
         return settle(on_insufficient, code, **problem)
     for r in rows:
         if r.pop("insufficient"):
-            gaps.append(f"{criterion.id} [{slice_label(r['slice'])}]: {r['reason']}")
+            gaps.append(_gap(criterion.id, r["slice"], r))
     worst = _worst(rows, ctx.op)
     sliced = bool(criterion.metric and criterion.metric.slice_by)
     # every figure of the criterion comes from the one row that decides it (one slice)
@@ -947,36 +947,56 @@ _ROW_FIGURES = (
     "bounds_sided",
     "reason_code",
     "reason_args",
+    "holm",
 )
 
 
-def _applicability_gaps(loaded: LoadedRubric, metrics: dict[str, Any]) -> list[str]:
+def _gap(
+    criterion_id: str | None, slc: dict[str, Any] | None, row: dict[str, Any]
+) -> dict[str, Any]:
+    """A data gap: the English line of ``data_gaps`` and its coded form (``data_gap_reasons``)."""
+    where = (
+        ""
+        if criterion_id is None
+        else (f"{criterion_id}: " if slc is None else f"{criterion_id} [{slice_label(slc)}]: ")
+    )
+    coded: dict[str, Any] = {
+        "criterion": criterion_id,
+        "slice": slc,
+        "reason_code": row.get("reason_code"),
+        "reason_args": row.get("reason_args") or {},
+    }
+    if row.get("reason_notes"):
+        coded["reason_notes"] = row["reason_notes"]
+    return {"text": where + str(row.get("reason", "")), "coded": coded}
+
+
+def _run_gap(code: str, **args: Any) -> dict[str, Any]:
+    return _gap(None, None, with_text({}, None, code, (), **args))
+
+
+def _applicability_gaps(loaded: LoadedRubric, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     app = loaded.rubric.applicability
     gaps = []
     unit = metrics.get("unit")
     if unit and unit != app.unit_of_analysis:
-        gaps.append(f"the rubric counts {app.unit_of_analysis}s but the metrics count {unit}s")
+        gaps.append(_run_gap("unit_mismatch", rubric_unit=app.unit_of_analysis, metrics_unit=unit))
     present = {k for e in metrics.get("metrics", []) for k in _subgroup(e) if k != "by"}
     absent = [k for k in app.slice_keys if k not in present]
     if absent and metrics.get("metrics"):
-        gaps.append(
-            "expected slice key(s) absent from the data: " + ", ".join(absent) + " (not judged)"
-        )
+        gaps.append(_run_gap("slice_keys_absent", keys=absent))
     return gaps
 
 
-def _run_gaps(metrics: dict[str, Any]) -> list[str]:
+def _run_gaps(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     gaps = []
     counts = metrics.get("counts", {})
     if counts.get("images_unreadable"):
-        gaps.append(f"{counts['images_unreadable']} image(s) unreadable: not scored")
+        gaps.append(_run_gap("images_unreadable", count=int(counts["images_unreadable"])))
     if counts.get("images_error"):
-        gaps.append(f"{counts['images_error']} image(s) failed in inference: not scored")
+        gaps.append(_run_gap("images_failed", count=int(counts["images_error"])))
     if counts.get("parts_unscored"):
-        gaps.append(
-            f"{counts['parts_unscored']} part(s) with an unscored image: "
-            "left out of part-level rates"
-        )
+        gaps.append(_run_gap("parts_unscored", count=int(counts["parts_unscored"])))
     return gaps
 
 
@@ -1042,7 +1062,9 @@ def evaluate(
         "exit_code": VERDICT_EXIT[verdict],
         "criteria": criteria_out,
         "undecided": undecided(criteria_out),
-        "data_gaps": gaps,
+        "data_gaps": [g["text"] for g in gaps],
+        # the same gaps as codes with arguments, for a report in another language
+        "data_gap_reasons": [g["coded"] for g in gaps],
     }
     if baseline is not None:
         out["baseline"] = baseline

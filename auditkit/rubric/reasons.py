@@ -9,8 +9,8 @@ report can print it in its own language (``reason`` templates of the string cata
 How an argument is printed depends on its name (:func:`render`): ``value``, ``bound`` and
 ``threshold`` in the criterion's metric unit; ``share``, ``share_limit``, ``level`` and
 ``want_level`` as percentages; ``p``, ``alpha``, ``difference`` and ``limit`` as plain numbers;
-``side``, ``source``, ``sided`` and ``want_sided`` as words of the catalogue's
-``reason_words``; lists joined with commas; anything else as is.
+``side``, ``source``, ``sided``, ``want_sided``, ``rubric_unit`` and ``metrics_unit`` as
+words of the catalogue's ``reason_words``; lists joined with commas; anything else as is.
 """
 
 from __future__ import annotations
@@ -56,6 +56,12 @@ TEMPLATES: dict[str, str] = {
     "card_declares_no": "the model card declares no '{name}' ({ref})",
     "card_not_number": "the model card's '{name}' is not a number ({ref})",
     "site_param_missing": "site parameter '{name}' not given (use --param {name}=VALUE)",
+    # data gaps of the run
+    "images_unreadable": "{count} image(s) unreadable: not scored",
+    "images_failed": "{count} image(s) failed in inference: not scored",
+    "parts_unscored": "{count} part(s) with an unscored image: left out of part-level rates",
+    "unit_mismatch": "the rubric counts {rubric_unit}s but the metrics count {metrics_unit}s",
+    "slice_keys_absent": "expected slice key(s) absent from the data: {keys} (not judged)",
     # evidence checks
     "no_run": "run.json not available to check this evidence",
     "no_declared_sha256": "no declared SHA-256 to compare with (metric.params.expected or the "
@@ -94,12 +100,14 @@ WORDS: dict[str, str] = {
     "model card": "model card",
     "one": "one",
     "two": "two",
+    "part": "part",
+    "image": "image",
 }
 
 METRIC_KEYS = frozenset({"value", "bound", "threshold"})
 PERCENT_KEYS = frozenset({"share", "share_limit", "level", "want_level"})
 NUMBER_KEYS = frozenset({"p", "alpha", "difference", "limit"})
-WORD_KEYS = frozenset({"side", "source", "sided", "want_sided"})
+WORD_KEYS = frozenset({"side", "source", "sided", "want_sided", "rubric_unit", "metrics_unit"})
 
 
 def reason(code: str, /, **args: Any) -> dict[str, Any]:
