@@ -337,6 +337,7 @@ class _Fmt:
             words=self.t.get("reason_words") or {},
             value=lambda x: self.value(metric, x),
             percent=lambda x: self.level_pct(x),
+            separator=str(self.t.get("reason_separator", "; ")),
         )
 
     def _reason_arg(self, key: str, x: Any) -> Any:

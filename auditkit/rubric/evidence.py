@@ -207,7 +207,7 @@ def _approval(approval: Any, run: Mapping[str, Any] | None) -> EvidenceResult:
             stamp,
             "approved_before_run",
             detail,
-            by=approval.approved_by,
+            approver=approval.approved_by,
             at=stamp,
             started=began,
         )

@@ -81,7 +81,7 @@ TEMPLATES: dict[str, str] = {
     "parity_decisions_agree": "decisions agree {agree}/{compared}",
     "no_approval": "the rubric has no approval record (approval.approved_by, approved_at)",
     "no_started_at": "run.json has no readable started_at",
-    "approved_before_run": "approved by {by} at {at}, before the run started ({started})",
+    "approved_before_run": "approved by {approver} at {at}, before the run started ({started})",
     "approved_not_before_run": "approved at {at}, not before the run started ({started})",
     "energy_not_recorded": "energy not recorded in this run (replay with energy on)",
     "energy_measured": "energy measured ({method}, {boundary} boundary)",
