@@ -348,7 +348,7 @@ def test_every_figure_of_a_criterion_row_comes_from_its_deciding_slice(
     assert row["value"] == "10.00 %" and row["kn"] == "30/300"
     assert row["interval"] == f"{100 * low:.2f} % – {100 * high:.2f} %"
     assert row["bound"] == f"{100 * low:.2f} %"
-    assert "L2" in row["worst"] and row["interval_label"] == "one-sided 95 % bounds"
+    assert "L2" in row["worst"] and row["interval_label"] == "one-sided 95 %"
     # the forest chart draws the table's bounds, slice by slice
     (chart,) = drawn
     for bar, s in zip(chart, c["slices"], strict=True):
@@ -485,3 +485,16 @@ def test_a_criterion_reason_renders_in_the_report_language(tmp_path: Path) -> No
     )
     en = fmt("en").reason(c, "escape_rate")
     assert en.startswith(f"lower bound {100 * low:.2f} % > 5.00 %")
+
+
+def test_an_attestation_is_not_a_data_gap(tmp_path: Path) -> None:
+    criteria = [
+        escape_criterion(threshold=0.05, min_n=10),
+        {"id": "logs", "title": "logging", "kind": "attestation", "severity": "info"},
+    ]
+    loaded = load_rubric(write_rubric(tmp_path, criteria))
+    verdicts = evaluate({"metrics": [rate("escape_rate", 0, 700)]}, loaded)
+    logs = verdicts["criteria"][1]
+    assert logs["outcome"] == "ATTESTED" and logs["reason_code"] == "attested"
+    assert "reason_args" in logs and logs["reason_args"] == {}
+    assert verdicts["data_gaps"] == [] and verdicts["undecided"] == []

@@ -857,7 +857,7 @@ def _judge_criterion(
         return base
 
     if criterion.kind == "attestation":
-        return settle("ATTESTED", "attested", gap=False)
+        return settle("ATTESTED", "attested", False)
     if "baseline" in criterion.requires and baseline is None:
         # conditional on an input that was not given: not evaluated, and it does not hold
         # the verdict (the rubric says so); listed among the criteria not decided
