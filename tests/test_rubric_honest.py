@@ -498,3 +498,15 @@ def test_an_attestation_is_not_a_data_gap(tmp_path: Path) -> None:
     assert logs["outcome"] == "ATTESTED" and logs["reason_code"] == "attested"
     assert "reason_args" in logs and logs["reason_args"] == {}
     assert verdicts["data_gaps"] == [] and verdicts["undecided"] == []
+
+
+def test_data_gaps_render_in_the_report_language(tmp_path: Path) -> None:
+    entries = [rate("escape_rate", 0, 700, shift="day"), rate("escape_rate", 0, 40, shift="night")]
+    metric = {"slice_by": ["shift"], "aggregate": "each"}
+    verdicts = judge(tmp_path, entries, threshold=0.05, min_n=100, metric=metric)
+    (gap,) = verdicts["data_gaps"]
+    (coded,) = verdicts["data_gap_reasons"]
+    assert gap == "esc [shift=night]: insufficient sample: n=40 < min_n=100"
+    assert coded["criterion"] == "esc" and coded["slice"] == {"shift": "night"}
+    zh = fmt("zh").gap(coded)
+    assert zh == "esc [班次 = night]：样本不足：n = 40，少于评价准则规定的最小样本量 100"

@@ -340,6 +340,17 @@ class _Fmt:
             separator=str(self.t.get("reason_separator", "; ")),
         )
 
+    def gap(self, coded: Mapping[str, Any]) -> str:
+        """A data gap of ``verdicts.json`` ``data_gap_reasons`` in the report's language:
+        "criterion [slice]: reason" (the criterion and slice omitted for a gap of the run)."""
+        text = self.reason(coded, str(coded.get("metric") or ""))
+        criterion = coded.get("criterion")
+        if not criterion:
+            return text
+        slc = coded.get("slice")
+        where = str(criterion) if slc is None else f"{criterion} [{self.slice(slc)}]"
+        return f"{where}{self.t.get('colon', ': ')}{text}"
+
     def _reason_arg(self, key: str, x: Any) -> Any:
         # symbols and identifiers the catalogue knows are shown in the report's words
         if key in ("op", "relation") and isinstance(x, str):

@@ -853,7 +853,7 @@ def _judge_criterion(
         base.update(empty, outcome=outcome)
         with_text(base, metric, code, **args)
         if gap:
-            gaps.append(_gap(criterion.id, None, base))
+            gaps.append(_gap(criterion.id, None, base, metric))
         return base
 
     if criterion.kind == "attestation":
@@ -894,7 +894,7 @@ def _judge_criterion(
         if result.notes:
             base["reason_notes"] = [dict(n) for n in result.notes]
         if result.outcome in ("INSUFFICIENT", "ERROR"):
-            gaps.append(_gap(criterion.id, None, base))
+            gaps.append(_gap(criterion.id, None, base, metric))
         return base
 
     assert threshold is not None
@@ -911,7 +911,7 @@ def _judge_criterion(
         return settle(on_insufficient, code, **problem)
     for r in rows:
         if r.pop("insufficient"):
-            gaps.append(_gap(criterion.id, r["slice"], r))
+            gaps.append(_gap(criterion.id, r["slice"], r, metric))
     worst = _worst(rows, ctx.op)
     sliced = bool(criterion.metric and criterion.metric.slice_by)
     # every figure of the criterion comes from the one row that decides it (one slice)
@@ -952,7 +952,10 @@ _ROW_FIGURES = (
 
 
 def _gap(
-    criterion_id: str | None, slc: dict[str, Any] | None, row: dict[str, Any]
+    criterion_id: str | None,
+    slc: dict[str, Any] | None,
+    row: dict[str, Any],
+    metric: str | None = None,
 ) -> dict[str, Any]:
     """A data gap: the English line of ``data_gaps`` and its coded form (``data_gap_reasons``)."""
     where = (
@@ -962,6 +965,7 @@ def _gap(
     )
     coded: dict[str, Any] = {
         "criterion": criterion_id,
+        "metric": metric,
         "slice": slc,
         "reason_code": row.get("reason_code"),
         "reason_args": row.get("reason_args") or {},
