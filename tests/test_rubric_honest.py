@@ -457,7 +457,7 @@ SAMPLE_ARGS: dict[str, Any] = {
 #: what may stay in Latin letters in a Chinese reason: identifiers, options, units, names
 ALLOWED = re.compile(
     r"--baseline RUN|--param|--reference-outputs|VALUE|metrics\.json|run\.json|SHA-256|"
-    r"McNemar|Holm|Fisher|escape_rate|overkill_rate|declared\.escape_rate|camera|QA|"
+    r"McNemar|Holm|Fisher|Dask|escape_rate|overkill_rate|declared\.escape_rate|camera|QA|"
     r"[0-9a-f]{12}|\d{4}-\d\d-\d\dT[\d:]+(?:\+00:00|Z)|\bp\b|\bn\b"
 )
 
@@ -510,3 +510,21 @@ def test_data_gaps_render_in_the_report_language(tmp_path: Path) -> None:
     assert coded["criterion"] == "esc" and coded["slice"] == {"shift": "night"}
     zh = fmt("zh").gap(coded)
     assert zh == "esc [班次 = night]：样本不足：n = 40，少于评价准则规定的最小样本量 100"
+
+
+def test_energy_on_an_external_cluster_is_not_called_modelled(tmp_path: Path) -> None:
+    loaded = load_rubric(energy_rubric(tmp_path))
+    run = {
+        "energy": {
+            "method": "nvml",
+            "measured": False,
+            "label": "not measured",
+            "not_measured_reason": "the batches ran on the Dask cluster of tcp://h:8786",
+        }
+    }
+    entry = {**energy_entry("not measured"), "value": None}
+    verdicts = evaluate({"metrics": [entry]}, loaded, run=run)
+    figure, evidence = verdicts["criteria"]
+    assert figure["outcome"] == "INCONCLUSIVE" and figure["reason_code"] == "no_value"
+    assert evidence["outcome"] == "FAIL" and evidence["reason_code"] == "energy_not_seen"
+    assert "modelled" not in evidence["reason"]

@@ -19,7 +19,8 @@ check                         PASS when
 ``rubric_approved_before_run`` the rubric's ``approval.approved_at`` is before ``run.json``
                               ``started_at`` (FAIL without an approval record)
 ``energy_measured``           ``run.json`` ``energy.measured`` is true (FAIL when false: the
-                              energy was modelled; INSUFFICIENT when absent or method off)
+                              energy was modelled, or the meter could not see the work on a
+                              Dask cluster; INSUFFICIENT when absent or method off)
 ``metrics_reported``          every metric in ``params.names`` has an overall entry with a
                               value in ``metrics.json`` (with ``params.with_interval``: rates
                               and quantiles also with k or n and an interval)
@@ -231,6 +232,10 @@ def _energy(run: Mapping[str, Any] | None) -> EvidenceResult:
             method=method,
             boundary=energy.get("boundary"),
         )
+    if energy.get("not_measured_reason"):
+        # the meter could not see the work (an external Dask cluster): neither measured nor
+        # modelled, simply not known
+        return _result("FAIL", False, "energy_not_seen", detail, method=method)
     return _result("FAIL", False, "energy_modelled", detail, method=method)
 
 

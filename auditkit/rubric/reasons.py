@@ -86,6 +86,8 @@ TEMPLATES: dict[str, str] = {
     "energy_not_recorded": "energy not recorded in this run (replay with energy on)",
     "energy_measured": "energy measured ({method}, {boundary} boundary)",
     "energy_modelled": "energy modelled ({method}), not measured",
+    "energy_not_seen": "energy not measured: the meter ({method}) could not see the work "
+    "(batches on a Dask cluster)",
     "not_reported": "not reported: {missing}",
     "reported_without_interval": "reported without counts or an interval: {names}",
     "reported": "reported: {names}",
