@@ -528,3 +528,29 @@ def test_energy_on_an_external_cluster_is_not_called_modelled(tmp_path: Path) ->
     assert figure["outcome"] == "INCONCLUSIVE" and figure["reason_code"] == "no_value"
     assert evidence["outcome"] == "FAIL" and evidence["reason_code"] == "energy_not_seen"
     assert "modelled" not in evidence["reason"]
+
+
+def test_spread_rows_print_in_their_own_units(tmp_path: Path) -> None:
+    entries = [rate("escape_rate", 20, 400, line="A"), rate("escape_rate", 4, 400, line="B")]
+    difference = judge(
+        tmp_path,
+        entries,
+        threshold=0.02,
+        min_n=100,
+        metric={"slice_by": ["line"], "aggregate": "difference"},
+    )
+    rows, _ = render._criteria_view(difference, fmt(), {})
+    # 20/400 - 4/400 = 4 percentage points, against a 2-point limit
+    assert rows[0]["value"] == "4.00 pp" and rows[0]["threshold"] == "≤ 2.00 pp"
+    homogeneity = judge(
+        tmp_path,
+        entries,
+        threshold=0.01,
+        min_n=100,
+        metric={"slice_by": ["line"], "aggregate": "homogeneity"},
+        requirement={"op": ">=", "statistic": "p_value"},
+    )
+    c = homogeneity["criteria"][0]
+    rows, _ = render._criteria_view(homogeneity, fmt(), {})
+    assert rows[0]["value"] == f"{c['value']:.4g}" and "%" not in rows[0]["value"]
+    assert rows[0]["threshold"] == "≥ 0.01"

@@ -491,6 +491,7 @@ def _criteria_view(
     t = fmt.t
     for crit in verdicts["criteria"]:
         metric = str(crit.get("metric", ""))
+        shown = _shown_metric(crit, crit.get("slice"))  # the unit of the deciding row
         refs = []
         for ref in crit.get("maps_to") or []:
             text = " ".join(p for p in (ref.get("ref"), ref.get("clause")) if p)
@@ -510,17 +511,19 @@ def _criteria_view(
             if crit.get("slice_by")
             else None,
             "statistic": _criterion_statistic(crit, fmt),
-            "threshold": fmt.threshold(metric, crit.get("op"), crit.get("threshold")),
+            "threshold": fmt.threshold(
+                _shown_metric(crit, {"by": []}), crit.get("op"), crit.get("threshold")
+            ),
             "provenance": fmt.lookup("provenance", crit.get("threshold_provenance")),
-            "value": fmt.value(metric, crit.get("value")),
-            "bound": fmt.value(metric, crit.get("bound")),
+            "value": fmt.value(shown, crit.get("value")),
+            "bound": fmt.value(shown, crit.get("bound")),
             "kn": fmt.kn(crit.get("k"), crit.get("n")),
             "outcome": fmt.lookup("outcome", crit.get("outcome")),
             "outcome_code": crit.get("outcome"),
             "outcome_css": _outcome_css(crit.get("outcome")),
-            "reason": fmt.reason(crit, metric),
+            "reason": fmt.reason(crit, shown),
             "worst": t["worst_slice"].format(slice=fmt.slice(deciding)) if deciding else None,
-            "interval": _criterion_interval(crit, metric, deciding, index, fmt),
+            "interval": _criterion_interval(crit, shown, deciding, index, fmt),
             "interval_label": fmt.bounds_label(crit),
             "rule": fmt.lookup("decision_rule", crit.get("decision_rule"))
             if crit.get("decision_rule")
@@ -534,17 +537,18 @@ def _criteria_view(
         chart_rows = []
         for s in slices:
             slc = s.get("slice") or {}
+            unit = _shown_metric(crit, slc)
             slice_rows.append(
                 {
                     "slice": fmt.slice_value(slc),
-                    "value": fmt.value(metric, s.get("value")),
-                    "bound": fmt.value(metric, s.get("bound")),
-                    "interval": _bounds_text(metric, s.get("low"), s.get("high"), fmt),
+                    "value": fmt.value(unit, s.get("value")),
+                    "bound": fmt.value(unit, s.get("bound")),
+                    "interval": _bounds_text(unit, s.get("low"), s.get("high"), fmt),
                     "interval_label": fmt.bounds_label(s),
                     "kn": fmt.kn(s.get("k"), s.get("n")),
                     "outcome": fmt.lookup("outcome", s.get("outcome")),
                     "outcome_css": _outcome_css(s.get("outcome")),
-                    "reason": fmt.reason(s, metric),
+                    "reason": fmt.reason(s, unit),
                 }
             )
             # the bar is the row's own bounds, the ones the decision used (Holm-adjusted
@@ -560,7 +564,8 @@ def _criteria_view(
             )
         chart_list: list[str] = []
         threshold = crit.get("threshold")
-        if fmt.is_rate(metric) and isinstance(threshold, int | float):
+        spread = crit.get("aggregate") in _SPREADS  # a chart of slice rates would not show it
+        if fmt.is_rate(metric) and isinstance(threshold, int | float) and not spread:
             chart_list = charts.forest_chart_data_uris(chart_rows, float(threshold))
         labels = t.get("bounds_label") or {}
         bounds = (
@@ -588,6 +593,23 @@ def _criteria_view(
             }
         )
     return rows, sliced
+
+
+#: aggregates whose criterion value is not a slice rate
+_SPREADS = ("difference", "ratio", "homogeneity")
+
+
+def _shown_metric(crit: Mapping[str, Any], slc: Mapping[str, Any] | None) -> str:
+    """The name whose unit a row's numbers are printed in: a spread row (``{"by": ...}``) of
+    a ``difference`` is in percentage points, of a ``ratio`` a plain number, of a
+    ``homogeneity`` test a p-value; any other row in the criterion's metric."""
+    metric = str(crit.get("metric", ""))
+    aggregate = crit.get("aggregate")
+    if aggregate not in _SPREADS or not (slc and "by" in slc):
+        return metric
+    if aggregate == "homogeneity":
+        return "p_value"
+    return f"{metric}_{aggregate}"
 
 
 def _criteria_intro(verdicts: Mapping[str, Any], fmt: _Fmt) -> str:
