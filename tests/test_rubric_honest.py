@@ -542,6 +542,8 @@ def test_spread_rows_print_in_their_own_units(tmp_path: Path) -> None:
     rows, _ = render._criteria_view(difference, fmt(), {})
     # 20/400 - 4/400 = 4 percentage points, against a 2-point limit
     assert rows[0]["value"] == "4.00 pp" and rows[0]["threshold"] == "≤ 2.00 pp"
+    assert " pp " in difference["criteria"][0]["reason"]  # verdicts.json says points too
+    assert "value 4.00 pp" in ci.describe(difference["criteria"][0])
     homogeneity = judge(
         tmp_path,
         entries,

@@ -34,15 +34,24 @@ _OUTCOME_ICON = {
 }
 
 
-def _metric(criterion: dict[str, Any]) -> str | None:
-    # a homogeneity criterion's value and threshold are p-values, not rates
-    return None if criterion.get("aggregate") == "homogeneity" else criterion.get("metric")
+def _metric(criterion: dict[str, Any], row: dict[str, Any] | None = None) -> str | None:
+    """The name whose unit a row's numbers are in: a homogeneity test's are p-values, a
+    difference's percentage points, a ratio's plain numbers; slice rows are rates."""
+    aggregate = criterion.get("aggregate")
+    slc = (row or criterion).get("slice")
+    if isinstance(slc, dict) and "by" not in slc:  # a slice's own rate
+        return criterion.get("metric")
+    if aggregate == "homogeneity":
+        return None
+    if aggregate in ("difference", "ratio"):
+        return f"{criterion.get('metric')}_{aggregate}"
+    return criterion.get("metric")
 
 
 def describe(criterion: dict[str, Any], row: dict[str, Any] | None = None) -> str:
     """One line: outcome, value, bound, threshold with provenance, k/n, reason."""
     r = row or criterion
-    metric = _metric(criterion)
+    metric = _metric(criterion, row)
     parts = [str(r.get("outcome"))]
     if criterion.get("kind") == "attestation":
         return f"ATTESTED: {criterion.get('reason')}"

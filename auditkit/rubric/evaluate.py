@@ -105,6 +105,8 @@ def format_value(metric: str | None, x: Any) -> str:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return str(x)
     name = metric or ""
+    if name.endswith("_difference"):
+        return f"{100 * x:.2f} pp"
     if METRICS.get(name) in ("rate", "paired") or name.endswith("_share"):
         return f"{100 * x:.2f}%"
     if name.endswith("_ms"):
@@ -310,7 +312,10 @@ ENERGY_METRICS = frozenset(
 
 
 def _say(ctx: _Ctx, row: dict[str, Any], code: str, notes: Any = (), /, **args: Any) -> None:
-    with_text(row, ctx.metric, code, notes, **args)
+    # a spread row's numbers are a difference (percentage points) or a ratio, not a rate
+    aggregate = ctx.criterion.metric.resolved_aggregate  # type: ignore[union-attr]
+    spread = aggregate in ("difference", "ratio") and "by" in (row.get("slice") or {})
+    with_text(row, f"{ctx.metric}_{aggregate}" if spread else ctx.metric, code, notes, **args)
 
 
 def _insufficient(
