@@ -11,7 +11,16 @@ bounds L ≤ point ≤ U at the stated level:
 rule (there is no bound to guard with); ``statistic: p_value`` (homogeneity) passes when the
 p-value is at least the threshold. Too little evidence (n below ``min_n``, a zero denominator, a
 metric the run does not have) gives the criterion's ``on_insufficient`` outcome and a data-gap
-line; slices are never pooled to make up the numbers.
+line; slices are never pooled to make up the numbers. ``min_n`` guards acceptance only: when the
+violating bound already proves non-conformity the outcome is FAIL whatever n, and the reason
+says n was below the rubric's minimum (ISO/IEC 17025 7.8.6, ILAC G8: the decision rule is about
+the risk of a false accept). A blocker that was not evaluated (SKIPPED) makes the verdict at
+best HOLD unless the rubric made it conditional on the missing input (``requires``); a modelled
+energy figure is never judged (INCONCLUSIVE).
+
+Every criterion carries the figures of the one row that decides it (``slice``, ``value``,
+``bound``, ``k``, ``n``, ``low``, ``high`` and the level of each bound), and every reason is a
+code with arguments (:mod:`auditkit.rubric.reasons`) beside its English text.
 
 Rates are re-bounded here from their ``k`` and ``n`` with the criterion's own statistics
 (:func:`auditkit.metrics.stats.binomial_interval`, the function ``metrics.json`` uses), so a
@@ -20,7 +29,8 @@ holm`` the slices of an ``each`` criterion are one family: each slice's conformi
 the guarded rules, violation) is an exact one-sided binomial test at the threshold, the p-values
 are Holm-adjusted (:func:`auditkit.metrics.stats.holm_adjust`) and compared with the tail
 probability of the stated level; the bound shown is the Clopper–Pearson bound at that slice's
-Holm level (:func:`auditkit.metrics.stats.holm_levels`).
+Holm level (:func:`auditkit.metrics.stats.holm_levels`), and the row's ``low`` / ``high`` are
+the bounds the decision used, each at its own Holm level.
 """
 
 from __future__ import annotations
