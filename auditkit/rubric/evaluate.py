@@ -1147,8 +1147,10 @@ def undecided(criteria: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "conditional": conditional,
                 "holds": c.get("severity") == "blocker" and not conditional,
                 "reason": c.get("reason"),
+                "metric": c.get("metric"),
                 "reason_code": c.get("reason_code"),
                 "reason_args": c.get("reason_args") or {},
+                **({"reason_notes": c["reason_notes"]} if c.get("reason_notes") else {}),
             }
         )
     return out
