@@ -556,3 +556,12 @@ def test_spread_rows_print_in_their_own_units(tmp_path: Path) -> None:
     rows, _ = render._criteria_view(homogeneity, fmt(), {})
     assert rows[0]["value"] == f"{c['value']:.4g}" and "%" not in rows[0]["value"]
     assert rows[0]["threshold"] == "≥ 0.01"
+
+
+def test_clause_relations_are_translated() -> None:
+    # every relation a rubric may write (schema MapsTo.relation) has a Chinese word
+    relations = json_schema()["$defs"]["MapsTo"]["properties"]["relation"]["enum"]
+    zh = fmt("zh")
+    for relation in relations:
+        word = zh.lookup("relation", relation)
+        assert word != relation and not re.search(r"[A-Za-z]", word), relation
