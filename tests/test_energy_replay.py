@@ -226,3 +226,35 @@ def test_energy_package_imports_without_pydantic_or_pandas(tmp_path: Path) -> No
     assert window["energy_block"]["method"] == "nvml" and window["energy_block"]["measured"]
     # the fake board draws a constant 100 W: counter and polled power agree
     assert window["power_poll"]["mean_w"] == 100.0
+
+
+@pytest.mark.slow
+def test_an_external_dask_scheduler_reports_energy_as_not_measured(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    manifest = write_dataset(tmp_path / "data", n=16, corrupt=1)
+    log = write_constant_log(tmp_path / "power.csv", 50.0, time.time())
+    meter = PowerlogMeter(log, offset_s=0.0, wait_s=0.0)
+    energy_run = EnergyRun(meter, EnergyOptions(method="powerlog", power_log=log, idle_seconds=0))
+    use_energy_run(monkeypatch, energy_run)
+    out = tmp_path / "run"
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        address = cluster.scheduler_address
+        run_replay(
+            manifest, tiny_model, out, settings=SETTINGS, energy=EnergyOptions(),
+            executor="dask", scheduler=address,
+        )  # fmt: skip
+    energy = json.loads((out / "run.json").read_text())["energy"]
+    # the meter read this machine, the workers behind the scheduler did the work
+    assert energy["measured"] is False and energy["label"] == "not measured"
+    assert energy["j_per_image"] is None and energy["wh_per_1000_inspections"] is None
+    assert address in energy["not_measured_reason"]
+    assert energy["window"]["scored_images"] == 15 and energy["window"]["images"] == 16
+    entries = {m["name"]: m for m in run_metrics(out)["metrics"] if "method" in m}
+    assert entries["energy_j_per_image"]["value"] is None
+    assert entries["energy_j_per_image"]["method"] == "not measured"
