@@ -536,14 +536,21 @@ def _print_replay(result: Any) -> None:
 
 
 def _print_energy(energy: dict[str, Any]) -> None:
-    if energy.get("method") in (None, "off") or energy.get("j_per_image") is None:
+    if energy.get("method") in (None, "off"):
+        return
+    if energy.get("not_measured_reason"):
+        _say(f"energy NOT MEASURED ({energy['method']}): {energy['not_measured_reason']}")
+        return
+    if energy.get("j_per_image") is None:
         return
     window = energy["window"]
     carbon = energy.get("carbon") or {}
+    scored = window.get("scored_images", window["images"])
     _say(
         f"energy ({energy['label'].upper()}, {energy['method']}, boundary {energy['boundary']}): "
         f"{energy['energy_j']:.3g} J over {window['seconds']:.1f} s, {window['images']} images "
-        f"in {window['passes']} pass(es); {energy['j_per_image'] * 1000:.3g} mJ per image, "
+        f"({scored} scored) in {window['passes']} pass(es); "
+        f"{energy['j_per_image'] * 1000:.3g} mJ per scored image, "
         f"{energy['wh_per_1000_inspections']:.3g} Wh and "
         f"{carbon.get('gco2e_per_1000_inspections', float('nan')):.3g} gCO2e per 1,000 "
         f"inspections ({carbon.get('grid_intensity_g_per_kwh', float('nan')):g} g/kWh)"
@@ -552,7 +559,13 @@ def _print_energy(energy: dict[str, Any]) -> None:
 
 def _print_verdicts(verdicts: dict[str, Any]) -> None:
     for c in verdicts["criteria"]:
-        _say(f"  {c['outcome']:<12} {c['severity']:<8} {c['id']}: {c['reason']}")
+        # an undecided criterion that does not hold the verdict says so on its own line
+        unheld = c["outcome"] == "SKIPPED" and c.get("requires")
+        tail = " (conditional: does not hold the verdict)" if unheld else ""
+        _say(f"  {c['outcome']:<12} {c['severity']:<8} {c['id']}: {c['reason']}{tail}")
+    undecided = [u["id"] for u in verdicts.get("undecided") or []]
+    if undecided:
+        _say(f"  not decided: {', '.join(undecided)}")
     for gap in verdicts["data_gaps"]:
         _say(f"  data gap: {gap}")
     base = verdicts.get("baseline")

@@ -11,7 +11,7 @@ import pytest
 
 from auditkit.energy.carbon import grid_intensity
 from auditkit.energy.interface import EnergyInputError, EnergyOptions, Reading
-from auditkit.energy.protocol import EnergyRun, energy_block, select_meter
+from auditkit.energy.protocol import EnergyRun, energy_block, metric_entries, select_meter
 
 
 class ScriptedMeter:
@@ -59,7 +59,7 @@ def test_energy_block_by_hand() -> None:
     carbon = block["carbon"]
     assert carbon["gco2e_per_1000_inspections"] == pytest.approx(60.0 / 3600.0 * 0.475 + 0.5)
     assert carbon["grid_intensity_g_per_kwh"] == 475.0 and "IEA" in carbon["source"]
-    assert block["window"] == {"seconds": 10.0, "images": 2000, "passes": 3}
+    assert block["window"] == {"seconds": 10.0, "images": 2000, "scored_images": 2000, "passes": 3}
     assert block["measured"] is True and block["label"] == "measured"
     assert block["method"] == "nvml" and block["boundary"] == "device"
     assert block["sampling_interval_s"] == 0.1
@@ -175,3 +175,66 @@ def test_dask_executor_is_stated() -> None:
     block = run.block()
     assert block["window"]["executor"] == "dask" and block["window"]["passes"] == 1
     assert "Dask cluster: no extra passes" in block["uncertainty"]
+
+
+def test_energy_per_image_divides_by_the_scored_images() -> None:
+    # the field report: 60 images, 59 replayed in the window, 58 of them scored. 11.8 J over
+    # the window is 11.8 / 58 J per inspected image (not / 59)
+    block = energy_block(
+        ScriptedMeter([]),
+        Reading(11.8, 2.0),
+        None,
+        images=59,
+        scored_images=58,
+        passes=1,
+        grid=grid_intensity(),
+    )
+    assert block["window"]["images"] == 59 and block["window"]["scored_images"] == 58
+    assert block["j_per_image"] == pytest.approx(11.8 / 58)
+    assert block["wh_per_1000_inspections"] == pytest.approx(11.8 / 58 * 1000 / 3600)
+
+
+def test_extra_passes_count_their_scored_images() -> None:
+    now = [0.0]
+    meter = ScriptedMeter([(100.0, 12.0)])
+    run = EnergyRun(meter, EnergyOptions(method="nvml", idle_seconds=0), clock=lambda: now[0])
+
+    def extra_pass() -> tuple[int, int]:
+        now[0] += 4.0
+        return 20, 18  # 2 unreadable images are processed again, and again not scored
+
+    run.begin()
+    now[0] += 4.0
+    run.end(20, extra_pass, first_pass_scored=18)
+    # 4 s and 8 s are short of 10 s: two extra passes, three in all
+    assert (run.passes, run.images, run.scored_images) == (3, 60, 54)
+    assert run.block()["j_per_image"] == pytest.approx(100.0 / 54)
+
+
+def test_an_external_dask_scheduler_gives_no_energy_per_image() -> None:
+    # the meter reads this (idle) host while the workers elsewhere do the work
+    run = EnergyRun(ScriptedMeter([(3.0, 10.0)]), EnergyOptions(method="nvml", idle_seconds=0))
+    run.begin()
+    run.end(1000, None, executor="dask", scheduler="tcp://10.0.0.5:8786")
+    block = run.block()
+    assert block["measured"] is False and block["label"] == "not measured"
+    assert block["j_per_image"] is None and block["wh_per_1000_inspections"] is None
+    assert block["carbon"]["gco2e_per_1000_inspections"] is None
+    assert "tcp://10.0.0.5:8786" in block["not_measured_reason"]
+    entries = {e["name"]: e for e in metric_entries(block)}
+    assert entries["energy_j_per_image"]["value"] is None
+    assert entries["energy_j_per_image"]["method"] == "not measured"
+
+
+def test_a_local_dask_cluster_is_seen_by_a_counter_but_not_by_the_model() -> None:
+    counted = EnergyRun(ScriptedMeter([(30.0, 10.0)]), EnergyOptions(method="nvml", idle_seconds=0))
+    counted.begin()
+    counted.end(100, None, executor="dask")
+    assert counted.block()["j_per_image"] == pytest.approx(0.3)
+    model = select_meter(EnergyOptions(method="model", declared_watts=10.0))[0]
+    assert model is not None
+    modelled = EnergyRun(model, EnergyOptions(method="model", declared_watts=10.0))
+    modelled.begin()
+    modelled.end(100, None, executor="dask")
+    block = modelled.block()
+    assert block["j_per_image"] is None and "CPU time" in block["not_measured_reason"]

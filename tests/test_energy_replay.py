@@ -66,10 +66,12 @@ def test_extra_passes_fill_the_window_and_keep_the_first_predictions(
     window = energy["window"]
     assert window["passes"] > 1 and window["first_pass_images"] == 12
     assert window["images"] == 12 * window["passes"]
+    # the corrupt image is processed in every pass but never scored
+    assert window["scored_images"] == 11 * window["passes"]
     assert window["seconds"] >= 0.3
-    # a constant 50 W wall meter: 50 J per second of window, per image as counted
+    # a constant 50 W wall meter: 50 J per second of window, per scored image
     assert energy["energy_j"] == pytest.approx(50.0 * window["seconds"], rel=1e-6)
-    assert energy["j_per_image"] == pytest.approx(energy["energy_j"] / window["images"])
+    assert energy["j_per_image"] == pytest.approx(energy["energy_j"] / (11 * window["passes"]))
     assert energy["method"] == "powerlog" and energy["measured"] is True
     assert energy["label"] == "measured" and energy["boundary"] == "wall"
     assert energy["sampling_interval_s"] == pytest.approx(0.25)
@@ -224,3 +226,35 @@ def test_energy_package_imports_without_pydantic_or_pandas(tmp_path: Path) -> No
     assert window["energy_block"]["method"] == "nvml" and window["energy_block"]["measured"]
     # the fake board draws a constant 100 W: counter and polled power agree
     assert window["power_poll"]["mean_w"] == 100.0
+
+
+@pytest.mark.slow
+def test_an_external_dask_scheduler_reports_energy_as_not_measured(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    manifest = write_dataset(tmp_path / "data", n=16, corrupt=1)
+    log = write_constant_log(tmp_path / "power.csv", 50.0, time.time())
+    meter = PowerlogMeter(log, offset_s=0.0, wait_s=0.0)
+    energy_run = EnergyRun(meter, EnergyOptions(method="powerlog", power_log=log, idle_seconds=0))
+    use_energy_run(monkeypatch, energy_run)
+    out = tmp_path / "run"
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        address = cluster.scheduler_address
+        run_replay(
+            manifest, tiny_model, out, settings=SETTINGS, energy=EnergyOptions(),
+            executor="dask", scheduler=address,
+        )  # fmt: skip
+    energy = json.loads((out / "run.json").read_text())["energy"]
+    # the meter read this machine, the workers behind the scheduler did the work
+    assert energy["measured"] is False and energy["label"] == "not measured"
+    assert energy["j_per_image"] is None and energy["wh_per_1000_inspections"] is None
+    assert address in energy["not_measured_reason"]
+    assert energy["window"]["scored_images"] == 15 and energy["window"]["images"] == 16
+    entries = {m["name"]: m for m in run_metrics(out)["metrics"] if "method" in m}
+    assert entries["energy_j_per_image"]["value"] is None
+    assert entries["energy_j_per_image"]["method"] == "not measured"

@@ -140,7 +140,9 @@ def test_evaluate_slices_declared_threshold_and_data_gaps(tmp_path: Path) -> Non
         "metrics": [
             _metric("escape_rate", {}, 0, 600),
             _metric("escape_rate", {"lighting": "nominal"}, 0, 560),
-            _metric("escape_rate", {"lighting": "dim"}, 3, 40),  # n < min_n
+            # n < min_n, and 0 escapes: the upper bound 7.2 % does not prove <= 1 % and the
+            # lower bound 0 proves no failure, so the slice stays undecided
+            _metric("escape_rate", {"lighting": "dim"}, 0, 40),
         ],
     }
     card = ModelCard.model_validate(card_dict(declared={"escape_rate": 0.01}))
@@ -151,6 +153,7 @@ def test_evaluate_slices_declared_threshold_and_data_gaps(tmp_path: Path) -> Non
     assert sliced["threshold"] == 0.01 and sliced["threshold_provenance"] == "declared_ifu"
     outcomes = {s["slice"]["lighting"]: s["outcome"] for s in sliced["slices"]}
     # nominal: U(0/560) = 0.53 % ≤ 1 % PASS; dim: n=40 < 50 → INCONCLUSIVE, never pooled
+    # (a slice whose lower bound proved a failure would FAIL: tests/test_rubric_rules.py)
     assert outcomes == {"nominal": "PASS", "dim": "INCONCLUSIVE"}
     assert sliced["outcome"] == "INCONCLUSIVE"
     assert verdicts["verdict"] == "HOLD" and verdicts["exit_code"] == 3

@@ -6,9 +6,18 @@ replay that gives the accuracy, and the figures of ``run.json``'s ``energy`` blo
 2. **Window**: the meter starts, the replay's scenario runs (its predictions are the run's), and
    while the window is shorter than ``window_seconds`` the same images are replayed again
    (extra passes, results discarded: only the first pass's predictions are kept); the meter
-   stops. ``passes`` and ``images`` (all images processed in the window) are recorded.
+   stops. ``passes``, ``images`` (all images processed in the window) and ``scored_images``
+   (those of them that were scored: unreadable images and inference errors are processed but
+   not inspected) are recorded.
 3. **Figures**: total joules, above-idle joules (total - idle power x window seconds), mean
-   power, joules per image (total / images), Wh per 1,000 inspections, and carbon by SCI.
+   power, joules per image (total / scored images: the figure describes the inspections the
+   results rest on), Wh per 1,000 inspections, and carbon by SCI.
+
+A meter that cannot see the work gives no per-image figures: with ``--executor dask
+--scheduler ADDRESS`` the batches run on other machines while the meter reads this one (the
+idle host), and with ``--executor dask`` on a local cluster the model meter misses the workers'
+CPU time. Then ``measured`` is False, ``label`` is "not measured", the per-image, per-1,000 and
+carbon figures are null and ``not_measured_reason`` says why.
 
 Defaults: a measuring meter (RAPL, NVML, power log) gets 5 s of idle and a 10 s window; the
 model gets neither (it has no counter to resolve and no idle to drift; its figures are modelled
@@ -37,6 +46,8 @@ from auditkit.energy.interface import (
 )
 
 AUTO_ORDER = ("rapl", "nvml", "powerlog", "model")
+#: ``label`` of a window whose meter could not see the work (an external Dask cluster)
+NOT_MEASURED = "not measured"
 
 
 def make_meter(name: str, options: EnergyOptions) -> Meter:
@@ -128,7 +139,9 @@ class EnergyRun:
         self.window: Reading | None = None
         self.images = 0
         self.first_pass_images = 0
+        self.scored_images = 0
         self.passes = 0
+        self.scheduler: str | None = None
         self.resumed = False
         self.executor = "local"
         self._idle_span: tuple[Any, Any] | None = None
@@ -150,23 +163,32 @@ class EnergyRun:
     def end(
         self,
         first_pass_images: int,
-        extra_pass: Callable[[], int] | None = None,
+        extra_pass: Callable[[], int | tuple[int, int]] | None = None,
         *,
+        first_pass_scored: int | None = None,
         resumed: bool = False,
         executor: str = "local",
+        scheduler: str | None = None,
     ) -> None:
         """After the scenario: replay again with ``extra_pass`` (returns the images it
-        processed) until the window lasts ``window_seconds``, then the window's last edge."""
+        processed and, as a pair, how many of them it scored; a plain count means all were
+        scored) until the window lasts ``window_seconds``, then the window's last edge.
+        ``first_pass_scored``: the images of the first pass that were scored (default: all);
+        ``scheduler``: the external Dask scheduler the batches ran on, if any."""
         self.first_pass_images = first_pass_images
         self.images = first_pass_images
+        self.scored_images = first_pass_images if first_pass_scored is None else first_pass_scored
         self.passes = 1
         self.resumed = resumed
         self.executor = executor
+        self.scheduler = scheduler
         while extra_pass is not None and self.clock() - self._started < self.window_seconds:
-            n = extra_pass()
+            counted = extra_pass()
+            n, scored = counted if isinstance(counted, tuple) else (counted, counted)
             if n <= 0:
                 break
             self.images += n
+            self.scored_images += scored
             self.passes += 1
         self.window = self.meter.stop(self._token)
         if self.idle is None and self._idle_span is not None:
@@ -180,7 +202,9 @@ class EnergyRun:
             self.window,
             self.idle,
             images=self.images,
+            scored_images=self.scored_images,
             passes=self.passes,
+            blind=self._blind(),
             grid=self.grid,
             embodied_g_per_1000=self.options.embodied_g_per_1000,
             extra={
@@ -188,9 +212,23 @@ class EnergyRun:
                 "resumed": self.resumed,
                 "target_seconds": self.window_seconds,
                 "executor": self.executor,
+                **({"scheduler": self.scheduler} if self.scheduler else {}),
             },
             skipped=self.skipped,
         )
+
+    def _blind(self) -> str | None:
+        """Why the meter cannot see the work of this replay, or None when it can."""
+        if self.executor == "local":
+            return None
+        if self.scheduler:
+            return (
+                f"the batches ran on the Dask cluster of {self.scheduler}; the meter read this "
+                "machine only, not the workers that did the work"
+            )
+        if not self.meter.measured:
+            return "the batches ran in Dask worker processes whose CPU time the model does not see"
+        return None
 
     def write_power(self, path: Path) -> bool:
         """``power.parquet`` (``t_s`` from the window start, ``watts``) when the meter gave
@@ -219,15 +257,22 @@ def energy_block(
     images: int,
     passes: int,
     grid: GridIntensity,
+    scored_images: int | None = None,
+    blind: str | None = None,
     embodied_g_per_1000: float = 0.0,
     extra: dict[str, Any] | None = None,
     skipped: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The figures, from one window reading and an optional idle reading (pure)."""
+    """The figures, from one window reading and an optional idle reading (pure).
+
+    ``images``: processed in the window; ``scored_images`` (default ``images``): those scored,
+    the denominator of the per-image figures; ``blind``: why the meter could not see the work
+    (no per-image figures then, ``measured`` False, ``label`` "not measured")."""
     idle_power = idle.mean_power_w if idle is not None and idle.seconds > 0 else None
     energy = window.energy_j
     above = energy - idle_power * window.seconds if idle_power is not None else None
-    j_per_image = energy / images if images > 0 else None
+    scored = images if scored_images is None else scored_images
+    j_per_image = energy / scored if scored > 0 and blind is None else None
     wh_per_1000 = j_per_image * 1000.0 / 3600.0 if j_per_image is not None else None
     carbon = {
         "grid_intensity_g_per_kwh": grid.g_per_kwh,
@@ -248,15 +293,21 @@ def energy_block(
     if skipped:
         meter_info["auto_skipped"] = dict(skipped)
     label = MEASURED if meter.measured else MODELLED
-    return {
+    block: dict[str, Any] = {
         "method": meter.name,
-        "measured": bool(meter.measured),
-        "label": label,
+        "measured": bool(meter.measured) and blind is None,
+        "label": label if blind is None else NOT_MEASURED,
         "boundary": meter.boundary,
         "meter": meter_info,
         "sampling_interval_s": meter.sampling_interval_s,
         "idle": {"seconds": idle.seconds if idle is not None else 0.0, "power_w": idle_power},
-        "window": {"seconds": window.seconds, "images": images, "passes": passes, **(extra or {})},
+        "window": {
+            "seconds": window.seconds,
+            "images": images,
+            "scored_images": scored,
+            "passes": passes,
+            **(extra or {}),
+        },
         "energy_j": energy,
         "energy_above_idle_j": above,
         "mean_power_w": window.mean_power_w,
@@ -265,6 +316,9 @@ def energy_block(
         "carbon": carbon,
         "uncertainty": uncertainty(meter, window, idle, passes=passes, extra=extra or {}),
     }
+    if blind is not None:
+        block["not_measured_reason"] = blind
+    return block
 
 
 _BOUNDARY = {
@@ -349,6 +403,8 @@ def metric_entries(block: dict[str, Any] | None) -> list[dict[str, Any]]:
         "idle_power_w": (block.get("idle") or {}).get("power_w"),
     }
     label = MEASURED if block.get("measured") else MODELLED
+    if block.get("label") == NOT_MEASURED:
+        label = NOT_MEASURED
     return [
         {
             "name": name,

@@ -702,9 +702,11 @@ def _replay(
         if energy is not None:  # idle baseline, then the energy window opens
             energy.begin()
         writer.last = time.perf_counter()  # the first shard's wall time starts after warm-up
+        scored = 0  # images of this session scored: the energy per image's denominator
         for result in results:
             writer.add(result)
             done += len(result.rows)
+            scored += int((result.status == "ok").sum())
             n_failed += int((result.status != "ok").sum())
             if progress:
                 progress(done, len(todo))
@@ -737,8 +739,10 @@ def _replay(
         energy.end(
             done - start,
             _extra_pass(todo, paths, model, settings) if settings.executor == "local" else None,
+            first_pass_scored=scored,
             resumed=resumed,
             executor=settings.executor,
+            scheduler=settings.scheduler,
         )
 
     scan = scan_shards(checkpoint, classes, todo, run.path, states)
@@ -856,16 +860,21 @@ def _replay(
 
 def _extra_pass(
     todo: np.ndarray, paths: ImagePaths, model: DeployedModel, settings: ReplaySettings
-) -> Callable[[], int]:
+) -> Callable[[], tuple[int, int]]:
     """One more pass over the images, the scenario's way, results discarded (the energy window
-    must last long enough; only the first pass's predictions are kept)."""
+    must last long enough; only the first pass's predictions are kept). Returns the images
+    processed and those scored."""
 
-    def run_pass() -> int:
+    def run_pass() -> tuple[int, int]:
         if settings.scenario == "single-stream":
             results = _single_stream_batches(todo, 0, paths, model)
         else:
             results = _offline_batches(todo, 0, paths, model, settings, 0)
-        return sum(len(result.rows) for result in results)
+        processed = scored = 0
+        for result in results:
+            processed += len(result.rows)
+            scored += int((result.status == "ok").sum())
+        return processed, scored
 
     return run_pass
 

@@ -7,7 +7,11 @@ per rubric, one ``testcase`` per criterion and, for a sliced criterion, one per 
 (``classname`` = rubric id, ``name`` = ``criterion id [slice]``). FAIL and ERROR become
 ``<failure>`` / ``<error>``; INCONCLUSIVE becomes ``<failure type="INCONCLUSIVE">`` for a
 blocker (it holds the release) and ``<skipped>`` otherwise; ATTESTED and SKIPPED become
-``<skipped>``. Every message gives the value, the bound and the threshold.
+``<skipped>``, except a blocker SKIPPED without being conditional on the missing input
+(``requires``), which is a ``<failure type="blocker SKIPPED">``: it holds the verdict. An
+``info`` criterion never fails a CI run: whatever its outcome other than PASS it is a
+``<skipped>`` whose message starts "info, does not gate:". Every message gives the value, the
+bound and the threshold.
 """
 
 from __future__ import annotations
@@ -30,15 +34,24 @@ _OUTCOME_ICON = {
 }
 
 
-def _metric(criterion: dict[str, Any]) -> str | None:
-    # a homogeneity criterion's value and threshold are p-values, not rates
-    return None if criterion.get("aggregate") == "homogeneity" else criterion.get("metric")
+def _metric(criterion: dict[str, Any], row: dict[str, Any] | None = None) -> str | None:
+    """The name whose unit a row's numbers are in: a homogeneity test's are p-values, a
+    difference's percentage points, a ratio's plain numbers; slice rows are rates."""
+    aggregate = criterion.get("aggregate")
+    slc = (row or criterion).get("slice")
+    if isinstance(slc, dict) and "by" not in slc:  # a slice's own rate
+        return criterion.get("metric")
+    if aggregate == "homogeneity":
+        return None
+    if aggregate in ("difference", "ratio"):
+        return f"{criterion.get('metric')}_{aggregate}"
+    return criterion.get("metric")
 
 
 def describe(criterion: dict[str, Any], row: dict[str, Any] | None = None) -> str:
     """One line: outcome, value, bound, threshold with provenance, k/n, reason."""
     r = row or criterion
-    metric = _metric(criterion)
+    metric = _metric(criterion, row)
     parts = [str(r.get("outcome"))]
     if criterion.get("kind") == "attestation":
         return f"ATTESTED: {criterion.get('reason')}"
@@ -90,7 +103,16 @@ def junit_xml(verdicts: dict[str, Any]) -> str:
         outcome = r.get("outcome")
         message = describe(criterion, row)
         kind = f"{criterion['severity']} {outcome}"
-        if outcome == "FAIL" or (outcome == "INCONCLUSIVE" and criterion["severity"] == "blocker"):
+        blocker = criterion["severity"] == "blocker"
+        if criterion["severity"] == "info" and outcome != "PASS":
+            # information only: it never fails a CI run, whatever its outcome
+            skipped += 1
+            ET.SubElement(case, "skipped", message=f"info, does not gate: {message}")
+        elif (
+            outcome == "FAIL"
+            or (outcome == "INCONCLUSIVE" and blocker)
+            or (outcome == "SKIPPED" and blocker and not criterion.get("requires"))
+        ):
             failures += 1
             ET.SubElement(case, "failure", message=message, type=kind).text = message
         elif outcome == "ERROR":
@@ -147,12 +169,15 @@ def markdown_summary(verdicts: dict[str, Any]) -> str:
         )
         n = c.get("n")
         kn = "" if n is None else (f"{c['k']}/{n}" if c.get("k") is not None else str(n))
+        icon = _OUTCOME_ICON.get(c["outcome"], "")
+        if c["severity"] == "info" and c["outcome"] != "PASS":
+            icon = "ℹ️"  # information only: never gates, so never a red cross
         lines.append(
             "| "
             + " | ".join(
                 _cell(x)
                 for x in (
-                    _OUTCOME_ICON.get(c["outcome"], "") + " " + c["outcome"],
+                    icon + " " + c["outcome"],
                     f"{c['id']}: {c['title']}",
                     c["severity"],
                     format_value(metric, c.get("value")) if c["kind"] != "attestation" else "",

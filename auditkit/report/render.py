@@ -47,6 +47,7 @@ from auditkit.errors import InputError, RunDirError
 from auditkit.report import charts, sections
 from auditkit.report.presentation import PRESENTATION_FILE, presentation_record
 from auditkit.resources import rubrics_dir, templates_dir
+from auditkit.rubric import reasons as _reasons
 from auditkit.run import BASELINE_FILE, BASELINE_FORMAT, dumps
 
 __all__ = [
@@ -375,6 +376,88 @@ class _Fmt:
             text = re.sub(str(rule["match"]), str(rule["replace"]), text)
         return text
 
+    def reason(self, row: Mapping[str, Any], metric: str) -> str:
+        """A criterion's or slice's reason in the report's language: from its ``reason_code``
+        and ``reason_args`` with the catalogue's ``reason`` templates (verdicts.json of this
+        version); an older verdicts.json without codes falls back to :meth:`text`."""
+        code = row.get("reason_code")
+        templates = self.t.get("reason") or {}
+        if not code or code not in templates:
+            return self.text(row.get("reason", ""))
+        args = {key: self._reason_arg(key, x) for key, x in (row.get("reason_args") or {}).items()}
+        notes = [
+            {
+                "code": n.get("code"),
+                "args": {k: self._reason_arg(k, x) for k, x in (n.get("args") or {}).items()},
+            }
+            for n in row.get("reason_notes") or []
+        ]
+        return _reasons.render(
+            str(code),
+            args,
+            notes,
+            templates=templates,
+            words=self.t.get("reason_words") or {},
+            value=lambda x: self.value(metric, x),
+            percent=lambda x: self.level_pct(x),
+            separator=str(self.t.get("reason_separator", "; ")),
+        )
+
+    def gap(self, coded: Mapping[str, Any]) -> str:
+        """A data gap of ``verdicts.json`` ``data_gap_reasons`` in the report's language:
+        "criterion [slice]: reason" (the criterion and slice omitted for a gap of the run)."""
+        text = self.reason(coded, str(coded.get("metric") or ""))
+        criterion = coded.get("criterion")
+        if not criterion:
+            return text
+        slc = coded.get("slice")
+        where = str(criterion) if slc is None else f"{criterion} [{self.slice(slc)}]"
+        return f"{where}{self.t.get('colon', ': ')}{text}"
+
+    def _reason_arg(self, key: str, x: Any) -> Any:
+        # symbols and identifiers the catalogue knows are shown in the report's words
+        if key in ("op", "relation") and isinstance(x, str):
+            return _OP_SYMBOLS.get(x, x)
+        if key == "metric" and isinstance(x, str):
+            return self.metric(x)
+        if key == "by" and isinstance(x, str):
+            return ", ".join(
+                " × ".join(self.column(c.strip()) for c in part.split(" × "))
+                for part in x.split(", ")
+            )
+        if key == "method" and isinstance(x, str):
+            return self.lookup("energy_method_name", x)
+        if key == "boundary" and isinstance(x, str):
+            return self.lookup("energy_boundary_name", x)
+        return x
+
+    def level_pct(self, value: Any) -> str:
+        """A confidence level or share as a percentage, to 4 significant digits."""
+        if not isinstance(value, int | float):
+            return self.na
+        return f"{value * 100:.4g} %"
+
+    def bounds_label(self, row: Mapping[str, Any]) -> str:
+        """What ``low`` and ``high`` of a row are: two one-sided bounds at a level, a
+        two-sided interval at a level, or bounds at their own (Holm) levels."""
+        sided = row.get("bounds_sided")
+        labels = self.t.get("bounds_label") or {}
+        if sided is None or not labels:
+            return ""
+        low, high = row.get("low_level"), row.get("high_level")
+        if row.get("holm"):
+            key = (
+                "holm"
+                if low is not None and high is not None
+                else ("holm_upper_only" if low is None else "holm_lower_only")
+            )
+            return str(labels[key]).format(low=self.level_pct(low), high=self.level_pct(high))
+        if sided == "two":
+            return str(labels["two"]).format(level=self.level_pct(low))
+        if low == high:
+            return str(labels["one"]).format(level=self.level_pct(low))
+        return str(labels["mixed"]).format(low=self.level_pct(low), high=self.level_pct(high))
+
     def kn(self, k: int | None, n: int | None) -> str:
         if k is None:
             return self.na if n is None else f"n = {n}"
@@ -463,11 +546,15 @@ def _upper(entry: Mapping[str, Any] | None) -> float | None:
 def _criteria_view(
     verdicts: Mapping[str, Any], fmt: _Fmt, index: Mapping[tuple[str, str], Mapping[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The criteria table and the slice tables. Every figure of a criterion's row (value,
+    bound, k/n, bounds, reason) is the criterion's own, i.e. its deciding slice's
+    (``verdicts.json`` ``slice``); nothing is looked up in another entry."""
     rows: list[dict[str, Any]] = []
     sliced: list[dict[str, Any]] = []
     t = fmt.t
     for crit in verdicts["criteria"]:
         metric = str(crit.get("metric", ""))
+        shown = _shown_metric(crit, crit.get("slice"))  # the unit of the deciding row
         refs = []
         for ref in crit.get("maps_to") or []:
             text = " ".join(p for p in (ref.get("ref"), ref.get("clause")) if p)
@@ -475,11 +562,7 @@ def _criteria_view(
                 text += f" ({fmt.lookup('relation', ref['relation'])})"
             refs.append(text)
         slices = crit.get("slices") or []
-        worst = None
-        if crit.get("slice_by") and slices:
-            worst = next(
-                (s for s in slices if s.get("outcome") == crit.get("outcome")), slices[0]
-            ).get("slice")
+        deciding = crit.get("slice") if crit.get("slice_by") else None
         row = {
             "id": crit.get("id", ""),
             "title": fmt.text(_localised_title(crit, str(t.get("html_lang", DEFAULT_LANG)))),
@@ -490,18 +573,21 @@ def _criteria_view(
             "slice_by": " × ".join(fmt.column(c) for c in crit["slice_by"])
             if crit.get("slice_by")
             else None,
-            "statistic": fmt.statistic(crit.get("statistic")),
-            "threshold": fmt.threshold(metric, crit.get("op"), crit.get("threshold")),
+            "statistic": _criterion_statistic(crit, fmt),
+            "threshold": fmt.threshold(
+                _shown_metric(crit, {"by": []}), crit.get("op"), crit.get("threshold")
+            ),
             "provenance": fmt.lookup("provenance", crit.get("threshold_provenance")),
-            "value": fmt.value(metric, crit.get("value")),
-            "bound": fmt.value(metric, crit.get("bound")),
+            "value": fmt.value(shown, crit.get("value")),
+            "bound": fmt.value(shown, crit.get("bound")),
             "kn": fmt.kn(crit.get("k"), crit.get("n")),
             "outcome": fmt.lookup("outcome", crit.get("outcome")),
             "outcome_code": crit.get("outcome"),
             "outcome_css": _outcome_css(crit.get("outcome")),
-            "reason": fmt.text(crit.get("reason", "")),
-            "worst": t["worst_slice"].format(slice=fmt.slice(worst)) if worst else None,
-            "interval": _criterion_interval(crit, metric, worst, index, fmt),
+            "reason": fmt.reason(crit, shown),
+            "worst": t["worst_slice"].format(slice=fmt.slice(deciding)) if deciding else None,
+            "interval": _criterion_interval(crit, shown, deciding, index, fmt),
+            "interval_label": fmt.bounds_label(crit),
             "rule": fmt.lookup("decision_rule", crit.get("decision_rule"))
             if crit.get("decision_rule")
             else None,
@@ -514,32 +600,48 @@ def _criteria_view(
         chart_rows = []
         for s in slices:
             slc = s.get("slice") or {}
+            unit = _shown_metric(crit, slc)
             slice_rows.append(
                 {
                     "slice": fmt.slice_value(slc),
-                    "value": fmt.value(metric, s.get("value")),
-                    "bound": fmt.value(metric, s.get("bound")),
+                    "value": fmt.value(unit, s.get("value")),
+                    "bound": fmt.value(unit, s.get("bound")),
+                    "interval": _bounds_text(unit, s.get("low"), s.get("high"), fmt),
+                    "interval_label": fmt.bounds_label(s),
                     "kn": fmt.kn(s.get("k"), s.get("n")),
                     "outcome": fmt.lookup("outcome", s.get("outcome")),
                     "outcome_css": _outcome_css(s.get("outcome")),
-                    "reason": fmt.text(s.get("reason", "")),
+                    "reason": fmt.reason(s, unit),
                 }
             )
-            entry = _metric_at(index, metric, slc)
-            interval = (entry or {}).get("interval") or {}
+            # the bar is the row's own bounds, the ones the decision used (Holm-adjusted
+            # under multiplicity: holm), so the chart and the table show the same numbers
             chart_rows.append(
                 charts.ChartRow(
                     label=fmt.slice_value(slc),
                     value=s.get("value"),
-                    low=interval.get("low"),
-                    high=interval.get("high", s.get("bound")),
+                    low=s.get("low"),
+                    high=s.get("high"),
                     outcome=str(s.get("outcome", "ERROR")),
                 )
             )
         chart_list: list[str] = []
         threshold = crit.get("threshold")
-        if fmt.is_rate(metric) and isinstance(threshold, int | float):
+        spread = crit.get("aggregate") in _SPREADS  # a chart of slice rates would not show it
+        if fmt.is_rate(metric) and isinstance(threshold, int | float) and not spread:
             chart_list = charts.forest_chart_data_uris(chart_rows, float(threshold))
+        labels = t.get("bounds_label") or {}
+        bounds = (
+            str(labels.get("holm_family", ""))
+            if crit.get("multiplicity") == "holm"
+            else fmt.bounds_label(
+                {
+                    "bounds_sided": crit.get("sided"),
+                    "low_level": crit.get("confidence_level"),
+                    "high_level": crit.get("confidence_level"),
+                }
+            )
+        )
         sliced.append(
             {
                 **row,
@@ -547,11 +649,64 @@ def _criteria_view(
                 "rows": slice_rows,
                 "charts": chart_list,
                 "chart_caption": t["chart_caption"].format(
-                    level=fmt.level_text(), threshold=fmt.value(metric, threshold)
+                    level=fmt.level_text(crit.get("confidence_level")),
+                    bounds=bounds,
+                    threshold=fmt.value(metric, threshold),
                 ),
             }
         )
     return rows, sliced
+
+
+#: aggregates whose criterion value is not a slice rate
+_SPREADS = ("difference", "ratio", "homogeneity")
+
+
+def _shown_metric(crit: Mapping[str, Any], slc: Mapping[str, Any] | None) -> str:
+    """The name whose unit a row's numbers are printed in: a spread row (``{"by": ...}``) of
+    a ``difference`` is in percentage points, of a ``ratio`` a plain number, of a
+    ``homogeneity`` test a p-value; any other row in the criterion's metric."""
+    metric = str(crit.get("metric", ""))
+    aggregate = crit.get("aggregate")
+    if aggregate not in _SPREADS or not (slc and "by" in slc):
+        return metric
+    if aggregate == "homogeneity":
+        return "p_value"
+    return f"{metric}_{aggregate}"
+
+
+def _criteria_intro(verdicts: Mapping[str, Any], fmt: _Fmt) -> str:
+    """The criteria table's introduction, for the rubric's default sidedness: two one-sided
+    bounds at L together form a two-sided interval at 2L - 1 (95 %: 90 %)."""
+    rubric = verdicts.get("rubric") or {}
+    level = verdicts.get("confidence_level")
+    two_sided = verdicts.get("sided") == "two"
+    key = (
+        "criteria_intro_two_sided"
+        if two_sided and "criteria_intro_two_sided" in fmt.t
+        else ("criteria_intro")
+    )
+    together = 2 * float(level) - 1 if isinstance(level, int | float) else None
+    return str(fmt.t[key]).format(
+        rubric=rubric.get("id", fmt.na),
+        level=fmt.level_text(),
+        two_sided=fmt.level_pct(together),
+    )
+
+
+def _criterion_statistic(crit: Mapping[str, Any], fmt: _Fmt) -> str:
+    """The statistic at the criterion's own level and sidedness (a one-sided bound is never
+    called an interval's end, nor the other way round)."""
+    name = crit.get("statistic")
+    if not name:
+        return fmt.na
+    level = crit.get("confidence_level")
+    table = "statistic_two_sided" if crit.get("sided") == "two" else "statistic"
+    text = str(fmt.t.get(table, {}).get(name) or fmt.lookup("statistic", name))
+    text = text.format(level=fmt.level_text(level if isinstance(level, int | float) else None))
+    if crit.get("multiplicity") == "holm" and name in ("upper_bound", "lower_bound"):
+        text += " (Holm)"
+    return text
 
 
 #: criterion keys the results table shows in its own columns; any other key (new rubric
@@ -560,6 +715,8 @@ _CRITERION_KEYS = {
     "id", "title", "severity", "maps_to", "metric", "slice_by", "statistic", "decision_rule",
     "op", "threshold", "threshold_ref", "threshold_provenance", "min_n", "rationale", "outcome",
     "value", "bound", "k", "n", "reason", "slices", "low", "high", "unit", "titles",
+    "slice", "low_level", "high_level", "bounds_sided", "reason_code", "reason_args",
+    "reason_notes", "requires", "below_min_n", "holm",
 }  # fmt: skip
 
 
@@ -601,17 +758,22 @@ def _extra_fields(crit: Mapping[str, Any]) -> list[str]:
 def _criterion_interval(
     crit: Mapping[str, Any],
     metric: str,
-    worst: Mapping[str, Any] | None,
+    deciding: Mapping[str, Any] | None,
     index: Mapping[tuple[str, str], Mapping[str, Any]],
     fmt: _Fmt,
 ) -> str:
+    """The bounds of the criterion's own row (its deciding slice). Only a verdicts.json of an
+    older version, without ``low_level``/``high_level``, falls back to the metrics.json entry
+    of the same slice (the deciding one, never another)."""
     low, high = crit.get("low"), crit.get("high")
-    if low is None and high is None:
-        entry = _metric_at(index, metric, worst or {}) or {}
-        if not entry and metric.startswith(("latency_", "throughput_")):
-            entry = next((e for (n, _), e in index.items() if n == metric), {})
+    if low is None and high is None and "low_level" not in crit:
+        entry = _metric_at(index, metric, deciding or {}) or {}
         interval = entry.get("interval") or {}
         low, high = interval.get("low"), interval.get("high")
+    return _bounds_text(metric, low, high, fmt)
+
+
+def _bounds_text(metric: str, low: float | None, high: float | None, fmt: _Fmt) -> str:
     if low is None and high is None:
         return fmt.na
     return f"{fmt.value(metric, low)} – {fmt.value(metric, high)}"
@@ -1021,11 +1183,9 @@ def _context(
             }
             for name in embedded_names(files.raw)
         ],
-        # branch verify: page 1 says when the pages were not made by the shipped template
+        # page 1 says when the pages were not made by the shipped template
         "custom_template": not json.loads(files.raw[PRESENTATION_FILE])["shipped"],
-        "criteria_intro": t["criteria_intro"].format(
-            rubric=rubric.get("id", fmt.na), level=fmt.level_text()
-        ),
+        "criteria_intro": _criteria_intro(verdicts, fmt),
         "criteria": criteria,
         "sliced": sliced,
         "by_column": _by_column_view(metrics["metrics"], fmt),

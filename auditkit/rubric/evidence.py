@@ -19,7 +19,8 @@ check                         PASS when
 ``rubric_approved_before_run`` the rubric's ``approval.approved_at`` is before ``run.json``
                               ``started_at`` (FAIL without an approval record)
 ``energy_measured``           ``run.json`` ``energy.measured`` is true (FAIL when false: the
-                              energy was modelled; INSUFFICIENT when absent or method off)
+                              energy was modelled, or the meter could not see the work on a
+                              Dask cluster; INSUFFICIENT when absent or method off)
 ``metrics_reported``          every metric in ``params.names`` has an overall entry with a
                               value in ``metrics.json`` (with ``params.with_interval``: rates
                               and quantiles also with k or n and an interval)
@@ -34,16 +35,39 @@ from datetime import datetime
 from typing import Any, Literal
 
 from auditkit.models.card import ModelCard
+from auditkit.rubric.reasons import english, note, reason
 
 EvidenceOutcome = Literal["PASS", "FAIL", "ERROR", "INSUFFICIENT"]
 
 
 @dataclass(frozen=True)
 class EvidenceResult:
+    """A check's outcome, value and reason: ``code`` of :data:`auditkit.rubric.reasons.
+    TEMPLATES` with ``args`` (and ``notes``); ``reason`` is its English text."""
+
     outcome: EvidenceOutcome
     value: Any
-    reason: str
+    code: str
+    args: dict[str, Any] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def reason(self) -> str:
+        return english(self.code, self.args, self.notes, metric=None)
+
+
+def _result(
+    outcome: EvidenceOutcome,
+    value: Any,
+    code: str,
+    detail: dict[str, Any] | None = None,
+    notes: tuple[dict[str, Any], ...] = (),
+    /,
+    **args: Any,
+) -> EvidenceResult:
+    reason(code, **args)  # an unknown code is a programming error, found here
+    return EvidenceResult(outcome, value, code, args, detail or {}, notes)
 
 
 def _meets(value: float, op: str | None, threshold: float | None) -> bool:
@@ -52,7 +76,7 @@ def _meets(value: float, op: str | None, threshold: float | None) -> bool:
 
 
 def _no_run() -> EvidenceResult:
-    return EvidenceResult("INSUFFICIENT", None, "run.json not available to check this evidence")
+    return _result("INSUFFICIENT", None, "no_run")
 
 
 def _model_sha256(
@@ -64,23 +88,21 @@ def _model_sha256(
         expected = getattr(card.declared, "model_sha256", None)
         source = "model card"
     if not expected:
-        return EvidenceResult(
-            "ERROR",
-            None,
-            "no declared SHA-256 to compare with (metric.params.expected or the card's "
-            "declared.model_sha256)",
-        )
+        return _result("ERROR", None, "no_declared_sha256")
     if run is None:
         return _no_run()
     actual = str((run.get("model") or {}).get("sha256") or "")
     detail = {"expected": str(expected).lower(), "actual": actual, "declared_in": source}
     if actual.lower() == str(expected).lower():
-        return EvidenceResult("PASS", actual, f"model SHA-256 equals the {source}'s", detail)
-    return EvidenceResult(
+        return _result("PASS", actual, "sha256_equal", detail, source=source)
+    return _result(
         "FAIL",
         actual,
-        f"model SHA-256 {actual[:12]}… differs from the {source}'s {str(expected)[:12]}…",
+        "sha256_differs",
         detail,
+        actual=actual[:12],
+        expected=str(expected)[:12],
+        source=source,
     )
 
 
@@ -90,15 +112,22 @@ def _unreadable_share(
     counts = metrics.get("counts") or {}
     images = int(counts.get("images") or 0)
     if not images:
-        return EvidenceResult("INSUFFICIENT", None, "no images counted in metrics.json")
+        return _result("INSUFFICIENT", None, "no_images_counted")
     bad = int(counts.get("images_unreadable") or 0) + int(counts.get("images_error") or 0)
     share = bad / images
     detail = {"images": images, "not_scored": bad}
-    word = "within" if _meets(share, op, threshold) else "outside"
-    reason = f"{bad} of {images} images not scored ({100 * share:.2f}%), {word} {op} " + (
-        f"{100 * (threshold or 0):.2f}%"
+    within = _meets(share, op, threshold)
+    return _result(
+        "PASS" if within else "FAIL",
+        share,
+        "not_scored_within" if within else "not_scored_outside",
+        detail,
+        bad=bad,
+        images=images,
+        share=share,
+        op=op,
+        share_limit=threshold or 0.0,
     )
-    return EvidenceResult("PASS" if word == "within" else "FAIL", share, reason, detail)
 
 
 def _runtime_parity(
@@ -111,39 +140,43 @@ def _runtime_parity(
         return _no_run()
     parity = (run.get("replay") or {}).get("runtime_parity")
     if not parity:
-        return EvidenceResult(
-            "INSUFFICIENT",
-            None,
-            "no runtime parity recorded (replay with --reference-outputs)",
-        )
+        return _result("INSUFFICIENT", None, "no_parity")
     compared = int(parity.get("n_compared") or 0)
     needed = int(params.get("min_compared", 1))
     if compared < needed:
-        return EvidenceResult(
-            "INSUFFICIENT",
-            None,
-            f"runtime parity compared {compared} images, fewer than {needed}",
-            dict(parity),
+        return _result(
+            "INSUFFICIENT", None, "parity_too_few", dict(parity), compared=compared, needed=needed
         )
     diffs = [v for v in (parity.get("max_abs_difference") or {}).values() if v is not None]
     largest = max(diffs) if diffs else None
     agree = parity.get("decisions_agree")
     problems = []
     if largest is None:
-        problems.append("no score difference recorded")
+        problems.append(note("parity_no_difference"))
     elif not _meets(largest, op, threshold):
-        problems.append(f"max |score difference| {largest:.3g} not {op} {threshold:g}")
+        problems.append(
+            note("parity_difference_exceeds", difference=float(largest), op=op, limit=threshold)
+        )
     if agree is not None and agree != compared:
-        problems.append(f"{compared - agree} of {compared} decisions differ")
+        problems.append(note("parity_decisions_differ", differ=compared - agree, compared=compared))
     if problems:
-        return EvidenceResult("FAIL", largest, "; ".join(problems), dict(parity))
-    agree_text = f", decisions agree {agree}/{compared}" if agree is not None else ""
-    return EvidenceResult(
+        first, *rest = problems
+        return _result("FAIL", largest, first["code"], dict(parity), tuple(rest), **first["args"])
+    notes = (
+        (note("parity_decisions_agree", agree=agree, compared=compared),)
+        if agree is not None
+        else ()
+    )
+    return _result(
         "PASS",
         largest,
-        f"max |score difference| {largest:.3g} {op} {threshold:g} on {compared} images"
-        + agree_text,
+        "parity_ok",
         dict(parity),
+        notes,
+        difference=float(largest),  # type: ignore[arg-type]
+        op=op,
+        limit=threshold,
+        compared=compared,
     )
 
 
@@ -156,34 +189,30 @@ def _parse_time(stamp: str) -> datetime | None:
 
 def _approval(approval: Any, run: Mapping[str, Any] | None) -> EvidenceResult:
     if approval is None:
-        return EvidenceResult(
-            "FAIL", None, "the rubric has no approval record (approval.approved_by, approved_at)"
-        )
+        return _result("FAIL", None, "no_approval")
     if run is None:
         return _no_run()
     started = _parse_time(str(run.get("started_at") or ""))
     if started is None:
-        return EvidenceResult("INSUFFICIENT", None, "run.json has no readable started_at")
+        return _result("INSUFFICIENT", None, "no_started_at")
     approved: datetime = approval.approved_at
     detail = {
         "approved_by": approval.approved_by,
         "approved_at": approved.isoformat(),
         "run_started_at": run.get("started_at"),
     }
+    stamp, began = approved.isoformat(), str(run.get("started_at"))
     if approved < started:
-        return EvidenceResult(
+        return _result(
             "PASS",
-            approved.isoformat(),
-            f"approved by {approval.approved_by} at {approved.isoformat()}, "
-            f"before the run started ({run.get('started_at')})",
+            stamp,
+            "approved_before_run",
             detail,
+            approver=approval.approved_by,
+            at=stamp,
+            started=began,
         )
-    return EvidenceResult(
-        "FAIL",
-        approved.isoformat(),
-        f"approved at {approved.isoformat()}, not before the run started ({run.get('started_at')})",
-        detail,
-    )
+    return _result("FAIL", stamp, "approved_not_before_run", detail, at=stamp, started=began)
 
 
 def _energy(run: Mapping[str, Any] | None) -> EvidenceResult:
@@ -192,18 +221,22 @@ def _energy(run: Mapping[str, Any] | None) -> EvidenceResult:
     energy = run.get("energy") or {}
     method = energy.get("method")
     if not energy or method in (None, "off") or "measured" not in energy:
-        return EvidenceResult(
-            "INSUFFICIENT", None, "energy not recorded in this run (replay with energy on)"
-        )
+        return _result("INSUFFICIENT", None, "energy_not_recorded")
     detail = {k: energy.get(k) for k in ("method", "label", "boundary", "measured")}
     if energy.get("measured") is True:
-        return EvidenceResult(
+        return _result(
             "PASS",
             True,
-            f"energy measured ({method}, {energy.get('boundary')} boundary)",
+            "energy_measured",
             detail,
+            method=method,
+            boundary=energy.get("boundary"),
         )
-    return EvidenceResult("FAIL", False, f"energy modelled ({method}), not measured", detail)
+    if energy.get("not_measured_reason"):
+        # the meter could not see the work (an external Dask cluster): neither measured nor
+        # modelled, simply not known
+        return _result("FAIL", False, "energy_not_seen", detail, method=method)
+    return _result("FAIL", False, "energy_modelled", detail, method=method)
 
 
 def _reported(params: Mapping[str, Any], metrics: Mapping[str, Any]) -> EvidenceResult:
@@ -215,7 +248,8 @@ def _reported(params: Mapping[str, Any], metrics: Mapping[str, Any]) -> Evidence
         if not {k for k in e.get("slice", {}) if k != "scenario"}
     }
     with_interval = bool(params.get("with_interval", False))
-    missing = []
+    missing: list[str] = []
+    without: list[str] = []
     for name in params["names"]:
         entry = overall.get(name)
         if entry is None or entry.get("value") is None:
@@ -225,13 +259,18 @@ def _reported(params: Mapping[str, Any], metrics: Mapping[str, Any]) -> Evidence
             and METRICS[name] in ("rate", "quantile")
             and (not entry.get("interval") or entry.get("n") is None)
         ):
-            missing.append(f"{name} (no interval)")
-    names = ", ".join(params["names"])
-    detail = {"names": list(params["names"]), "missing": missing}
+            without.append(name)
+    names = [str(n) for n in params["names"]]
+    detail = {"names": names, "missing": missing + [f"{n} (no interval)" for n in without]}
     if missing:
-        return EvidenceResult("FAIL", len(missing), f"not reported: {', '.join(missing)}", detail)
-    extra = " with counts and intervals" if with_interval else ""
-    return EvidenceResult("PASS", 0, f"reported{extra}: {names}", detail)
+        notes = (note("reported_without_interval", names=without),) if without else ()
+        return _result(
+            "FAIL", len(missing) + len(without), "not_reported", detail, notes, missing=missing
+        )
+    if without:
+        return _result("FAIL", len(without), "reported_without_interval", detail, names=without)
+    code = "reported_with_intervals" if with_interval else "reported"
+    return _result("PASS", 0, code, detail, names=names)
 
 
 def check_evidence(

@@ -39,6 +39,8 @@ Counts = Literal["defective", "good", "rejected", "all", "measurements", "parts"
 Aggregate = Literal["overall", "each", "worst", "difference", "ratio", "homogeneity"]
 Statistic = Literal["point", "upper_bound", "lower_bound", "p_value"]
 Severity = Literal["blocker", "major", "minor", "info"]
+#: inputs a criterion may be conditional on (``requires``): ``baseline`` = ``--baseline RUN``
+Input = Literal["baseline"]
 MetricKind = Literal["rate", "quantile", "value", "paired"]
 
 
@@ -288,6 +290,14 @@ class Criterion(_Strict):
     sample: SampleRule = Field(default_factory=SampleRule)
     severity: Severity
     rationale: str = ""
+    #: inputs the criterion applies with only: without them it is SKIPPED and does not hold
+    #: the verdict (a blocker that is SKIPPED without being conditional makes it at best HOLD)
+    requires: list[Input] = Field(
+        default_factory=list,
+        description="Inputs this criterion applies with only (baseline: --baseline RUN). "
+        "Without them it is SKIPPED and does not hold the verdict; a blocker that is not "
+        "evaluated and not conditional makes the verdict at best HOLD.",
+    )
 
     @property
     def statistic(self) -> Statistic | None:
