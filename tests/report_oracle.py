@@ -44,7 +44,6 @@ _WORD = re.compile(
     r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">(.*?)</word>'
 )
 _PAGE = re.compile(r"<page [^>]*>(.*?)</page>", re.S)
-_KN = re.compile(r"^(\d[\d,\u2009\u202f\u00a0]*)/(\d[\d,\u2009\u202f\u00a0]*)$")
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -266,35 +265,37 @@ def criterion_rows(
     pages: Sequence[Sequence[Word]], ids: Sequence[str], cat: Catalogue
 ) -> dict[str, Row]:
     """Each criterion's row in the criteria table: the first line that starts with its id
-    and carries an outcome word of the catalogue (or of the raw outcome names), down to its
-    reason line."""
+    and is followed, within a few lines, by a reason line ("Reason: ..."), with an outcome
+    word of the catalogue (or a raw outcome name) in between. The slice sections start with
+    "<id>:", page 1 and the appendices have no reason line under an id."""
     reason_label = cat.text("col_reason")
     outcome_words = set(cat.outcome_words().values()) | set(OUTCOMES)
     found: dict[str, Row] = {}
     for number, words in enumerate(pages, start=1):
         lines = lines_of(words)
-        for i, line in enumerate(lines):
+        for i in range(len(lines)):
             for ident in ids:
-                if ident in found:
-                    continue
-                span = _id_at(lines, i, ident)
-                if not span or not any(w.text in outcome_words for w in line):
+                span = _id_at(lines, i, ident) if ident not in found else 0
+                if not span:
                     continue
                 end = next(
                     (
                         j
-                        for j in range(i + 1, len(lines))
+                        for j in range(i + 1, min(i + _MAX_ROW_LINES, len(lines)))
                         if lines[j][0].text.startswith(reason_label)
                     ),
-                    len(lines),
+                    None,
                 )
-                body = [w for ln in lines[i:end] for w in ln]
-                # the id's own words are not figures
-                body = [w for w in body if w not in [ln[0] for ln in lines[i : i + span]]]
-                found[ident] = Row(ident, number, body)
+                if end is None:
+                    continue
+                id_words = [ln[0] for ln in lines[i : i + span]]  # the id is not a figure
+                body = [w for ln in lines[i:end] for w in ln if w not in id_words]
+                if any(w.text in outcome_words for w in body):
+                    found[ident] = Row(ident, number, body)
     return found
 
 
+_MAX_ROW_LINES = 25
 OUTCOMES = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR", "SKIPPED", "ATTESTED")
 
 
@@ -380,13 +381,17 @@ def printed_interval(row: Row) -> tuple[Printed | None, Printed | None] | None:
     return None
 
 
+_SEP = r"[ ,\u2009\u202f\u00a0]"
+_COUNT = rf"\d{{1,3}}(?:{_SEP}\d{{3}})+|\d+"
+_KN_TEXT = re.compile(rf"(?<![\d.])({_COUNT})\s*/\s*({_COUNT})(?![\d.])")
+
+
 def printed_kn(row: Row) -> tuple[int, int] | None:
-    for w in row.words:
-        m = _KN.match(w.text)
-        if m:
-            digits = [int(re.sub(r"\D", "", g)) for g in m.groups()]
-            return digits[0], digits[1]
-    return None
+    """The row's "k/n" (thousands separators allowed, also a space that split the words)."""
+    m = _KN_TEXT.search(row.text)
+    if m is None:
+        return None
+    return int(re.sub(r"\D", "", m.group(1))), int(re.sub(r"\D", "", m.group(2)))
 
 
 def check_criteria_table(
@@ -406,14 +411,17 @@ def check_criteria_table(
             continue
         problems += [
             f"criterion {crit['id']} (page {row.page}): {p}"
-            for p in _check_row(crit, row, metrics, cat)
+            for p in check_row(crit, row, metrics, cat)
         ]
     return problems
 
 
-def _check_row(
+def check_row(
     crit: Mapping[str, Any], row: Row, metrics: Mapping[str, Any], cat: Catalogue
 ) -> list[str]:
+    """One criterion row against its criterion in verdicts.json: outcome word, value, bound,
+    interval (of the deciding slice) and k/n. The value cell is read as the template prints
+    it: the value, and under it the bound after the catalogue's ``col_bound`` label."""
     problems: list[str] = []
     decider = deciding_slice(crit)
     where = f"slice {slice_name(decider.get('slice'))}" if decider else "overall"
@@ -431,7 +439,14 @@ def _check_row(
         problems.append(f"outcome: expected {word!r} ({crit['outcome']}), printed {seen}")
 
     # value and bound, from the value cell
+    if _bound_label(row, cat) is None:
+        problems.append(
+            f"value and bound ({where}): no word starting with the bound label "
+            f"{cat.text('col_bound')!r} in the row (a label broken over lines?): {row.text[:160]!r}"
+        )
     for name, reader in (("value", printed_value), ("bound", printed_bound)):
+        if _bound_label(row, cat) is None:
+            break
         expected = crit.get(name)
         got = reader(row, cat)
         if expected is None:
@@ -483,7 +498,9 @@ def _check_row(
     got_kn = printed_kn(row)
     if k is not None and n is not None:
         if got_kn != (k, n):
-            problems.append(f"k/n ({where}): expected {k}/{n}, printed {got_kn}")
+            m = _KN_TEXT.search(row.text)
+            printed = repr(m.group(0)) if m else "none"
+            problems.append(f"k/n ({where}): expected {k}/{n}, printed {printed}")
     else:
         if got_kn is not None:
             problems.append(f"k/n ({where}): expected none (k {k}, n {n}), printed {got_kn}")
@@ -516,20 +533,46 @@ def _interval_owner(
 # --------------------------------------------------------------------------- slice tables
 
 
-def _slice_label(slc: Mapping[str, Any]) -> str:
-    return (
-        " × ".join(str(v) for v in slc.values()) if len(slc) != 1 else str(next(iter(slc.values())))
-    )
+def _slice_tokens(slc: Mapping[str, Any], cat: Catalogue) -> list[set[str]]:
+    """What the label of a slice row must show, in order: each value of the slice (a data
+    value, printed as recorded), or for a spread row ({"by": [columns]}) each column, by
+    its name or the catalogue's word for it. Key names are not required (translated)."""
+    tokens: list[set[str]] = []
+    for value in slc.values():
+        for v in value if isinstance(value, list) else [value]:
+            tokens.append({str(v), cat.word("column", str(v)) or str(v)})
+    return tokens
+
+
+_MAX_LABEL = 48
+
+
+def _leading_cell(line: str) -> str:
+    return re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+
+
+def _label_matches(label: str, tokens: list[set[str]]) -> bool:
+    at = 0
+    for options in tokens:
+        hits = [
+            m.end()
+            for o in options
+            if (m := re.compile(rf"(?<![\w.-]){re.escape(o)}(?![\w.-])").search(label, at))
+        ]
+        if not hits:
+            return False
+        at = min(hits)
+    return True
 
 
 def check_slice_tables(
     layout_pages: Sequence[str], verdicts: Mapping[str, Any], cat: Catalogue
 ) -> list[str]:
-    """Every row of every slice table (value, bound, k/n, outcome) against its slice in
+    """Every row of every slice table (value, bound, k/n or n, outcome) against its slice in
     verdicts.json. A table is found under its heading ``<id>: <title>``; a row is the first
-    line after it that starts with the slice's values."""
+    line after it whose label cell (with the next line's, for a label that wrapped) shows
+    the slice's values in order; a one-value slice's label must be exactly that value."""
     lines = [ln for page in layout_pages for ln in page.splitlines()]
-    outcome_words = cat.outcome_words()
     problems: list[str] = []
     for crit in verdicts["criteria"]:
         slices = crit.get("slices") or []
@@ -542,23 +585,44 @@ def check_slice_tables(
             problems.append(f"criterion {crit['id']}: no slice table (heading '{crit['id']}:')")
             continue
         for slc in slices:
-            label = _slice_label(slc.get("slice") or {})
             where = f"criterion {crit['id']}, slice {slice_name(slc.get('slice'))}"
-            pattern = re.compile(rf"^\s*{re.escape(label)}(?=\s{{2,}}|\s+[-−\d])")
-            row = next((ln for ln in lines[head + 1 :] if pattern.match(ln)), None)
+            row = _slice_row(lines, head, slc.get("slice") or {}, cat)
             if row is None:
-                problems.append(f"{where}: no row starting {label!r} in its slice table")
+                problems.append(f"{where}: no row for it in its slice table")
                 continue
-            problems += [f"{where}: {p}" for p in _check_slice_row(slc, row, label, outcome_words)]
+            problems += [f"{where}: {p}" for p in _check_slice_row(slc, row, cat)]
     return problems
 
 
-def _check_slice_row(
-    slc: Mapping[str, Any], line: str, label: str, outcome_words: Mapping[str, str]
-) -> list[str]:
+def _slice_row(
+    lines: Sequence[str], head: int, slc: Mapping[str, Any], cat: Catalogue
+) -> str | None:
+    tokens = _slice_tokens(slc, cat)
+    for i in range(head + 1, len(lines)):
+        if not lines[i].strip():
+            continue
+        label = _leading_cell(lines[i])
+        figures = lines[i].strip()[len(label) :]
+        if len(label) > _MAX_LABEL or not re.search(r"\d", figures):
+            continue  # a heading, an intro sentence, a wrapped reason: not a row
+        if len(tokens) == 1 and not any(isinstance(v, list) for v in slc.values()):
+            if label in tokens[0]:
+                return lines[i]
+            continue
+        wrapped = label + " " + (_leading_cell(lines[i + 1]) if i + 1 < len(lines) else "")
+        if _label_matches(label, tokens) or (
+            _label_matches(wrapped, tokens)
+            and not _label_matches(_leading_cell(lines[i + 1]), tokens[:1])
+        ):
+            return lines[i]
+    return None
+
+
+def _check_slice_row(slc: Mapping[str, Any], line: str, cat: Catalogue) -> list[str]:
     problems = []
-    cells = line.strip()[len(label) :]
-    word = outcome_words.get(slc["outcome"], slc["outcome"])
+    cells = line.strip()[len(_leading_cell(line)) :]
+    outcome_words = cat.outcome_words()
+    word = cat.word("outcome", slc["outcome"])
     found = [
         w
         for w in set(outcome_words.values()) | set(OUTCOMES)
@@ -566,29 +630,45 @@ def _check_slice_row(
     ]
     cut = min((cells.find(w) for w in found), default=len(cells))
     figures, rest = cells[:cut], cells[cut:]
-    if word not in rest.split():
+    if word is None:
+        problems.append(
+            f"outcome: the {cat.lang} catalogue has no word for {slc['outcome']} "
+            f"(printed {rest.split()[:1]})"
+        )
+    elif word not in rest.split()[:1]:
         problems.append(
             f"outcome: expected {word!r} ({slc['outcome']}), printed {rest.split()[:1]}"
         )
-    kn = re.search(r"(\d[\d,]*)/(\d[\d,]*)", figures)
-    numbers = [
-        parse_number(m.group(0)) for m in _NUMBER.finditer(figures[: kn.start()] if kn else figures)
-    ]
-    expected_kn = (slc.get("k"), slc.get("n"))
-    got_kn = (int(kn.group(1).replace(",", "")), int(kn.group(2).replace(",", ""))) if kn else None
-    if None not in expected_kn and got_kn != expected_kn:
-        problems.append(f"k/n: expected {expected_kn[0]}/{expected_kn[1]}, printed {got_kn}")
+    kn = _KN_TEXT.search(figures)
+    only_n = re.search(r"\bn\s*=\s*(\d[\d,\u2009\u202f\u00a0]*)", figures)
+    stop = kn.start() if kn else only_n.start() if only_n else len(figures)
+    numbers = [parse_number(m.group(0)) for m in _NUMBER.finditer(figures[:stop])]
+    k, n = slc.get("k"), slc.get("n")
+    if k is not None and n is not None:
+        got = (
+            (int(re.sub(r"\D", "", kn.group(1))), int(re.sub(r"\D", "", kn.group(2))))
+            if kn
+            else None
+        )
+        if got != (k, n):
+            problems.append(f"k/n: expected {k}/{n}, printed {kn.group(0) if kn else None!r}")
+    elif n is not None:
+        got_n = int(re.sub(r"\D", "", only_n.group(1))) if only_n else None
+        if got_n != n:
+            problems.append(f"n: expected n = {n}, printed {only_n.group(0) if only_n else None!r}")
     for i, name in enumerate(("value", "bound")):
         expected = slc.get(name)
-        got = numbers[i] if i < len(numbers) else None
+        printed = numbers[i] if i < len(numbers) else None
         if expected is None:
+            if printed is not None and i == 1:
+                problems.append(f"bound: expected not applicable, printed {printed.text!r}")
             continue
-        if got is None:
+        if printed is None:
             problems.append(
                 f"{name}: expected {shown(expected)}, printed no number in {line.strip()!r}"
             )
-        elif not agrees(got, float(expected)):
-            problems.append(f"{name}: expected {shown(expected)}, printed {got.text!r}")
+        elif not agrees(printed, float(expected)):
+            problems.append(f"{name}: expected {shown(expected)}, printed {printed.text!r}")
     return problems
 
 

@@ -490,3 +490,42 @@ def test_pdf_attachments_are_the_run_files(lab: Lab) -> None:
     attached = PdfReader(io.BytesIO(lab.pdf(DEMO).read_bytes())).attachments
     for name in ("metrics.json", "verdicts.json", "run.json", "rubric.yaml"):
         assert attached[name][0] == (run / name).read_bytes(), name
+
+
+def _row(*cells: tuple[str, float, float]) -> oracle.Row:
+    """A criteria-table row from (text, x, y) words 10 points high, 5 points per character."""
+    words = [oracle.Word(t, x, y, x + 5 * len(t), y + 10) for t, x, y in cells]
+    return oracle.Row("escape-line-supplier", 4, words)
+
+
+def test_oracle_names_the_slice_whose_interval_a_row_borrowed() -> None:
+    """The bug of issue 13: S2's value, bound and k/n beside L1's interval."""
+    s1 = {"slice": {"line": "L1"}, "outcome": "INCONCLUSIVE", "value": 0.0368, "bound": 0.0688}
+    s2 = {"slice": {"supplier": "S2"}, "outcome": "INCONCLUSIVE", "value": 15 / 255}
+    crit = {
+        "id": "escape-line-supplier",
+        "outcome": "INCONCLUSIVE",
+        "value": 15 / 255,
+        "bound": 0.0891,
+        "k": 15,
+        "n": 255,
+        "slices": [
+            {**s1, "k": 12, "n": 326, "low": 0.02137, "high": 0.05896},
+            {**s2, "bound": 0.0891, "k": 15, "n": 255, "low": 0.03661, "high": 0.0891},
+        ],
+    }
+    cat = oracle.Catalogue.load("en")
+    row = _row(
+        ("5.88", 350, 100), ("%", 375, 100), ("Bound:", 350, 112), ("8.91", 350, 124),
+        ("%", 375, 124), ("2.14", 410, 100), ("%", 432, 100), ("–", 440, 100),
+        ("5.90", 418, 112), ("%", 440, 112), ("15/255", 470, 100), ("INCONCLUSIVE", 510, 100),
+    )  # fmt: skip
+    problems = oracle.check_row(crit, row, {}, cat)
+    assert len(problems) == 1, problems
+    assert "slice supplier=S2" in problems[0] and "printed '2.14'" in problems[0]
+    assert "that is slice line=L1's interval" in problems[0]
+    # the same row with S2's own interval is clean
+    fixed = _row(
+        *[(w.text.replace("2.14", "3.66").replace("5.90", "8.91"), w.x0, w.y0) for w in row.words]
+    )
+    assert oracle.check_row(crit, fixed, {}, cat) == []
