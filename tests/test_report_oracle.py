@@ -529,3 +529,30 @@ def test_oracle_names_the_slice_whose_interval_a_row_borrowed() -> None:
         *[(w.text.replace("2.14", "3.66").replace("5.90", "8.91"), w.x0, w.y0) for w in row.words]
     )
     assert oracle.check_row(crit, fixed, {}, cat) == []
+
+
+def test_oracle_reads_slice_rows_whose_labels_wrap() -> None:
+    page = "\n".join(
+        [
+            "escape-line-lighting: Escape rate in every line × lighting cell      INCONCLUSIVE",
+            " line × lighting                Value    Bound        k/n Outcome           Reason",
+            " lighting = dim, line        9.52 % 17.48 % 10/105           INCONCLUSIVE   value",
+            " = L1                                                                       0.9833",
+            " lighting = nominal,         0.90 %      3.75 %     2/221    PASS           upper",
+            " line = L1",
+        ]
+    )
+    rows = [
+        {"slice": {"lighting": "dim", "line": "L1"}, "outcome": "INCONCLUSIVE", "k": 10, "n": 105,
+         "value": 10 / 105, "bound": 0.1748},
+        {"slice": {"lighting": "nominal", "line": "L1"}, "outcome": "PASS", "k": 2, "n": 221,
+         "value": 2 / 221, "bound": 0.0375},
+    ]  # fmt: skip
+    verdicts = {"criteria": [{"id": "escape-line-lighting", "slices": rows}]}
+    cat = oracle.Catalogue.load("en")
+    assert oracle.check_slice_tables([page], verdicts, cat) == []
+    rows[1]["bound"], rows[0]["n"] = 0.0475, 106
+    problems = oracle.check_slice_tables([page], verdicts, cat)
+    assert len(problems) == 2, problems
+    assert "slice lighting=dim, line=L1: k/n: expected 10/106, printed '10/105'" in problems[0]
+    assert "slice lighting=nominal, line=L1: bound" in problems[1] and "'3.75'" in problems[1]
