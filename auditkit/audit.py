@@ -311,6 +311,7 @@ def run_report(
         development_key=development,
         lang=lang,
         template_dir=template_dir,
+        signed=sign,
     )
     if sign:
         assert sign_key is not None
@@ -332,6 +333,7 @@ def run_report(
             development_key=development,
             lang=lang,
             template_dir=template_dir,
+            signed=sign,
         )
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(page, encoding="utf-8")
