@@ -376,7 +376,7 @@ class _Fmt:
             return self.text(value)
         if value != value:  # NaN
             return self.na
-        if abs(value) >= 10 ** digits:
+        if abs(value) >= 10**digits:
             return self.count(round(value))
         text = np.format_float_positional(
             value, precision=digits, unique=False, fractional=False, trim="-"
@@ -400,10 +400,10 @@ class _Fmt:
         return self.na if value is None else f"{self.num(value * 100, 3)} %"
 
     def field(self, key: Any) -> str:
-        """The label of a field of the evidence (``declared_watts`` → "declared power")."""
+        """The label of a field of the evidence (``filter`` → "Parts judged"); a field the
+        catalogue does not know (a later rubric's) shows its own name, an identifier."""
         labels = self.t.get("field") or {}
-        name = str(key)
-        return str(labels.get(name, name.replace("_", " ")))
+        return str(labels.get(str(key), key))
 
     def any(self, value: Any) -> str:
         """Any evidence value in words: numbers as :meth:`num`, text through the catalogue,
@@ -680,7 +680,7 @@ def _blocker_line(crit: Mapping[str, Any], fmt: _Fmt) -> str:
     row = deciding_slice(crit)
     label = fmt.metric(metric)
     if row and row.get("slice"):
-        label += f", {fmt.slice(row['slice'])}"
+        label += f"{t['list_comma']}{fmt.slice(row['slice'])}"
     value, bound, threshold = crit.get("value"), crit.get("bound"), crit.get("threshold")
     if crit.get("outcome") in ("ERROR", "SKIPPED") or value is None:
         return f"{label}{t['colon']}{fmt.text(crit.get('reason', '')) or fmt.na}"

@@ -474,7 +474,9 @@ def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, A
     )
     for key, unit in figures:
         if energy.get(key) is not None:
-            rows.append((str(t[f"energy_{key}"]), _energy_quantity(fmt, energy[key], unit, measured)))
+            rows.append(
+                (str(t[f"energy_{key}"]), _energy_quantity(fmt, energy[key], unit, measured))
+            )
     carbon = energy.get("carbon") or {}
     if carbon:
         rows.append(
