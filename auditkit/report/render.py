@@ -295,8 +295,9 @@ class _Fmt:
             return self.na
         if self.is_rate(metric):
             return self.pct(value)
-        if metric.endswith("_difference") and self.is_rate(metric.removesuffix("_difference")):
-            return f"{value * 100:.2f} {self.t['percentage_points']}"
+        for suffix in ("_difference", "_change"):  # a difference of two rates
+            if metric.endswith(suffix) and self.is_rate(metric.removesuffix(suffix)):
+                return self.pp(value)
         if metric.startswith("latency_") and metric.endswith("_ms"):
             return f"{value:.1f} ms"
         if metric.startswith("throughput_"):
@@ -393,7 +394,10 @@ class _Fmt:
         """A difference of two rates, in percentage points."""
         if value is None:
             return self.na
-        return f"{value * 100:.2f} {self.t['percentage_points']}"
+        text = f"{value * 100:.2f}"
+        if text in ("-0.00", "0.00") and value != 0:  # never print "-0.00": say how small
+            text = self.num(value * 100, 2)
+        return f"{text} {self.t['percentage_points']}"
 
     def share(self, value: float | None) -> str:
         """A share (0..1) as a percentage with the precision a reader needs."""

@@ -578,7 +578,7 @@ def baseline_view(
     return {
         "info": info,
         "paired": paired,
-        "interval_heading": str(t["baseline_col_interval"]).format(
+        "interval_heading": str(t["baseline_note"]).format(
             level=fmt.level_text(level.get("level")) if level.get("level") else fmt.level_text(),
             sided=fmt.lookup("sided", level.get("sided", "")),
             method=fmt.lookup("interval_short", level.get("method", "")),
@@ -637,7 +637,11 @@ def metric_table(metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, str]]:
                 "value": _fmt_any(fmt, name, entry.get("value")),
                 "kn": fmt.kn(entry.get("k"), entry.get("n")),
                 "interval": _interval_text(fmt, name, interval),
-                "method": fmt.lookup("interval_short", method) if method else str(extra or ""),
+                "method": fmt.lookup("interval_short", method)
+                if method
+                else fmt.lookup("energy_how", extra)
+                if extra
+                else "",
             }
         )
     return out
