@@ -698,7 +698,13 @@ def _blocker_line(crit: Mapping[str, Any], fmt: _Fmt) -> str:
     else:
         compared, relation = "", _OP_SYMBOLS.get(_relation(value, threshold), "=")
     tail = f"{compared} {relation} {fmt.value(metric, threshold)}".strip()
-    return f"{text}{t['list_comma']}{tail}"
+    text = f"{text}{t['list_comma']}{tail}"
+    n = (row or {}).get("n", crit.get("n"))
+    min_n = crit.get("min_n")
+    if isinstance(n, int) and isinstance(min_n, int) and n < min_n:
+        # too few parts to accept: a regulator must see that the sample decided, not the rate
+        text += str(t["blocker_small_n"]).format(n=fmt.count(n), min_n=fmt.count(min_n))
+    return text
 
 
 def _page_one_view(
