@@ -168,3 +168,16 @@ def test_baseline_and_anomaly_reports_show_their_sections_in_chinese(
         assert f"{t['decision_change'][change]}{n}" in text
     # no flattened keys of the baseline block
     assert "changed_decisions" not in text and "by_change" not in text
+
+
+def test_unsigned_chinese_report_names_no_english_signatory(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    t = _load_strings("zh")
+    # what `auditkit report --no-sign --lang zh` renders (audit.run_report)
+    pdf = render_report(
+        runs["demo"], signatory="unsigned", development_key=True, lang="zh", signed=False
+    )
+    text = _text(pdf, tmp_path)
+    assert "unsigned" not in text and "PAdES" not in text
+    assert t["unsigned_title"] in text
