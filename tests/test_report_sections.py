@@ -342,3 +342,39 @@ def test_task_figure_for_detectors_and_anomaly_models_only() -> None:
         ]
     }
     assert _task_chart(anomaly, fmt()) is not None
+
+
+def test_page_one_line_uses_the_slice_the_evaluation_names() -> None:
+    from auditkit.report.render import _blocker_line, deciding_slice
+
+    rows = [
+        {"slice": {"supplier": "S2"}, "value": 0.0588, "low": 0.031, "high": 0.0891,
+         "outcome": "INCONCLUSIVE", "n": 255},
+        {"slice": {"line": "L1"}, "value": 0.0388, "low": 0.0214, "high": 0.059,
+         "outcome": "INCONCLUSIVE", "n": 326},
+    ]  # fmt: skip
+    crit = {
+        "metric": "escape_rate",
+        "outcome": "INCONCLUSIVE",
+        "value": 0.0388,
+        "bound": 0.059,
+        "threshold": 0.05,
+        "op": "<=",
+        "min_n": 100,
+        "slices": rows,
+    }
+    # no "slice" on the criterion: the row whose outcome and value are the criterion's
+    assert deciding_slice(crit) is rows[1]
+    # the evaluation names the deciding slice: that row, whatever the values
+    assert deciding_slice({**crit, "slice": {"supplier": "S2"}}) is rows[0]
+    line = _blocker_line({**crit, "slice": {"line": "L1"}}, fmt())
+    # hand-worked: 3.88 % measured, its upper bound 5.90 % (the row's high) above 5.00 %
+    assert line == "escape rate, line = L1: 3.88 %, upper bound 5.90 % > 5.00 %"
+    small = _blocker_line({**crit, "min_n": 400}, fmt())
+    assert small.endswith("; n = 326, below the rubric's minimum of 400")
+    skipped = {
+        "metric": "escape_rate_change",
+        "outcome": "SKIPPED",
+        "reason": "needs --baseline RUN: not evaluated",
+    }
+    assert _blocker_line(skipped, fmt("zh")) == "漏检率相对基线的变化：需要 --baseline RUN：未评估"
