@@ -958,26 +958,26 @@ def _methods_view(run: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
     tool = run.get("tool") or {}
     replay = run.get("replay") or {}
     host = run.get("host") or {}
-    rows: list[tuple[str, str]] = [(t["tool_auditkit"], str(tool.get("auditkit", fmt.na)))]
-    rows += [(name, str(version)) for name, version in tool.items() if name != "auditkit"]
+    rows: list[tuple[str, str]] = [(t["tool_auditkit"], fmt.any(tool.get("auditkit")))]
+    rows += [(name, fmt.any(version)) for name, version in tool.items() if name != "auditkit"]
     rows += [
         (t["tool_report"], __version__),
         (t["tool_weasyprint"], weasyprint.__version__),
         (t["providers"], ", ".join(replay.get("providers") or []) or fmt.na),
-        (t["batch_size"], str(replay.get("batch_size", fmt.na))),
-        (t["threads"], str(replay.get("intra_op_threads", fmt.na))),
+        (t["batch_size"], fmt.any(replay.get("batch_size"))),
+        (t["threads"], fmt.any(replay.get("intra_op_threads"))),
         (t["pipeline"], _pipeline_line(replay, t, fmt)),
-        (t["graph_optimization"], str(replay.get("graph_optimization", fmt.na))),
-        (t["warmup"], str(replay.get("warmup_batches", fmt.na))),
-        (t["seed"], str(replay.get("seed", fmt.na))),
+        (t["graph_optimization"], fmt.any(replay.get("graph_optimization"))),
+        (t["warmup"], fmt.any(replay.get("warmup_batches"))),
+        (t["seed"], fmt.any(replay.get("seed"))),
         (t["scenario_parity"], _scenario_parity(replay, t, fmt)),
         (t["runtime_parity"], _runtime_parity(replay, t, fmt)),
         (
             t["host"],
             t["host_line"].format(
-                platform=host.get("platform", fmt.na),
-                machine=host.get("machine", fmt.na),
-                cpus=host.get("cpu_count", fmt.na),
+                platform=fmt.any(host.get("platform")),
+                machine=fmt.any(host.get("machine")),
+                cpus=fmt.any(host.get("cpu_count")),
             ),
         ),
     ]
@@ -1116,41 +1116,41 @@ def _context(
         "dates_line": t["dates_line"].format(started=started, finished=finished),
         "model": {
             "line": t["model_name_line"].format(
-                name=card.get("name", fmt.na),
-                version=card.get("version", fmt.na),
-                vendor=card.get("vendor", fmt.na),
+                name=fmt.any(card.get("name")),
+                version=fmt.any(card.get("version")),
+                vendor=fmt.any(card.get("vendor")),
             ),
-            "sha256": model.get("sha256", fmt.na),
-            "card_sha256": model.get("card_sha256", fmt.na),
+            "sha256": fmt.any(model.get("sha256")),
+            "card_sha256": fmt.any(model.get("card_sha256")),
             "operating": t["operating_rule"].format(
                 classes=", ".join(positive) or fmt.na,
-                threshold=card.get("operating_threshold", fmt.na),
+                threshold=fmt.num(card.get("operating_threshold"), 6),
             ),
             "declared": _declared_view(card, fmt),
         },
         "dataset": {
             "line": t["dataset_line"].format(
-                images=fmt.count(dataset.get("n_images", counts.get("images", fmt.na))),
-                parts=fmt.count(dataset.get("n_parts", counts.get("parts", fmt.na))),
+                images=fmt.count(dataset.get("n_images", fmt.any(counts.get("images")))),
+                parts=fmt.count(dataset.get("n_parts", fmt.any(counts.get("parts")))),
                 unreadable=fmt.count(
                     dataset.get("n_unreadable", counts.get("images_unreadable", 0))
                 ),
             ),
-            "manifest_sha256": dataset.get("manifest_sha256", fmt.na),
+            "manifest_sha256": fmt.any(dataset.get("manifest_sha256")),
             "labels": [(label, fmt.count(n)) for label, n in (dataset.get("labels") or {}).items()],
             "labels_total": fmt.count(sum((dataset.get("labels") or {}).values())),
             "sampling": t["sampling_text"].format(
-                images=fmt.count(dataset.get("n_images", counts.get("images", fmt.na))),
-                parts=fmt.count(dataset.get("n_parts", counts.get("parts", fmt.na))),
+                images=fmt.count(dataset.get("n_images", fmt.any(counts.get("images")))),
+                parts=fmt.count(dataset.get("n_parts", fmt.any(counts.get("parts")))),
             ),
             "defective_share": defective_share,
         },
         "rubric": {
             "line": t["rubric_line"].format(
-                id=rubric.get("id", fmt.na), version=rubric.get("version", fmt.na)
+                id=fmt.any(rubric.get("id")), version=fmt.any(rubric.get("version"))
             ),
             "title": fmt.text(rubric.get("title", "")),
-            "sha256": rubric.get("sha256", fmt.na),
+            "sha256": fmt.any(rubric.get("sha256")),
         },
         "decision": {
             "rule": fmt.lookup("decision_rule", rule),
@@ -1169,7 +1169,7 @@ def _context(
             for name in EMBEDDED_FILES
         ],
         "criteria_intro": t["criteria_intro"].format(
-            rubric=rubric.get("id", fmt.na), level=fmt.level_text()
+            rubric=fmt.any(rubric.get("id")), level=fmt.level_text()
         ),
         "criteria": criteria,
         "sliced": sliced,
@@ -1196,7 +1196,7 @@ def _context(
         "glossary": sections.glossary(t),
         "methods": _methods_view(run, fmt),
         "method_text": t["method_text"].format(
-            unit=fmt.lookup("unit", metrics.get("unit", "part")), rubric=rubric.get("id", fmt.na)
+            unit=fmt.lookup("unit", metrics.get("unit", "part")), rubric=fmt.any(rubric.get("id"))
         ),
         "deviations": deviations,
     }

@@ -66,11 +66,11 @@ def preprocessing_line(card: Mapping[str, Any], fmt: _Fmt) -> str:
     if not spec:
         return fmt.na
     return str(fmt.t["preprocessing_line"]).format(
-        height=spec.get("height", fmt.na),
-        width=spec.get("width", fmt.na),
-        color=spec.get("color", fmt.na),
-        resize=spec.get("resize", fmt.na),
-        layout=spec.get("layout", fmt.na),
+        height=fmt.any(spec.get("height")),
+        width=fmt.any(spec.get("width")),
+        color=fmt.any(spec.get("color")),
+        resize=fmt.any(spec.get("resize")),
+        layout=fmt.any(spec.get("layout")),
         mean=", ".join(fmt.num(m) for m in spec.get("mean") or []) or fmt.na,
         std=", ".join(fmt.num(s) for s in spec.get("std") or []) or fmt.na,
         dtype=spec.get("dtype", "float32"),
@@ -81,17 +81,17 @@ def scenario_line(replay: Mapping[str, Any], fmt: _Fmt) -> str:
     scenario = str(replay.get("scenario", ""))
     return str(fmt.t["scenario_line"]).format(
         scenario=fmt.lookup("scenario_name", scenario) if scenario else fmt.na,
-        batch=replay.get("batch_size", fmt.na),
-        single=replay.get("single_stream_samples", fmt.na),
-        precision=replay.get("precision", fmt.na),
+        batch=fmt.any(replay.get("batch_size")),
+        single=fmt.any(replay.get("single_stream_samples")),
+        precision=fmt.any(replay.get("precision")),
     )
 
 
 def hardware_line(host: Mapping[str, Any], fmt: _Fmt) -> str:
     return str(fmt.t["host_line"]).format(
-        platform=host.get("platform", fmt.na),
-        machine=host.get("machine", fmt.na),
-        cpus=host.get("cpu_count", fmt.na),
+        platform=fmt.any(host.get("platform")),
+        machine=fmt.any(host.get("machine")),
+        cpus=fmt.any(host.get("cpu_count")),
     ) + (f"; {host['processor']}" if host.get("processor") else "")
 
 
