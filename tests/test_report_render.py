@@ -340,6 +340,8 @@ def test_unsigned_report_says_so_and_claims_no_signature(tmp_path: Path) -> None
     assert "not signed" in page1.lower()
     assert _squash("rendered without a digital signature") in _squash(page1)
     assert "development key" not in page1.lower()
+    # `auditkit countersign` refuses an unsigned report: the box must not offer it
+    assert "auditkit countersign" not in page1
     pages = len(PdfReader(io.BytesIO(unsigned)).pages)
     last = _pdftotext(unsigned, tmp_path, pages - 3, pages)
     assert "The digital signature of this PDF identifies" not in last
