@@ -109,7 +109,8 @@ def test_modelled_meter_is_a_table_of_labelled_rows_never_a_repr(lang: str) -> N
         t["watts_source_text"]["assumed"].format(per_cpu="10", cpus=2)[:6]
     )
     rows = dict(view["rows"])
-    assert rows[t["energy_j_per_image"]].endswith(f"({t['energy_how']['modelled']})")
+    modelled = f"{t['paren_open']}{t['energy_how']['modelled']}{t['paren_close']}"
+    assert rows[t["energy_j_per_image"]] == f"600 mJ{modelled}"  # 0.6 J
     assert t["energy_how"]["measured"] not in rows[t["energy_j_per_image"]]
     # 0.578 s < 10 s and no idle reading: both said, in the report's language
     uncertainty = rows[t["energy_uncertainty"]]

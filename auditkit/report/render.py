@@ -301,7 +301,8 @@ class _Fmt:
         if metric.startswith("latency_") and metric.endswith("_ms"):
             return f"{value:.1f} ms"
         if metric.startswith("throughput_"):
-            return f"{value:.1f} {self.t['images_per_s']}"
+            text = self.count(round(value)) if value >= 1000 else f"{value:.1f}"
+            return f"{text} {self.t['images_per_s']}"
         if metric.startswith("model_"):
             return f"{value:,.0f}"
         return f"{value:.4g}"

@@ -416,10 +416,12 @@ def _energy_quantity(fmt: _Fmt, value: Any, unit: str, measured: bool) -> str:
     (a modelled figure is never called measured)."""
     if value is None:
         return fmt.na
-    how = fmt.t["energy_how"]["measured" if measured else "modelled"]
+    t = fmt.t
+    how = f"{t['paren_open']}{t['energy_how']['measured' if measured else 'modelled']}"
+    how += str(t["paren_close"])
     if unit == "J" and isinstance(value, int | float) and 0 < abs(value) < 1:
-        return f"{fmt.quantity(value * 1000.0, 'mJ')} ({how})"
-    return f"{fmt.quantity(value, unit, 4)} ({how})"
+        return f"{fmt.quantity(value * 1000.0, 'mJ')}{how}"
+    return f"{fmt.quantity(value, unit, 4)}{how}"
 
 
 def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any]:
@@ -499,7 +501,9 @@ def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, A
                     _energy_quantity(fmt, carbon["gco2e_per_1000_inspections"], "gCO2e", measured),
                 )
             )
-    rows.append((str(t["energy_uncertainty"]), " ".join(_uncertainty(energy, fmt))))
+    rows.append(
+        (str(t["energy_uncertainty"]), str(t["sentence_join"]).join(_uncertainty(energy, fmt)))
+    )
     chart = None
     power = _read_table(run_dir / "power.parquet")
     if power is not None and {"t_s", "watts"} <= set(power.columns) and len(power) >= 2:
