@@ -426,6 +426,7 @@ def run_report(
         development_key=development,
         lang=lang,
         template_dir=template_dir,
+        signed=sign,
     )
     if sign:
         assert sign_key is not None
@@ -447,6 +448,7 @@ def run_report(
             development_key=development,
             lang=lang,
             template_dir=template_dir,
+            signed=sign,
         )
         html.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(html, page.encode("utf-8"))

@@ -119,3 +119,31 @@ def test_hundred_criteria_and_fifty_slices_paginate(tmp_path: Path) -> None:
     # every slice is shown in each sliced criterion's table
     for i in range(1, N_SLICES + 1):
         assert flat.count(f"L{i:02d}") >= N_SLICED
+
+
+def _page_texts(pdf: bytes, tmp: Path) -> list[str]:
+    path = tmp / "report.pdf"
+    path.write_bytes(pdf)
+    done = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True, timeout=60
+    )
+    return done.stdout.decode("utf-8").split("\f")[:-1]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext not installed")
+def test_glossary_stays_on_one_page_and_ids_break_only_at_hyphens(tmp_path: Path) -> None:
+    from auditkit.report.render import _load_strings
+
+    t = _load_strings("en")
+    pages = _page_texts(render_report(FIXTURE, signatory="Layout", development_key=False), tmp_path)
+    terms = [str(e["term"]) for e in t["glossary"]]
+    heading = next(i for i, p in enumerate(pages) if t["appendix_glossary"] in p)
+    # the whole glossary on the page of its heading: no page holds a lone glossary row
+    page = "".join(pages[heading].split())
+    assert all("".join(term.split()) in page for term in terms), "the glossary was split"
+    text = "\f".join(pages)
+    ids = [c["id"] for c in json.loads((FIXTURE / "verdicts.json").read_text())["criteria"]]
+    for ident in ids:
+        for k in range(1, len(ident)):
+            if ident[k - 1] != "-":  # a line break inside a word of the identifier
+                assert f"{ident[:k]}\n{ident[k:]}" not in text, (ident, k)

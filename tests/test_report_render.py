@@ -265,3 +265,124 @@ def test_methods_name_how_the_replay_decoded_and_ran_the_images(tmp_path: Path) 
         (tmp_path / "run.json").write_text(json.dumps(run), encoding="utf-8")
         html = render_html(tmp_path, signatory=SIGNATORY, development_key=False)
         assert f"<td>{line}</td>" in html
+
+
+# --------------------------------------------------------------------------- issue 13: pages
+
+
+def _run_with(tmp: Path, edit: Any) -> Path:
+    """A copy of the fixture run with verdicts.json edited by ``edit(verdicts)``."""
+    for name in ("run.json", "metrics.json", "rubric.yaml"):
+        shutil.copy(FIXTURE / name, tmp / name)
+    verdicts = json.loads((FIXTURE / "verdicts.json").read_text(encoding="utf-8"))
+    edit(verdicts)
+    (tmp / "verdicts.json").write_text(json.dumps(verdicts, indent=2), encoding="utf-8")
+    return tmp
+
+
+def _blockers_and_skips(verdicts: dict[str, Any]) -> None:
+    lighting = verdicts["criteria"][2]  # escape-by-lighting: value 0.063158, bound 0.120848
+    lighting["severity"] = "blocker"
+    for row in lighting["slices"]:
+        if row["slice"] == {"lighting": "dim"}:
+            row.update(value=lighting["value"], low=0.0231, high=lighting["bound"])
+    skipped = {
+        "id": "escape-vs-baseline",
+        "title": "Escape rate not worse than the baseline",
+        "severity": "blocker",
+        "metric": "escape_rate_change",
+        "outcome": "SKIPPED",
+        "reason": "needs --baseline RUN: not evaluated",
+        "value": None,
+        "bound": None,
+    }
+    attested = {
+        "id": "fmea-reviewed",
+        "title": "FMEA reviewed",
+        "severity": "minor",
+        "metric": "fmea",
+        "kind": "attestation",
+        "outcome": "ATTESTED",
+        "reason": "attested, not verified",
+    }
+    verdicts["criteria"] += [skipped, attested]
+    verdicts["verdict"] = "REJECT"
+
+
+@needs_pdftotext
+def test_page_one_names_each_open_blocker_with_figure_and_bound(tmp_path: Path) -> None:
+    run_dir = _run_with(tmp_path, _blockers_and_skips)
+    pdf = render_report(run_dir, signatory=SIGNATORY, development_key=True)
+    page1 = _squash(_pdftotext(pdf, tmp_path, 1))
+    # hand-worked from the fixture: dim lighting 0.063158 → 6.32 %, its upper bound
+    # 0.120848 → 12.08 %, above the 0.02 limit
+    assert _squash("escape rate, lighting = dim: 6.32 %, upper bound 12.08 % > 2.00 %") in page1
+    assert _squash("escape-vs-baseline") in page1 and "SKIPPED" in page1
+    assert _squash("needs --baseline RUN: not evaluated") in page1
+    # the passed blockers (escape-overall, overkill-overall) are not listed
+    assert "escape-overall" not in page1
+    # 7 criteria: 3 PASS, 1 FAIL, 1 INCONCLUSIVE, 1 SKIPPED, 1 ATTESTED: every one counted
+    tally = (
+        "7 criteria: 3 passed, 1 failed, 1 inconclusive, 1 not evaluated, 1 attested, not verified"
+    )
+    assert _squash(tally) in page1
+    zh = render_report(run_dir, signatory=SIGNATORY, development_key=True, lang="zh")
+    page1_zh = _squash(_pdftotext(zh, tmp_path, 1))
+    assert _squash("漏检率，光照 = dim：6.32 %，置信上限 12.08 % > 2.00 %") in page1_zh
+    assert _squash("共 7 项准则：3 项合格，1 项不合格，1 项无法判定，1 项未评估") in page1_zh
+
+
+def test_every_outcome_has_a_badge_style() -> None:
+    from auditkit.rubric.schema import Outcome
+
+    css = (Path(__file__).parent.parent / "reports" / "templates" / "report.css").read_text()
+    for outcome in Outcome.__args__:  # type: ignore[attr-defined]
+        rule = re.search(rf"\.outcome-{outcome.lower()}\s*\{{([^}}]*)\}}", css)
+        assert rule is not None and "background" in rule.group(1), outcome
+    html = render_html(FIXTURE, signatory=SIGNATORY, development_key=False)
+    assert 'class="outcome outcome-pass"' in html
+
+
+@needs_pdftotext
+def test_unsigned_report_says_so_and_claims_no_signature(tmp_path: Path) -> None:
+    unsigned = render_report(FIXTURE, signatory="unsigned", development_key=True, signed=False)
+    page1 = _pdftotext(unsigned, tmp_path, 1)
+    assert "PAdES" not in page1 and "Digitally signed" not in page1
+    assert "not signed" in page1.lower()
+    assert _squash("rendered without a digital signature") in _squash(page1)
+    assert "development key" not in page1.lower()
+    # `auditkit countersign` refuses an unsigned report: the box must not offer it
+    assert "auditkit countersign" not in page1
+    pages = len(PdfReader(io.BytesIO(unsigned)).pages)
+    last = _pdftotext(unsigned, tmp_path, pages - 3, pages)
+    assert "The digital signature of this PDF identifies" not in last
+    signed = render_report(FIXTURE, signatory=SIGNATORY, development_key=True)
+    assert "PAdES" in _pdftotext(signed, tmp_path, 1)
+
+
+def test_html_copy_does_not_claim_attachments_or_a_signature() -> None:
+    html = render_html(FIXTURE, signatory=SIGNATORY, development_key=False)
+    assert "These files are attached to this PDF" not in html
+    assert "carries no attached files and no digital signature" in html
+    assert "PAdES" not in html
+    # the PDF's own input still names its attachments and its signature
+    pdf_input = render_html(FIXTURE, signatory=SIGNATORY, development_key=False, for_pdf=True)
+    assert "These files are attached to this PDF" in pdf_input and "PAdES" in pdf_input
+
+
+@needs_pdftotext
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_no_python_repr_or_json_outside_the_rubric_appendix(lang: str, tmp_path: Path) -> None:
+    from auditkit.report.render import _load_strings
+
+    t = _load_strings(lang)
+    run_dir = _run_with(tmp_path, _blockers_and_skips)
+    pdf = render_report(run_dir, signatory=SIGNATORY, development_key=True, lang=lang)
+    pages = len(PdfReader(io.BytesIO(pdf)).pages)
+    text = _pdftotext(pdf, tmp_path, 1, pages)
+    start, end = text.find(t["appendix_rubric"]), text.find(t["appendix_environment"])
+    assert 0 < start < end
+    outside = text[:start] + text[end:]
+    assert re.search(r"\b(None|True|False)\b(?!-)", outside) is None  # not "False-call"
+    assert re.search(r"\{['\"]|['\"]: |\[\{", outside) is None
+    assert "Threshold set by: None" not in outside

@@ -54,10 +54,68 @@ def test_measured_energy_in_plain_words_with_power_chart(tmp_path: Path) -> None
     assert view["measured"] is True and not view["off"]
     assert rows["Method"] == "measured (GPU energy counter (NVML))"
     assert rows["Boundary"] == "the accelerator or CPU package only"
-    assert rows["Energy per 1,000 inspections"] == "0.1667 Wh"
-    assert rows["Carbon per 1,000 inspections (SCI)"] == "0.089 gCO2e"
+    # every figure says whether it was measured or modelled, with its unit
+    assert rows["Energy per 1,000 inspections"] == "0.1667 Wh (measured)"
+    assert rows["Energy per scored image"] == "600 mJ (measured)"  # 0.6 J
+    assert rows["Carbon per 1,000 inspections (SCI)"] == "0.089 gCO2e (measured)"
+    assert rows["Measurement window"] == "12 s, 2 000 images, 3 pass(es)"
+    assert rows["Idle power (measured before the window)"] == "61.5 W (5 s)"
     assert "IEA 2019" in rows["Grid carbon intensity"]
+    # 0.1 s counter interval against a 12 s window: edge error 0.1 / 12 = 0.833 %
+    assert "edge error up to about 0.833 %" in rows["Uncertainty"]
+    assert "3 times" in rows["Uncertainty"] and "Idle baseline: 5 s" in rows["Uncertainty"]
+    assert dict(view["meter"]) == {"Counter": "total_energy_consumption", "device": "NVIDIA H100"}
     assert view["chart"].startswith("data:image/svg+xml;base64,")
+
+
+MODEL_METER = {
+    "formula": "P = rated watts x process CPU utilisation",
+    "declared_watts": None,
+    "rated_watts": 20.0,
+    "watts_source": "assumed 10 W per logical CPU x 2 (no --rated-watts or --declared-watts "
+    "given; not a rating)",
+    "logical_cpus": 2,
+    "process_cpu_seconds": 0.85,
+    "process_cpu_utilisation": 0.735,
+    "host_cpu_utilisation": None,
+    "modelled_power_w": 14.7,
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_modelled_meter_is_a_table_of_labelled_rows_never_a_repr(lang: str) -> None:
+    energy = {
+        **ENERGY,
+        "method": "model",
+        "measured": False,
+        "sampling_interval_s": None,
+        "idle": {"seconds": 0.0, "power_w": None},
+        "window": {"seconds": 0.578, "images": 1998, "passes": 1},
+        "meter": MODEL_METER,
+    }
+    view = sections.energy_view(Path("/nonexistent"), {"energy": energy}, fmt(lang))
+    meter = dict(view["meter"])
+    text = " ".join(f"{k} {v}" for k, v in [*view["rows"], *view["meter"]])
+    assert "None" not in text and "declared_watts" not in text and "{" not in text
+    t = _load_strings(lang)
+    labels = t["meter_field"]
+    assert meter[labels["rated_watts"]] == "20 W"
+    assert meter[labels["process_cpu_utilisation"]] == "73.5 %"
+    assert meter[labels["process_cpu_seconds"]] == "0.85 s"
+    assert labels["host_cpu_utilisation"] not in meter  # not recorded: left out
+    assert meter[t["meter_formula"]] == t["meter_formula_text"]["rated"]
+    # 20 W rated over 2 logical CPUs: 10 W each
+    assert meter[t["meter_watts_source"]].startswith(
+        t["watts_source_text"]["assumed"].format(per_cpu="10", cpus=2)[:6]
+    )
+    rows = dict(view["rows"])
+    modelled = f"{t['paren_open']}{t['energy_how']['modelled']}{t['paren_close']}"
+    assert rows[t["energy_j_per_image"]] == f"600 mJ{modelled}"  # 0.6 J
+    assert t["energy_how"]["measured"] not in rows[t["energy_j_per_image"]]
+    # 0.578 s < 10 s and no idle reading: both said, in the report's language
+    uncertainty = rows[t["energy_uncertainty"]]
+    assert t["uncertainty_no_idle"] in uncertainty
+    assert t["uncertainty_short"].format(window="0.578 s", minimum="10 s") in uncertainty
 
 
 def test_modelled_energy_says_so_and_off_says_nothing(tmp_path: Path) -> None:
@@ -114,24 +172,111 @@ def test_sampling_plan_counts_parts_per_class(tmp_path: Path) -> None:
     ]
 
 
-def test_baseline_and_unknown_fields_are_rendered_generically() -> None:
+BASELINE = {
+    "run_id": "run-000000000001",
+    "model": "steel-v1 1.0.0",
+    "model_sha256": "ab" * 32,
+    "n_parts": 1612,
+    "parts_unscored": 0,
+    "escape_rate": {
+        "b": 3,
+        "c": 17,
+        "baseline_k": 37,
+        "candidate_k": 23,
+        "n": 834,
+        "difference": (23 - 37) / 834,
+        "p_value_mcnemar": 0.0025768280029296875,
+        "interval": {"low": -0.0269, "high": -0.0086, "level": 0.95, "method": "tango"},
+    },
+    "changed_decisions": {
+        "total": 20,
+        "by_change": {"escape fixed": 17, "new escape": 3},
+        "listed": [
+            {
+                "part_id": "p000009",
+                "defect_class": "inclusion",
+                "baseline_reject": False,
+                "candidate_reject": True,
+                "change": "escape fixed",
+            }
+        ],
+    },
+}
+
+
+def test_baseline_is_a_table_of_labelled_rows_never_flattened_keys() -> None:
+    verdicts = {"baseline": BASELINE}
+    view = sections.baseline_view({"metrics": []}, verdicts, fmt())
+    assert view is not None
+    info = dict(view["info"])
+    assert info["Baseline run"] == "run-000000000001"
+    assert info["Parts compared"] == "1 612"
+    (escape,) = view["paired"]
+    assert (escape["baseline"], escape["candidate"]) == ("37/834", "23/834")
+    # (23 - 37) / 834 = -1.6787 % = -1.68 percentage points
+    assert escape["difference"] == "-1.68 pp"
+    assert escape["interval"] == "-2.69 pp – -0.86 pp"
+    assert (escape["new"], escape["fixed"], escape["p"]) == ("3", "17", "0.00258")
+    assert view["by_change"] == [("escape fixed", "17"), ("new escape", "3")]
+    assert view["listed"] == [
+        {
+            "part": "p000009",
+            "defect_class": "inclusion",
+            "baseline": "accepted",
+            "candidate": "rejected",
+            "change": "escape fixed",
+        }
+    ]
+    zh = sections.baseline_view({"metrics": []}, verdicts, fmt("zh"))
+    assert zh is not None and zh["by_change"][0] == ("漏检已修复", "17")
+    assert sections.baseline_view({"metrics": []}, {}, fmt()) is None
+
+
+def test_unknown_criterion_fields_are_labelled_words_not_json() -> None:
     verdicts = json.loads((FIXTURE / "verdicts.json").read_text())
     metrics = json.loads((FIXTURE / "metrics.json").read_text())
-    verdicts["baseline"] = {"run_id": "run-000000000001", "model": {"version": "2.2.0"}}
     crit: dict[str, Any] = verdicts["criteria"][0]
     crit["kind"] = "attestation"
-    crit["evidence"] = {"document": "FMEA-17", "accepted": True}
+    crit["evidence"] = {"document": "FMEA-17", "accepted": True, "reviewer": None}
+    crit["filter"] = {"defect_class": ["crack", "inclusion"]}
+    crit["paired"] = {"b": 3, "c": 17, "n": 834, "p_value_mcnemar": 0.0025768, "reason": "x" * 400}
     crit.update(aggregate="overall", confidence_level=0.95, multiplicity="holm")
-    view = sections.baseline_view(metrics, verdicts, fmt())
-    assert view is not None
-    assert ("run_id", "run-000000000001") in view["info"]
-    assert ("model.version", "2.2.0") in view["info"]
     rows, _ = _criteria_view(verdicts, fmt(), _index_metrics(metrics["metrics"]))
-    assert "kind: attestation" in rows[0]["extras"]
-    assert any(x.startswith("evidence: {") for x in rows[0]["extras"])
+    extras = rows[0]["extras"]
+    assert "Kind of criterion: attestation (declared, not verified)" in extras
+    assert "Evidence recorded: document: FMEA-17; accepted: yes" in extras
+    assert "Parts judged: defect class = crack, inclusion" in extras
+    assert "Paired comparison: 3 new, 17 fixed of 834 parts; McNemar p = 0.00258" in extras
+    assert "Multiplicity correction: Holm correction over the slices" in extras
     # a default (aggregate overall) and what the statistic column states are not repeated
-    assert "multiplicity: holm" in rows[0]["extras"]
-    assert not any(x.startswith(("aggregate", "confidence_level")) for x in rows[0]["extras"])
+    assert not any(x.startswith(("Aggregation", "confidence")) for x in extras)
+    assert not any("{" in x or "None" in x or "True" in x for x in extras)
+
+
+def test_formatter_numbers_units_and_not_applicable() -> None:
+    en, zh = fmt("en"), fmt("zh")
+    assert en.num(None) == "n/a" and zh.num(None) == "不适用"
+    assert en.num(True) == "yes" and zh.num(False) == "否"
+    assert en.count(1234567) == "1 234 567" and zh.count(1234567) == "1,234,567"
+    assert en.num(0.000561) == "0.000561"  # never 5.61e-04
+    assert en.num(1e-7) == "0.0000001"
+    assert en.num(12345.6) == "12 346"
+    assert en.quantity(14.7, "W") == "14.7 W" and en.quantity(None, "W") == "n/a"
+    assert en.pp(-0.016786) == "-1.68 pp"
+    assert en.share(0.735) == "73.5 %"
+    assert en.any({"a": None, "b": [1, 2], "c": {"d": False}}) == "b: 1, 2; c: d: no"
+
+
+def test_environment_appendix_has_labelled_rows_and_no_reprs() -> None:
+    run = json.loads((FIXTURE / "run.json").read_text())
+    run["replay"]["checkpoint"] = {"resumed": False, "sessions": 1}
+    run["replay"]["max_errors"] = None
+    groups = sections.environment_rows(run, fmt())
+    rows = {k: v for g in groups for k, v in g["rows"]}
+    assert rows["Checkpoints › resumed"] == "no"
+    assert rows["Largest number of failed images allowed"] == "n/a"
+    assert not any("." in k and k.split(".")[0] in ("tool", "host", "replay") for k in rows)
+    assert not any(v in ("None", "True", "False") for v in rows.values())
 
 
 @pytest.mark.parametrize(
@@ -198,3 +343,39 @@ def test_task_figure_for_detectors_and_anomaly_models_only() -> None:
         ]
     }
     assert _task_chart(anomaly, fmt()) is not None
+
+
+def test_page_one_line_uses_the_slice_the_evaluation_names() -> None:
+    from auditkit.report.render import _blocker_line, deciding_slice
+
+    rows = [
+        {"slice": {"supplier": "S2"}, "value": 0.0588, "low": 0.031, "high": 0.0891,
+         "outcome": "INCONCLUSIVE", "n": 255},
+        {"slice": {"line": "L1"}, "value": 0.0388, "low": 0.0214, "high": 0.059,
+         "outcome": "INCONCLUSIVE", "n": 326},
+    ]  # fmt: skip
+    crit = {
+        "metric": "escape_rate",
+        "outcome": "INCONCLUSIVE",
+        "value": 0.0388,
+        "bound": 0.059,
+        "threshold": 0.05,
+        "op": "<=",
+        "min_n": 100,
+        "slices": rows,
+    }
+    # no "slice" on the criterion: the row whose outcome and value are the criterion's
+    assert deciding_slice(crit) is rows[1]
+    # the evaluation names the deciding slice: that row, whatever the values
+    assert deciding_slice({**crit, "slice": {"supplier": "S2"}}) is rows[0]
+    line = _blocker_line({**crit, "slice": {"line": "L1"}}, fmt())
+    # hand-worked: 3.88 % measured, its upper bound 5.90 % (the row's high) above 5.00 %
+    assert line == "escape rate, line = L1: 3.88 %, upper bound 5.90 % > 5.00 %"
+    small = _blocker_line({**crit, "min_n": 400}, fmt())
+    assert small.endswith("; n = 326, below the rubric's minimum of 400")
+    skipped = {
+        "metric": "escape_rate_change",
+        "outcome": "SKIPPED",
+        "reason": "needs --baseline RUN: not evaluated",
+    }
+    assert _blocker_line(skipped, fmt("zh")) == "漏检率相对基线的变化：需要 --baseline RUN：未评估"

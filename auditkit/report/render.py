@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydyf
 import weasyprint
 import yaml
@@ -95,7 +96,11 @@ _ATTACHMENT_DESCRIPTIONS = {
     PRESENTATION_FILE: "The template, stylesheet and text catalogues that produced the pages, "
     "with their SHA-256 (auditkit.presentation/1)",
 }
-_OUTCOME_ORDER = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")
+#: every outcome a criterion can have (rubric/schema.py ``Outcome``), in the order page 1 counts
+#: them; each has a word in both catalogues and a badge style in report.css
+_OUTCOME_ORDER = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR", "SKIPPED", "ATTESTED")
+#: outcomes that leave a criterion undecided: page 1 names the blockers among them
+_UNDECIDED = ("INCONCLUSIVE", "ERROR", "SKIPPED")
 _OP_SYMBOLS = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "="}
 _RATE_SUFFIXES = ("_rate", "_share")
 _RATE_NAMES = {"effectiveness", "accuracy"}
@@ -354,12 +359,14 @@ class _Fmt:
             return self.na
         if self.is_rate(metric):
             return self.pct(value)
-        if metric.endswith("_difference") and self.is_rate(metric.removesuffix("_difference")):
-            return f"{value * 100:.2f} {self.t['percentage_points']}"
+        for suffix in ("_difference", "_change"):  # a difference of two rates
+            if metric.endswith(suffix) and self.is_rate(metric.removesuffix(suffix)):
+                return self.pp(value)
         if metric.startswith("latency_") and metric.endswith("_ms"):
             return f"{value:.1f} ms"
         if metric.startswith("throughput_"):
-            return f"{value:.1f} {self.t['images_per_s']}"
+            text = self.count(round(value)) if value >= 1000 else f"{value:.1f}"
+            return f"{text} {self.t['images_per_s']}"
         if metric.startswith("model_"):
             return f"{value:,.0f}"
         return f"{value:.4g}"
@@ -497,7 +504,75 @@ class _Fmt:
         return f"{symbol} {self.value(metric, threshold)}".strip()
 
     def count(self, value: Any) -> str:
-        return f"{value:,}".replace(",", " ") if isinstance(value, int) else str(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return self.any(value)
+        return f"{value:,}".replace(",", str(self.t.get("thousands_separator", " ")))
+
+    # The one place where evidence values become words: every section formats through these,
+    # so no page ever shows a Python repr (None, True, {...}) or a JSON fragment.
+
+    def num(self, value: Any, digits: int = 3) -> str:
+        """A number for people: thousands separated, ``digits`` significant digits, never in
+        exponent notation; None is "not applicable", a bool is yes/no."""
+        if value is None:
+            return self.na
+        if isinstance(value, bool):
+            return str(self.t["yes" if value else "no"])
+        if isinstance(value, int):
+            return self.count(value)
+        if not isinstance(value, float):
+            return self.text(value)
+        if value != value:  # NaN
+            return self.na
+        if abs(value) >= 10**digits:
+            return self.count(round(value))
+        text = np.format_float_positional(
+            value, precision=digits, unique=False, fractional=False, trim="-"
+        )
+        return text.rstrip(".")
+
+    def quantity(self, value: Any, unit: str, digits: int = 3) -> str:
+        """``value`` with its unit (``"14.7 W"``); "not applicable" alone when there is none."""
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return self.num(value, digits)
+        return f"{self.num(value, digits)} {unit}".rstrip()
+
+    def pp(self, value: float | None) -> str:
+        """A difference of two rates, in percentage points."""
+        if value is None:
+            return self.na
+        text = f"{value * 100:.2f}"
+        if text in ("-0.00", "0.00") and value != 0:  # never print "-0.00": say how small
+            text = self.num(value * 100, 2)
+        return f"{text} {self.t['percentage_points']}"
+
+    def share(self, value: float | None) -> str:
+        """A share (0..1) as a percentage with the precision a reader needs."""
+        return self.na if value is None else f"{self.num(value * 100, 3)} %"
+
+    def field(self, key: Any) -> str:
+        """The label of a field of the evidence (``filter`` → "Parts judged"); a field the
+        catalogue does not know (a later rubric's) shows its own name, an identifier."""
+        labels = self.t.get("field") or {}
+        return str(labels.get(str(key), key))
+
+    def any(self, value: Any) -> str:
+        """Any evidence value in words: numbers as :meth:`num`, text through the catalogue,
+        lists joined, mappings as labelled pairs. Never a repr, never JSON."""
+        if value is None or isinstance(value, bool | int | float):
+            return self.num(value)
+        if isinstance(value, str):
+            return self.text(value) if value else self.na
+        if isinstance(value, Mapping):
+            parts = [
+                f"{self.field(k)}{self.t['colon']}{self.any(v)}"
+                for k, v in value.items()
+                if v is not None and v != {} and v != []
+            ]
+            return str(self.t["list_separator"]).join(parts) or self.na
+        if isinstance(value, list | tuple):
+            return ", ".join(self.any(v) for v in value) or self.na
+        return str(value)
 
     @staticmethod
     def when(stamp: str | None) -> str:
@@ -591,7 +666,7 @@ def _criteria_view(
             "rule": fmt.lookup("decision_rule", crit.get("decision_rule"))
             if crit.get("decision_rule")
             else None,
-            "extras": _extra_fields(crit),
+            "extras": _extra_fields(crit, fmt),
         }
         rows.append(row)
         if not (crit.get("slice_by") and slices):
@@ -742,7 +817,10 @@ _DEFAULT_VALUES = {
 }
 
 
-def _extra_fields(crit: Mapping[str, Any]) -> list[str]:
+def _extra_fields(crit: Mapping[str, Any], fmt: _Fmt) -> list[str]:
+    """Criterion fields the table has no column for, as labelled words ("Parts judged:
+    defect class = crack, inclusion"): new rubric features show without breaking the table,
+    and never as JSON or a Python repr."""
     out = []
     for key in sorted(crit):
         if key in _CRITERION_KEYS or key in _STATED_ELSEWHERE or key.startswith("title_"):
@@ -750,9 +828,133 @@ def _extra_fields(crit: Mapping[str, Any]) -> list[str]:
         value = crit[key]
         if value is None or value == [] or value == {} or value in _DEFAULT_VALUES.get(key, ()):
             continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        out.append(f"{key}: {text[:300]}")
+        if key in _EXTRA_SKIPPED:
+            continue
+        if key == "filter" and isinstance(value, Mapping):
+            text = str(fmt.t["list_separator"]).join(
+                f"{fmt.column(str(k))} = {fmt.any(v)}" for k, v in value.items()
+            )
+        elif key == "kind":
+            text = fmt.lookup("criterion_kind", value)
+        elif key == "multiplicity":
+            text = fmt.lookup("multiplicity", value)
+        elif key == "paired" and isinstance(value, Mapping):
+            text = str(fmt.t["paired_line"]).format(
+                new=fmt.num(value.get("b")),
+                fixed=fmt.num(value.get("c")),
+                n=fmt.num(value.get("n")),
+                p=fmt.num(value.get("p_value_mcnemar")),
+            )
+        elif key == "evidence" and isinstance(value, Mapping):
+            text = fmt.any({k: v for k, v in value.items() if k != "value"})
+        else:
+            text = fmt.any(value)
+        out.append(f"{fmt.field(key)}{fmt.t['colon']}{text}")
     return out
+
+
+#: fields that say again what the row shows: ``paired`` repeats the paired entry the
+#: value and bound come from except for its counts (shown), ``params`` is the rubric's
+#: parameter table (Appendix B)
+_EXTRA_SKIPPED = {"params"}
+
+
+def _bound_side(crit: Mapping[str, Any], row: Mapping[str, Any] | None) -> str | None:
+    """Which bound ``crit["bound"]`` is ("lower_bound" / "upper_bound"), read from the
+    interval the deciding row records; None when the evidence does not say."""
+    bound = crit.get("bound")
+    if not isinstance(bound, int | float):
+        return None
+    for source in (crit, row or {}, crit.get("paired") or {}):
+        low, high = source.get("low"), source.get("high")
+        if isinstance(low, int | float) and abs(low - bound) <= 1e-12:
+            return "lower_bound"
+        if isinstance(high, int | float) and abs(high - bound) <= 1e-12:
+            return "upper_bound"
+    statistic = crit.get("statistic")
+    return str(statistic) if statistic in ("lower_bound", "upper_bound") else None
+
+
+def deciding_slice(crit: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The slice row that decided a sliced criterion: the one the evaluation names
+    (``slice`` on the criterion), else the first whose outcome and value are the criterion's."""
+    rows = [r for r in crit.get("slices") or [] if isinstance(r, Mapping)]
+    if not rows:
+        return None
+    named = crit.get("slice")
+    if isinstance(named, Mapping) and named:
+        for r in rows:
+            if r.get("slice") == named:
+                return r
+        return {"slice": named}
+    for r in rows:
+        if r.get("outcome") == crit.get("outcome") and r.get("value") == crit.get("value"):
+            return r
+    return next((r for r in rows if r.get("outcome") == crit.get("outcome")), None)
+
+
+def _relation(left: float, right: float) -> str:
+    return ">" if left > right else "<" if left < right else "="
+
+
+def _blocker_line(crit: Mapping[str, Any], fmt: _Fmt) -> str:
+    """ "escape rate, lighting = dim: 11.74 %, lower bound 8.72 % > 5.00 %": the figure and the
+    bound that left a blocker failed or undecided, from the criterion row and its slice."""
+    t = fmt.t
+    metric = str(crit.get("metric", ""))
+    row = deciding_slice(crit)
+    label = fmt.metric(metric)
+    if row and row.get("slice"):
+        label += f"{t['list_comma']}{fmt.slice(row['slice'])}"
+    value, bound, threshold = crit.get("value"), crit.get("bound"), crit.get("threshold")
+    if crit.get("outcome") in ("ERROR", "SKIPPED") or value is None:
+        return f"{label}{t['colon']}{fmt.text(crit.get('reason', '')) or fmt.na}"
+    text = f"{label}{t['colon']}{fmt.value(metric, value)}"
+    if not isinstance(threshold, int | float):
+        return text
+    side = _bound_side(crit, row)
+    if isinstance(bound, int | float) and side:
+        compared = f"{fmt.lookup('bound_name', side)} {fmt.value(metric, bound)}"
+        relation = _OP_SYMBOLS.get(_relation(bound, threshold), "=")
+    else:
+        compared, relation = "", _OP_SYMBOLS.get(_relation(value, threshold), "=")
+    tail = f"{compared} {relation} {fmt.value(metric, threshold)}".strip()
+    text = f"{text}{t['list_comma']}{tail}"
+    n = (row or {}).get("n", crit.get("n"))
+    min_n = crit.get("min_n")
+    if isinstance(n, int) and isinstance(min_n, int) and n < min_n:
+        # too few parts to accept: a regulator must see that the sample decided, not the rate
+        text += str(t["blocker_small_n"]).format(n=fmt.count(n), min_n=fmt.count(min_n))
+    return text
+
+
+def _page_one_view(
+    verdicts: Mapping[str, Any], fmt: _Fmt
+) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Page 1's tally of every outcome and the blockers that failed or stayed undecided."""
+    crits = [c for c in verdicts["criteria"] if isinstance(c, Mapping)]
+    seen = [str(c.get("outcome")) for c in crits]
+    order = [o for o in _OUTCOME_ORDER if o in seen]
+    order += sorted({o for o in seen if o not in _OUTCOME_ORDER})
+    tally = [
+        {
+            "n": str(seen.count(o)),
+            "word": fmt.lookup("outcome_counted", o),
+            "css": _outcome_css(o),
+        }
+        for o in order
+    ]
+    blockers = [
+        {
+            "id": str(c.get("id", "")),
+            "outcome": fmt.lookup("outcome", c.get("outcome")),
+            "outcome_css": _outcome_css(c.get("outcome")),
+            "line": _blocker_line(c, fmt),
+        }
+        for c in crits
+        if c.get("severity") == "blocker" and c.get("outcome") in ("FAIL", *_UNDECIDED)
+    ]
+    return tally, blockers
 
 
 def _criterion_interval(
@@ -961,7 +1163,7 @@ def _gaps_view(
             "reason": fmt.text(c.get("reason", "")),
         }
         for c in verdicts["criteria"]
-        if c.get("outcome") in ("INCONCLUSIVE", "ERROR")
+        if c.get("outcome") in _UNDECIDED
     ]
     listed = [fmt.text(g) for g in verdicts.get("data_gaps") or []]
     counts_rows = [
@@ -982,26 +1184,26 @@ def _methods_view(run: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
     tool = run.get("tool") or {}
     replay = run.get("replay") or {}
     host = run.get("host") or {}
-    rows: list[tuple[str, str]] = [(t["tool_auditkit"], str(tool.get("auditkit", fmt.na)))]
-    rows += [(name, str(version)) for name, version in tool.items() if name != "auditkit"]
+    rows: list[tuple[str, str]] = [(t["tool_auditkit"], fmt.any(tool.get("auditkit")))]
+    rows += [(name, fmt.any(version)) for name, version in tool.items() if name != "auditkit"]
     rows += [
         (t["tool_report"], __version__),
         (t["tool_weasyprint"], weasyprint.__version__),
         (t["providers"], ", ".join(replay.get("providers") or []) or fmt.na),
-        (t["batch_size"], str(replay.get("batch_size", fmt.na))),
-        (t["threads"], str(replay.get("intra_op_threads", fmt.na))),
+        (t["batch_size"], fmt.any(replay.get("batch_size"))),
+        (t["threads"], fmt.any(replay.get("intra_op_threads"))),
         (t["pipeline"], _pipeline_line(replay, t, fmt)),
-        (t["graph_optimization"], str(replay.get("graph_optimization", fmt.na))),
-        (t["warmup"], str(replay.get("warmup_batches", fmt.na))),
-        (t["seed"], str(replay.get("seed", fmt.na))),
+        (t["graph_optimization"], fmt.any(replay.get("graph_optimization"))),
+        (t["warmup"], fmt.any(replay.get("warmup_batches"))),
+        (t["seed"], fmt.any(replay.get("seed"))),
         (t["scenario_parity"], _scenario_parity(replay, t, fmt)),
         (t["runtime_parity"], _runtime_parity(replay, t, fmt)),
         (
             t["host"],
             t["host_line"].format(
-                platform=host.get("platform", fmt.na),
-                machine=host.get("machine", fmt.na),
-                cpus=host.get("cpu_count", fmt.na),
+                platform=fmt.any(host.get("platform")),
+                machine=fmt.any(host.get("machine")),
+                cpus=fmt.any(host.get("cpu_count")),
             ),
         ),
     ]
@@ -1065,6 +1267,8 @@ def _context(
     development_key: bool,
     lang: str,
     folder: Path,
+    signed: bool = True,
+    medium: str = "pdf",
 ) -> dict[str, Any]:
     t = _load_strings(lang, None if folder == templates_dir() else folder)
     run, metrics, verdicts = files.run, files.metrics, files.verdicts
@@ -1079,7 +1283,14 @@ def _context(
     index = _index_metrics(metrics["metrics"])
 
     criteria, sliced = _criteria_view(verdicts, fmt, index)
-    tally = {o: sum(1 for c in criteria if c["outcome_code"] == o) for o in _OUTCOME_ORDER}
+    for row, crit in zip(criteria, verdicts["criteria"], strict=True):
+        # "Threshold set by" only where the rubric says who set a threshold
+        row["provenance"] = (
+            fmt.lookup("provenance", crit["threshold_provenance"])
+            if crit.get("threshold_provenance") and crit.get("threshold") is not None
+            else None
+        )
+    tally, blockers = _page_one_view(verdicts, fmt)
     verdict = str(verdicts["verdict"])
     rule = str(verdicts.get("decision_rule", ""))
     method = str(metrics.get("interval_method", ""))
@@ -1119,53 +1330,53 @@ def _context(
             "meaning": fmt.lookup("verdict_meaning", verdict),
             "css": f"verdict-{verdict.lower()}",
         },
-        "tally": t["counts_summary"].format(
-            total=len(criteria),
-            passed=tally["PASS"],
-            failed=tally["FAIL"],
-            inconclusive=tally["INCONCLUSIVE"],
-            errored=tally["ERROR"],
-        ),
+        "tally": {
+            "total": t["counts_total"].format(total=len(criteria)),
+            "counts": tally,
+        },
+        "blockers": blockers,
+        "signed": signed,
+        "medium": medium,
         "started": started,
         "finished": finished,
         "dates_line": t["dates_line"].format(started=started, finished=finished),
         "model": {
             "line": t["model_name_line"].format(
-                name=card.get("name", fmt.na),
-                version=card.get("version", fmt.na),
-                vendor=card.get("vendor", fmt.na),
+                name=fmt.any(card.get("name")),
+                version=fmt.any(card.get("version")),
+                vendor=fmt.any(card.get("vendor")),
             ),
-            "sha256": model.get("sha256", fmt.na),
-            "card_sha256": model.get("card_sha256", fmt.na),
+            "sha256": fmt.any(model.get("sha256")),
+            "card_sha256": fmt.any(model.get("card_sha256")),
             "operating": t["operating_rule"].format(
                 classes=", ".join(positive) or fmt.na,
-                threshold=card.get("operating_threshold", fmt.na),
+                threshold=fmt.num(card.get("operating_threshold"), 6),
             ),
             "declared": _declared_view(card, fmt),
         },
         "dataset": {
             "line": t["dataset_line"].format(
-                images=fmt.count(dataset.get("n_images", counts.get("images", fmt.na))),
-                parts=fmt.count(dataset.get("n_parts", counts.get("parts", fmt.na))),
+                images=fmt.count(dataset.get("n_images", fmt.any(counts.get("images")))),
+                parts=fmt.count(dataset.get("n_parts", fmt.any(counts.get("parts")))),
                 unreadable=fmt.count(
                     dataset.get("n_unreadable", counts.get("images_unreadable", 0))
                 ),
             ),
-            "manifest_sha256": dataset.get("manifest_sha256", fmt.na),
+            "manifest_sha256": fmt.any(dataset.get("manifest_sha256")),
             "labels": [(label, fmt.count(n)) for label, n in (dataset.get("labels") or {}).items()],
             "labels_total": fmt.count(sum((dataset.get("labels") or {}).values())),
             "sampling": t["sampling_text"].format(
-                images=fmt.count(dataset.get("n_images", counts.get("images", fmt.na))),
-                parts=fmt.count(dataset.get("n_parts", counts.get("parts", fmt.na))),
+                images=fmt.count(dataset.get("n_images", fmt.any(counts.get("images")))),
+                parts=fmt.count(dataset.get("n_parts", fmt.any(counts.get("parts")))),
             ),
             "defective_share": defective_share,
         },
         "rubric": {
             "line": t["rubric_line"].format(
-                id=rubric.get("id", fmt.na), version=rubric.get("version", fmt.na)
+                id=fmt.any(rubric.get("id")), version=fmt.any(rubric.get("version"))
             ),
             "title": fmt.text(rubric.get("title", "")),
-            "sha256": rubric.get("sha256", fmt.na),
+            "sha256": fmt.any(rubric.get("sha256")),
         },
         "decision": {
             "rule": fmt.lookup("decision_rule", rule),
@@ -1207,11 +1418,11 @@ def _context(
         "baseline": sections.baseline_view(metrics, verdicts, fmt),
         "metric_table": sections.metric_table(metrics, fmt),
         "rubric_text": files.raw[RUBRIC_FILE].decode("utf-8", "replace"),
-        "environment": sections.environment_rows(run),
+        "environment": sections.environment_rows(run, fmt),
         "glossary": sections.glossary(t),
         "methods": _methods_view(run, fmt),
         "method_text": t["method_text"].format(
-            unit=fmt.lookup("unit", metrics.get("unit", "part")), rubric=rubric.get("id", fmt.na)
+            unit=fmt.lookup("unit", metrics.get("unit", "part")), rubric=fmt.any(rubric.get("id"))
         ),
         "deviations": deviations,
     }
@@ -1304,6 +1515,9 @@ def _prepare(
     development_key: bool,
     lang: str,
     template_dir: Path | None = None,
+    *,
+    signed: bool = True,
+    medium: str = "pdf",
 ) -> tuple[RunFiles, str, str]:
     if not signatory.strip():
         raise InputError("a signatory is required for the report")
@@ -1321,6 +1535,8 @@ def _prepare(
         development_key=development_key,
         lang=lang,
         folder=folder,
+        signed=signed,
+        medium=medium,
     )
     try:
         html = _environment(folder).get_template(TEMPLATE).render(**context)
@@ -1341,11 +1557,17 @@ def render_html(
     development_key: bool,
     lang: str = DEFAULT_LANG,
     template_dir: Path | None = None,
+    signed: bool = True,
+    for_pdf: bool = False,
 ) -> str:
-    """The report as one self-contained HTML document: the exact input WeasyPrint gets (the
-    stylesheet inlined, charts as ``data:`` images, no external reference), so it is also the
-    ``--html`` report."""
-    return _prepare(run_dir, signatory, development_key, lang, template_dir)[1]
+    """The report as one self-contained HTML document (the stylesheet inlined, charts as
+    ``data:`` images, no external reference): the ``--html`` report. An HTML file carries no
+    attachments and no signature, and says so where the PDF names its embedded files and
+    its signature; ``for_pdf=True`` gives the exact input WeasyPrint gets instead."""
+    medium = "pdf" if for_pdf else "html"
+    return _prepare(
+        run_dir, signatory, development_key, lang, template_dir, signed=signed, medium=medium
+    )[1]
 
 
 def render_report(
@@ -1356,14 +1578,18 @@ def render_report(
     lang: str = DEFAULT_LANG,
     template_dir: Path | None = None,
     fetcher: SafeURLFetcher | None = None,
+    signed: bool = True,
 ) -> bytes:
     """Render ``run_dir`` into an unsigned PDF/A-3b report and return its bytes.
 
     ``metrics.json``, ``verdicts.json``, ``run.json`` and the rubric are embedded byte for byte.
     The same run directory always gives the same bytes. Raises :class:`RunDirError` when an
-    input file is missing or unreadable.
+    input file is missing or unreadable. ``signed=False``: the report will not be signed
+    (``--no-sign``), and page 1 says so instead of describing a signature.
     """
-    files, html, report_id = _prepare(run_dir, signatory, development_key, lang, template_dir)
+    files, html, report_id = _prepare(
+        run_dir, signatory, development_key, lang, template_dir, signed=signed
+    )
     fetcher = fetcher or SafeURLFetcher(strict=True)
     try:
         stamp = _parse_utc(str(files.run.get("finished_at")))

@@ -35,16 +35,6 @@ def _read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame | 
         return None
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}".replace(",", " ")
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 # --------------------------------------------------------------------------- scope
 
 
@@ -76,13 +66,13 @@ def preprocessing_line(card: Mapping[str, Any], fmt: _Fmt) -> str:
     if not spec:
         return fmt.na
     return str(fmt.t["preprocessing_line"]).format(
-        height=spec.get("height", fmt.na),
-        width=spec.get("width", fmt.na),
-        color=spec.get("color", fmt.na),
-        resize=spec.get("resize", fmt.na),
-        layout=spec.get("layout", fmt.na),
-        mean=", ".join(_num(m) for m in spec.get("mean") or []) or fmt.na,
-        std=", ".join(_num(s) for s in spec.get("std") or []) or fmt.na,
+        height=fmt.any(spec.get("height")),
+        width=fmt.any(spec.get("width")),
+        color=fmt.any(spec.get("color")),
+        resize=fmt.any(spec.get("resize")),
+        layout=fmt.any(spec.get("layout")),
+        mean=", ".join(fmt.num(m) for m in spec.get("mean") or []) or fmt.na,
+        std=", ".join(fmt.num(s) for s in spec.get("std") or []) or fmt.na,
         dtype=spec.get("dtype", "float32"),
     )
 
@@ -91,17 +81,17 @@ def scenario_line(replay: Mapping[str, Any], fmt: _Fmt) -> str:
     scenario = str(replay.get("scenario", ""))
     return str(fmt.t["scenario_line"]).format(
         scenario=fmt.lookup("scenario_name", scenario) if scenario else fmt.na,
-        batch=replay.get("batch_size", fmt.na),
-        single=replay.get("single_stream_samples", fmt.na),
-        precision=replay.get("precision", fmt.na),
+        batch=fmt.any(replay.get("batch_size")),
+        single=fmt.any(replay.get("single_stream_samples")),
+        precision=fmt.any(replay.get("precision")),
     )
 
 
 def hardware_line(host: Mapping[str, Any], fmt: _Fmt) -> str:
     return str(fmt.t["host_line"]).format(
-        platform=host.get("platform", fmt.na),
-        machine=host.get("machine", fmt.na),
-        cpus=host.get("cpu_count", fmt.na),
+        platform=fmt.any(host.get("platform")),
+        machine=fmt.any(host.get("machine")),
+        cpus=fmt.any(host.get("cpu_count")),
     ) + (f"; {host['processor']}" if host.get("processor") else "")
 
 
@@ -259,8 +249,8 @@ def curves_view(run_dir: Path, metrics: Mapping[str, Any], fmt: _Fmt) -> dict[st
         "chart": charts.curves_data_uri(roc, pr, operating, labels),
         "has_curves": roc is not None,
         "caption": str(t["curves_caption" if roc is not None else "operating_only_caption"]).format(
-            auc=_num(auc, 4) if auc is not None else fmt.na,
-            ap=_num(ap, 4) if ap is not None else fmt.na,
+            auc=fmt.num(auc, 4),
+            ap=fmt.num(ap, 4),
         ),
     }
 
@@ -308,14 +298,139 @@ def latency_view(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, An
 
 # --------------------------------------------------------------------------- energy
 
+#: unit of each meter field run.json records (energy/*.py ``describe`` and reading details);
+#: "share" fields are 0..1 and print as percentages, fields not listed print as they are
+_METER_UNITS = {
+    "declared_watts": "W",
+    "rated_watts": "W",
+    "modelled_power_w": "W",
+    "process_cpu_seconds": "s",
+    "process_cpu_utilisation": "share",
+    "host_cpu_utilisation": "share",
+    "poll_seconds": "s",
+    "counter_update_interval_s": "s",
+    "clock_offset_s": "s",
+    "clock_offset_resolution_s": "s",
+    "estimate_rise_w": "W",
+    "estimate_search_s": "s",
+    "max_energy_range_uj": "µJ",
+    "energy_j_by_domain": "J",
+    "energy_j_by_device": "J",
+}
+#: meter fields said in other words: the formula and the source of the rated power
+_METER_WORDED = {"formula", "watts_source"}
+#: a window shorter than this is too short for a counter (energy/interface.py MIN_WINDOW_S)
+_MIN_WINDOW_S = 10.0
+
+
+def _meter_value(fmt: _Fmt, key: str, value: Any) -> str:
+    unit = _METER_UNITS.get(key)
+    if isinstance(value, Mapping):
+        return str(fmt.t["list_separator"]).join(
+            f"{k}{fmt.t['colon']}{_meter_value(fmt, key, v)}" for k, v in value.items()
+        )
+    if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+        # nvml devices: [{"index": 0, "name": "NVIDIA H100"}]
+        return ", ".join(" ".join(fmt.any(x) for x in v.values()) for v in value)
+    if unit == "share" and isinstance(value, int | float) and not isinstance(value, bool):
+        return fmt.share(float(value))
+    if unit and isinstance(value, int | float) and not isinstance(value, bool):
+        return fmt.quantity(value, unit)
+    if key == "clock_offset":
+        return fmt.lookup("clock_offset_kind", value)
+    return fmt.any(value)
+
+
+def _meter_rows(meter: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
+    """The meter block of run.json as labelled rows: the formula and the rated power's source
+    in the catalogue's words, every other field with its unit; empty fields left out."""
+    t = fmt.t
+    rows: list[tuple[str, str]] = []
+    if "formula" in meter:
+        formula = "declared" if meter.get("declared_watts") is not None else "rated"
+        rows.append((str(t["meter_formula"]), str(t["meter_formula_text"][formula])))
+    source = meter.get("watts_source")
+    if isinstance(source, str):
+        rows.append((str(t["meter_watts_source"]), _watts_source(source, meter, fmt)))
+    for key, value in meter.items():
+        if key in _METER_WORDED or value is None or value == {} or value == []:
+            continue
+        label = fmt.lookup("meter_field", key) if key in t.get("meter_field", {}) else key
+        rows.append((label, _meter_value(fmt, key, value)))
+    return rows
+
+
+def _watts_source(source: str, meter: Mapping[str, Any], fmt: _Fmt) -> str:
+    words = fmt.t["watts_source_text"]
+    if source.startswith("--"):
+        return str(words.get(source.strip("-"), source))
+    cpus = meter.get("logical_cpus")
+    rated = meter.get("rated_watts")
+    if source.startswith("assumed") and isinstance(cpus, int) and isinstance(rated, int | float):
+        return str(words["assumed"]).format(per_cpu=fmt.num(rated / cpus), cpus=cpus)
+    return fmt.text(source)
+
+
+def _uncertainty(energy: Mapping[str, Any], fmt: _Fmt) -> list[str]:
+    """What the figures cover and how far to trust them, from the facts run.json records (the
+    same statements energy/protocol.py ``uncertainty`` makes, in the report's language)."""
+    t = fmt.t
+    method = str(energy.get("method", ""))
+    window = energy.get("window") or {}
+    idle = energy.get("idle") or {}
+    seconds = window.get("seconds")
+    out = [fmt.lookup("energy_scope", method)]
+    interval = energy.get("sampling_interval_s")
+    measured = bool(energy.get("measured"))
+    if measured and isinstance(interval, int | float) and isinstance(seconds, int | float):
+        share = interval / seconds if seconds > 0 else None
+        out.append(
+            str(t["uncertainty_edge"]).format(
+                interval=fmt.quantity(interval, "s"),
+                window=fmt.quantity(seconds, "s"),
+                share=fmt.share(share) if share is not None else fmt.na,
+            )
+        )
+    if isinstance(seconds, int | float) and seconds < _MIN_WINDOW_S:
+        out.append(
+            str(t["uncertainty_short_measured" if measured else "uncertainty_short"]).format(
+                window=fmt.quantity(seconds, "s"), minimum=fmt.quantity(_MIN_WINDOW_S, "s")
+            )
+        )
+    passes = window.get("passes")
+    if isinstance(passes, int) and passes > 1:
+        out.append(str(t["uncertainty_passes"]).format(passes=passes))
+    if (idle.get("seconds") or 0) > 0:
+        out.append(str(t["uncertainty_idle"]).format(idle=fmt.quantity(idle["seconds"], "s")))
+    else:
+        out.append(str(t["uncertainty_no_idle"]))
+    if window.get("executor", "local") != "local":
+        out.append(str(t["uncertainty_dask"]))
+    if window.get("resumed"):
+        out.append(str(t["uncertainty_resumed"]))
+    return out
+
+
+def _energy_quantity(fmt: _Fmt, value: Any, unit: str, measured: bool) -> str:
+    """A figure of the energy block with its unit and whether it was measured or modelled
+    (a modelled figure is never called measured)."""
+    if value is None:
+        return fmt.na
+    t = fmt.t
+    how = f"{t['paren_open']}{t['energy_how']['measured' if measured else 'modelled']}"
+    how += str(t["paren_close"])
+    if unit == "J" and isinstance(value, int | float) and 0 < abs(value) < 1:
+        return f"{fmt.quantity(value * 1000.0, 'mJ')}{how}"
+    return f"{fmt.quantity(value, unit, 4)}{how}"
+
 
 def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any]:
-    """The ``energy`` block of run.json (contract of issue 8) in plain words."""
+    """The ``energy`` block of run.json (contract of issue 8) as a table of labelled rows."""
     t = fmt.t
     energy = run.get("energy") or {}
     method = energy.get("method")
     if not energy or method in (None, "off") or energy.get("energy_j") is None:
-        return {"measured": None, "rows": [], "chart": None, "off": True}
+        return {"measured": None, "rows": [], "meter": [], "chart": None, "off": True}
     measured = bool(energy.get("measured"))
     rows: list[tuple[str, str]] = [
         (
@@ -326,64 +441,69 @@ def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, A
         ),
         (str(t["energy_boundary"]), fmt.lookup("energy_boundary_name", energy.get("boundary"))),
     ]
-    meter = energy.get("meter") or {}
-    if meter:
-        rows.append(
-            (
-                str(t["energy_meter"]),
-                "; ".join(f"{k}: {_num(v)}" for k, v in meter.items() if not isinstance(v, dict)),
-            )
-        )
     if energy.get("sampling_interval_s") is not None:
-        rows.append((str(t["energy_interval"]), f"{energy['sampling_interval_s']:g} s"))
+        rows.append((str(t["energy_interval"]), fmt.quantity(energy["sampling_interval_s"], "s")))
     idle = energy.get("idle") or {}
     if idle.get("power_w") is not None:
         rows.append(
             (
                 str(t["energy_idle"]),
-                f"{idle['power_w']:.1f} W ({_num(idle.get('seconds'))} s)",
+                str(t["energy_idle_line"]).format(
+                    power=fmt.quantity(idle["power_w"], "W"),
+                    seconds=fmt.quantity(idle.get("seconds"), "s"),
+                ),
             )
         )
     window = energy.get("window") or {}
+    images = window.get("images")
     if window:
         rows.append(
             (
                 str(t["energy_window"]),
                 str(t["energy_window_line"]).format(
-                    seconds=_num(window.get("seconds")),
-                    images=fmt.count(window.get("images")),
-                    passes=window.get("passes", fmt.na),
+                    seconds=fmt.quantity(window.get("seconds"), "s"),
+                    images=fmt.count(images),
+                    passes=fmt.num(window.get("passes")),
                 ),
             )
         )
-
-    def num(key: str, unit: str, digits: int = 4) -> None:
-        value = energy.get(key)
-        if value is not None:
-            rows.append((str(t[f"energy_{key}"]), f"{_num(value, digits)} {unit}"))
-
-    num("energy_j", "J")
-    num("energy_above_idle_j", "J")
-    num("mean_power_w", "W")
-    num("j_per_image", "J")
-    num("wh_per_1000_inspections", "Wh")
+    figures = (
+        ("energy_j", "J"),
+        ("energy_above_idle_j", "J"),
+        ("mean_power_w", "W"),
+        ("j_per_image", "J"),
+        ("wh_per_1000_inspections", "Wh"),
+    )
+    for key, unit in figures:
+        if energy.get(key) is not None:
+            rows.append(
+                (str(t[f"energy_{key}"]), _energy_quantity(fmt, energy[key], unit, measured))
+            )
     carbon = energy.get("carbon") or {}
     if carbon:
         rows.append(
             (
                 str(t["carbon_intensity"]),
-                f"{_num(carbon.get('grid_intensity_g_per_kwh'))} gCO2e/kWh "
-                f"({carbon.get('source', fmt.na)})",
+                str(t["carbon_intensity_line"]).format(
+                    value=fmt.quantity(carbon.get("grid_intensity_g_per_kwh"), "gCO2e/kWh"),
+                    source=fmt.text(carbon.get("source") or fmt.na),
+                ),
             )
         )
         if carbon.get("embodied_g_per_1000") is not None:
-            rows.append((str(t["carbon_embodied"]), f"{_num(carbon['embodied_g_per_1000'])} gCO2e"))
+            rows.append(
+                (str(t["carbon_embodied"]), fmt.quantity(carbon["embodied_g_per_1000"], "gCO2e"))
+            )
         if carbon.get("gco2e_per_1000_inspections") is not None:
             rows.append(
-                (str(t["carbon_total"]), f"{_num(carbon['gco2e_per_1000_inspections'])} gCO2e")
+                (
+                    str(t["carbon_total"]),
+                    _energy_quantity(fmt, carbon["gco2e_per_1000_inspections"], "gCO2e", measured),
+                )
             )
-    if energy.get("uncertainty"):
-        rows.append((str(t["energy_uncertainty"]), str(energy["uncertainty"])))
+    rows.append(
+        (str(t["energy_uncertainty"]), str(t["sentence_join"]).join(_uncertainty(energy, fmt)))
+    )
     chart = None
     power = _read_table(run_dir / "power.parquet")
     if power is not None and {"t_s", "watts"} <= set(power.columns) and len(power) >= 2:
@@ -393,7 +513,8 @@ def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, A
             str(t["power_x"]),
             str(t["power_y"]),
         )
-    return {"measured": measured, "rows": rows, "chart": chart, "off": False}
+    meter = _meter_rows(energy.get("meter") or {}, fmt)
+    return {"measured": measured, "rows": rows, "meter": meter, "chart": chart, "off": False}
 
 
 # --------------------------------------------------------------------------- baseline
@@ -402,31 +523,95 @@ def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, A
 def baseline_view(
     metrics: Mapping[str, Any], verdicts: Mapping[str, Any], fmt: _Fmt
 ) -> dict[str, Any] | None:
-    """Comparison with a baseline run, when the evaluation recorded one (rendered generically)."""
+    """Comparison with a baseline run (verdicts.json ``baseline``, rubric/baseline.py): which
+    run, the paired escape and overkill counts, and the parts whose decision changed."""
     baseline = verdicts.get("baseline") or metrics.get("baseline")
-    rows = []
-    for entry in metrics.get("metrics") or []:
-        name = str(entry.get("name", ""))
-        if "baseline" not in name and "mcnemar" not in name:
+    if not isinstance(baseline, Mapping) or not baseline:
+        return None
+    t = fmt.t
+    info = [
+        (str(t["baseline_run"]), fmt.any(baseline.get("run_id"))),
+        (str(t["baseline_model"]), fmt.any(baseline.get("model"))),
+        (str(t["baseline_model_sha"]), fmt.any(baseline.get("model_sha256"))),
+        (str(t["baseline_parts"]), fmt.count(baseline.get("n_parts"))),
+        (str(t["baseline_unscored"]), fmt.count(baseline.get("parts_unscored"))),
+    ]
+    paired = []
+    for rate in ("escape_rate", "overkill_rate"):
+        pair = baseline.get(rate)
+        if not isinstance(pair, Mapping):
             continue
-        interval = entry.get("interval") or {}
-        rows.append(
+        n = pair.get("n")
+        interval = pair.get("interval") or {}
+        paired.append(
             {
-                "name": fmt.metric(name),
-                "slice": fmt.slice(entry.get("slice")),
-                "value": _fmt_any(fmt, name, entry.get("value")),
-                "interval": _interval_text(fmt, name, interval),
+                "name": fmt.metric(rate),
+                "baseline": fmt.kn(pair.get("baseline_k"), n),
+                "candidate": fmt.kn(pair.get("candidate_k"), n),
+                "difference": fmt.pp(pair.get("difference")),
+                "interval": _pp_interval(fmt, interval),
+                "new": fmt.count(pair.get("b")),
+                "fixed": fmt.count(pair.get("c")),
+                "p": fmt.num(pair.get("p_value_mcnemar")),
             }
         )
-    if not baseline and not rows:
-        return None
-    info = _flatten(baseline) if isinstance(baseline, Mapping) else []
-    return {"info": info, "rows": rows}
+    level = next(
+        (
+            (baseline.get(r) or {}).get("interval") or {}
+            for r in ("escape_rate", "overkill_rate")
+            if (baseline.get(r) or {}).get("interval")
+        ),
+        {},
+    )
+    changed = baseline.get("changed_decisions") or {}
+    by_change = [
+        (fmt.lookup("decision_change", k), fmt.count(v))
+        for k, v in (changed.get("by_change") or {}).items()
+    ]
+    listed = [
+        {
+            "part": fmt.any(row.get("part_id")),
+            "defect_class": fmt.any(row.get("defect_class")),
+            "baseline": _part_decision(fmt, row.get("baseline_reject")),
+            "candidate": _part_decision(fmt, row.get("candidate_reject")),
+            "change": fmt.lookup("decision_change", row.get("change")),
+        }
+        for row in changed.get("listed") or []
+        if isinstance(row, Mapping)
+    ]
+    return {
+        "info": info,
+        "paired": paired,
+        "interval_heading": str(t["baseline_note"]).format(
+            level=fmt.level_text(level.get("level")) if level.get("level") else fmt.level_text(),
+            sided=fmt.lookup("sided", level.get("sided", "")),
+            method=fmt.lookup("interval_short", level.get("method", "")),
+        ),
+        "changed_total": fmt.count(changed.get("total", 0)),
+        "by_change": by_change,
+        "listed": listed,
+        "listed_note": str(t["baseline_listed_note"]).format(
+            shown=fmt.count(len(listed)), total=fmt.count(changed.get("total", len(listed)))
+        ),
+    }
+
+
+def _part_decision(fmt: _Fmt, rejected: Any) -> str:
+    if rejected is None:
+        return fmt.na
+    return fmt.lookup("part_decision", "rejected" if rejected else "accepted")
+
+
+def _pp_interval(fmt: _Fmt, interval: Mapping[str, Any]) -> str:
+    low, high = interval.get("low"), interval.get("high")
+    if low is None and high is None:
+        return fmt.na
+    return f"{fmt.pp(low)} – {fmt.pp(high)}"
 
 
 def _fmt_any(fmt: _Fmt, name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return fmt.na if value is None else str(value)
+        return fmt.any(value)
     return fmt.value(name, float(value))
 
 
@@ -456,33 +641,55 @@ def metric_table(metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, str]]:
                 "value": _fmt_any(fmt, name, entry.get("value")),
                 "kn": fmt.kn(entry.get("k"), entry.get("n")),
                 "interval": _interval_text(fmt, name, interval),
-                "method": fmt.lookup("interval_short", method) if method else str(extra or ""),
+                "method": fmt.lookup("interval_short", method)
+                if method
+                else fmt.lookup("energy_how", extra)
+                if extra
+                else "",
             }
         )
     return out
 
 
-def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
-    if isinstance(value, Mapping) and depth < 4:
-        out: list[tuple[str, str]] = []
-        for key, item in value.items():
-            out.extend(_flatten(item, f"{prefix}.{key}" if prefix else str(key), depth + 1))
-        return out
-    if isinstance(value, list):
-        if all(not isinstance(v, Mapping | list) for v in value):
-            return [(prefix, ", ".join(_num(v) for v in value))]
-        return [(prefix, json.dumps(value, ensure_ascii=False, sort_keys=True)[:300])]
-    return [(prefix, _num(value, 6))]
+#: the run.json blocks Appendix C shows, in order, each under its own heading
+_ENVIRONMENT_BLOCKS = ("tool", "host", "replay")
+#: replay fields shown elsewhere in full (latency: chapter "Latency"; parity: Method)
+_ENVIRONMENT_SKIPPED = {"latency"}
 
 
-def environment_rows(run: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """tool, host and replay settings of run.json, flattened to ``a.b.c: value``."""
+def environment_rows(run: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, Any]]:
+    """Tool, host and replay settings of run.json as labelled tables, one per block: labels
+    from the catalogue (``env_field``; an unknown field shows its own name), values in words
+    (yes/no, "not applicable", units), nested settings as one row each."""
+    groups: list[dict[str, Any]] = []
+    ident = [
+        (fmt.lookup("env_field", k), fmt.when(run[k]) if k.endswith("_at") else str(run[k]))
+        for k in ("run_id", "started_at", "finished_at")
+        if k in run
+    ]
+    if ident:
+        groups.append({"title": str(fmt.t["env_block"]["run"]), "rows": ident})
+    for block in _ENVIRONMENT_BLOCKS:
+        rows = _setting_rows(run.get(block) or {}, fmt, ())
+        if rows:
+            groups.append({"title": fmt.lookup("env_block", block), "rows": rows})
+    return groups
+
+
+def _setting_rows(
+    value: Mapping[str, Any], fmt: _Fmt, path: tuple[str, ...]
+) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    for key in ("run_id", "started_at", "finished_at"):
-        if key in run:
-            rows.append((key, str(run[key])))
-    for key in ("tool", "host", "replay"):
-        rows.extend(_flatten(run.get(key) or {}, key))
+    for key, item in value.items():
+        if not path and key in _ENVIRONMENT_SKIPPED:
+            continue
+        label = " › ".join(fmt.lookup("env_field", k) for k in (*path, str(key)))
+        if isinstance(item, Mapping) and item and len(path) < 2:
+            rows.extend(_setting_rows(item, fmt, (*path, str(key))))
+        elif isinstance(item, list) and any(isinstance(v, Mapping) for v in item):
+            rows.append((label, fmt.count(len(item))))
+        else:
+            rows.append((label, fmt.any(item)))
     return rows
 
 
