@@ -908,7 +908,7 @@ def _blocker_line(crit: Mapping[str, Any], fmt: _Fmt) -> str:
         label += f"{t['list_comma']}{fmt.slice(row['slice'])}"
     value, bound, threshold = crit.get("value"), crit.get("bound"), crit.get("threshold")
     if crit.get("outcome") in ("ERROR", "SKIPPED") or value is None:
-        return f"{label}{t['colon']}{fmt.text(crit.get('reason', '')) or fmt.na}"
+        return f"{label}{t['colon']}{fmt.reason(crit, metric) or fmt.na}"
     text = f"{label}{t['colon']}{fmt.value(metric, value)}"
     if not isinstance(threshold, int | float):
         return text
@@ -1160,12 +1160,19 @@ def _gaps_view(
             "id": c.get("id", ""),
             "outcome": fmt.lookup("outcome", c.get("outcome")),
             "outcome_css": _outcome_css(c.get("outcome")),
-            "reason": fmt.text(c.get("reason", "")),
+            "reason": fmt.reason(c, str(c.get("metric") or "")),
         }
         for c in verdicts["criteria"]
         if c.get("outcome") in _UNDECIDED
     ]
-    listed = [fmt.text(g) for g in verdicts.get("data_gaps") or []]
+    # the coded gaps render in the report's language; verdicts.json of an older auditkit
+    # has the English lines only
+    coded = verdicts.get("data_gap_reasons")
+    listed = (
+        [fmt.gap(g) for g in coded]
+        if coded is not None
+        else [fmt.text(g) for g in verdicts.get("data_gaps") or []]
+    )
     counts_rows = [
         (fmt.t["gap_unreadable"], fmt.count(unreadable)),
         (fmt.t["gap_errors"], fmt.count(errors)),
