@@ -6,6 +6,7 @@ and run in milliseconds.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import yaml
 from PIL import Image
 
 CLASSES = ["good", "scratch", "pit"]
+SMALL_RUN = Path(__file__).parent / "fixtures" / "run_small"
 SIZE = 8
 
 
@@ -99,3 +101,21 @@ def write_dataset(root: Path, n: int = 24, *, corrupt: int = 0, missing: int = 0
     manifest = root / "manifest.csv"
     manifest.write_text("\n".join(rows) + "\n")
     return manifest
+
+
+def copy_small_run(dest: Path) -> Path:
+    """A copy of ``fixtures/run_small`` whose verdicts.json is what its metrics and rubric give.
+
+    The fixture's own verdicts.json was written for the render tests (it names criteria its
+    rubric.yaml lacks); ``auditkit report`` refuses to sign verdicts that do not follow from
+    the evidence, so the tests that sign the fixture judge it again first.
+    """
+    from auditkit.report.recompute import recompute
+    from auditkit.run import dumps
+
+    shutil.copytree(SMALL_RUN, dest)
+    names = ("metrics.json", "verdicts.json", "run.json", "rubric.yaml")
+    document, _ = recompute({name: (dest / name).read_bytes() for name in names})
+    assert document is not None, "fixtures/run_small cannot be judged"
+    (dest / "verdicts.json").write_bytes(dumps(document))
+    return dest

@@ -7,7 +7,6 @@ problem, and no replay (no run file written), instead of failing after the whole
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from auditkit.report.keys import create_keys
-from tests.conftest import write_dataset
+from tests.conftest import copy_small_run, write_dataset
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 
@@ -169,8 +168,7 @@ def test_existing_run_folder_is_untouched_by_a_refused_audit(
 
 def _run_copy(tmp_path: Path) -> Path:
     run = tmp_path / "run"
-    shutil.copytree(FIXTURE, run)
-    return run
+    return copy_small_run(run)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ first signer and countersigned by a second one issued later verifies with one tr
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import stat
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from auditkit.report import passphrase as passphrase_module
 from auditkit.report.keys import create_keys, issue_signer, load_certificate
 from auditkit.report.sign import countersign_pdf
 from auditkit.report.verify import verify_pdf
+from tests.conftest import copy_small_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 
@@ -92,7 +92,7 @@ def test_second_signer_countersigns_and_both_verify_under_one_ca(
     cert = load_certificate(second.cert)
     assert cert.issuer == load_certificate(ca_folder / "ca.pem").subject
     run = tmp_path / "run"
-    shutil.copytree(FIXTURE, run)
+    copy_small_run(run)
     report = run_report(
         run,
         sign_key=ca_folder / "signer.key",

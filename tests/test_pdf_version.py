@@ -25,6 +25,7 @@ from auditkit.audit import run_report
 from auditkit.errors import SigningKeyError
 from auditkit.report.keys import create_keys
 from auditkit.report.sign import countersign_pdf, sign_pdf
+from tests.conftest import copy_small_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 
@@ -33,7 +34,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 def signed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     tmp = tmp_path_factory.mktemp("version")
     run = tmp / "run"
-    shutil.copytree(FIXTURE, run)
+    copy_small_run(run)
     unsigned = run_report(run, sign=False, out=tmp / "unsigned.pdf").pdf.read_bytes()
     author = run_report(run).pdf.read_bytes()
     other = create_keys(tmp / "regulator", common_name="Regulator")

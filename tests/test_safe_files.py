@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from auditkit.audit import STALE_REPORT, run_report, write_metrics_only
 from auditkit.errors import InputError, OutputError, RunDirError
 from auditkit.report.verify import verify_pdf
 from auditkit.run import RunDir, write_atomic
+from tests.conftest import copy_small_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 
@@ -49,8 +49,7 @@ def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
 @pytest.fixture()
 def run(tmp_path: Path) -> Path:
     folder = tmp_path / "run"
-    shutil.copytree(FIXTURE, folder)
-    return folder
+    return copy_small_run(folder)
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -258,7 +257,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def test_real_disk_full_during_report_keeps_the_previous_report(small_disk: Path) -> None:
     run = small_disk / "run"
-    shutil.copytree(FIXTURE, run)
+    copy_small_run(run)
     first = run_cli("report", str(run))
     assert first.returncode == 0, first.stderr
     before = (run / "report.pdf").read_bytes()
