@@ -352,6 +352,22 @@ def printed_value(row: Row, cat: Catalogue) -> tuple[Word, Printed] | None:
     return candidates[0] if candidates else None
 
 
+def _check_value_without_bound(
+    crit: Mapping[str, Any], row: Row, cat: Catalogue, where: str
+) -> list[str]:
+    """A row with no bound: its value is a number of the row at the printed precision, or,
+    when verdicts.json has none, the catalogue's "not applicable" word stands in the row."""
+    expected = crit.get("value")
+    if expected is None:
+        na = cat.text("not_available")
+        if na not in row.text:
+            return [f"value ({where}): expected {na!r} (no value), not printed"]
+        return []
+    if not any(agrees(p, float(expected)) for _, p in _numbers(row.words)):
+        return [f"value ({where}): expected {shown(expected)}, not printed in {row.text[:120]!r}"]
+    return []
+
+
 def printed_interval(row: Row) -> tuple[Printed | None, Printed | None] | None:
     """(low, high) printed around the row's en dash, a side None where no number stands
     there (the page prints "n/a"); None when the row has no interval."""
@@ -368,15 +384,21 @@ def printed_interval(row: Row) -> tuple[Printed | None, Printed | None] | None:
             ]
             low = max(left, key=lambda c: c[0].x1)[1] if left else None
         high = parse_number(after)
-        if high is None:  # on the same line to the right, else on a line below in the cell
-            right = [
-                (x, p)
-                for x, p in _numbers(row.words)
-                if (abs(x.yc - w.yc) < 2.5 and x.x0 >= w.x1 - 1 and x.x0 - w.x1 < 25)
-                or (x.y0 > w.y1 - 1 and x.x1 <= w.x1 + 3 and x.x0 >= w.x0 - 60)
-            ]
-            right.sort(key=lambda c: (c[0].y0 > w.y1 - 1, c[0].y0, c[0].x0))
-            high = right[0][1] if right else None
+        if high is None:  # the next word on the same line, else on a line below in the cell
+            beside = sorted(
+                (x for x in row.words if abs(x.yc - w.yc) < 2.5 and x.x0 >= w.x1 - 1),
+                key=lambda x: x.x0,
+            )
+            nxt = beside[0] if beside and beside[0].x0 - w.x1 < 25 else None
+            high = parse_number(nxt.text) if nxt is not None and "/" not in nxt.text else None
+            if high is None:
+                below = [
+                    (x, p)
+                    for x, p in _numbers(row.words)
+                    if x.y0 > w.y1 - 1 and x.x1 <= w.x1 + 3 and x.x0 >= w.x0 - 60
+                ]
+                below.sort(key=lambda c: (c[0].y0, c[0].x0))
+                high = below[0][1] if below else None
         return low, high
     return None
 
@@ -438,8 +460,10 @@ def check_row(
     elif seen != [word]:
         problems.append(f"outcome: expected {word!r} ({crit['outcome']}), printed {seen}")
 
-    # value and bound, from the value cell
-    if _bound_label(row, cat) is None:
+    # value and bound, from the value cell; a criterion without a bound prints no bound line
+    if _bound_label(row, cat) is None and crit.get("bound") is None:
+        problems += _check_value_without_bound(crit, row, cat, where)
+    elif _bound_label(row, cat) is None:
         problems.append(
             f"value and bound ({where}): no word starting with the bound label "
             f"{cat.text('col_bound')!r} in the row (a label broken over lines?): {row.text[:160]!r}"
@@ -548,7 +572,10 @@ _MAX_LABEL = 48
 
 
 def _leading_cell(line: str) -> str:
-    return re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+    cell = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+    # a narrow label column leaves one space between the label and the first figure
+    figure = re.search(r"\s(?=[-−]?\d[\d.,]*\s*(?:%|pp|ms)?(?:\s|$))", cell)
+    return cell[: figure.start()] if figure else cell
 
 
 def _label_matches(label: str, tokens: list[set[str]]) -> bool:
