@@ -282,11 +282,17 @@ def _pages_text(
     try:
         objects = PdfReader(io.BytesIO(signed_bytes)).pages
         mode: Literal["plain", "layout"] = "layout" if layout else "plain"
-        return [
+        texts = [
             p.extract_text(extraction_mode=mode) for p in (objects[:1] if first_only else objects)
         ]
     except Exception:
         return None
+    # pypdf's layout mode glues a cell to the next when they touch ("n/aSKIPPED"); an upper-case
+    # word right after a lower-case letter, a digit or a slash starts a cell of its own
+    return [_UNGLUED.sub(" ", text) for text in texts]
+
+
+_UNGLUED = re.compile(r"(?<=[a-z0-9/])(?=[A-Z]{4,}\b)")
 
 
 def _page1_text(signed_bytes: bytes) -> str | None:
