@@ -433,23 +433,10 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
     from auditkit.audit import run_replay
     from auditkit.models.onnx_model import SessionSettings, parse_providers
     from auditkit.replay.checkpoint import ErrorLimit, ReplayInterrupted
-    from auditkit.replay.pipeline import ReplaySettings
     from auditkit.replay.progress import ProgressReporter
     from auditkit.run import RunDir
 
-    settings = ReplaySettings(
-        batch_size=opts.batch_size,
-        decode_threads=opts.decode_threads,
-        decode_processes=opts.decode_processes,
-        inference_streams=opts.inference_streams,
-        single_stream_samples=opts.single_stream,
-        seed=opts.seed,
-        scenario=opts.scenario,
-        checkpoint_images=opts.checkpoint_every,
-        executor=opts.executor,
-        scheduler=opts.scheduler,
-        workers=opts.workers,
-    )
+    settings = _replay_settings(opts)
     limit = ErrorLimit.parse(opts.max_errors)
     energy = _check_replay_options(opts)
     if out.is_dir():  # a link where a run file goes fails now, not after the replay
@@ -485,14 +472,11 @@ def _replay(data: Path, model: Path, out: Path, card: Path | None, opts: _Replay
     _print_replay(result)
 
 
-def _check_replay_options(opts: _ReplayOptions) -> Any:
-    """Every replay option value, checked before anything is loaded (one line, exit 5); the
-    energy options when they are valid."""
-    from auditkit.energy.carbon import grid_intensity
-    from auditkit.replay.checkpoint import ErrorLimit
+def _replay_settings(opts: _ReplayOptions) -> Any:
+    """The replay settings of the command line (their constructor checks the values)."""
     from auditkit.replay.pipeline import ReplaySettings
 
-    ReplaySettings(  # its own checks
+    return ReplaySettings(
         batch_size=opts.batch_size,
         decode_threads=opts.decode_threads,
         decode_processes=opts.decode_processes,
@@ -505,6 +489,15 @@ def _check_replay_options(opts: _ReplayOptions) -> Any:
         scheduler=opts.scheduler,
         workers=opts.workers,
     )
+
+
+def _check_replay_options(opts: _ReplayOptions) -> Any:
+    """Every replay option value, checked before anything is loaded (one line, exit 5); the
+    energy options when they are valid."""
+    from auditkit.energy.carbon import grid_intensity
+    from auditkit.replay.checkpoint import ErrorLimit
+
+    _replay_settings(opts)  # its own checks
     ErrorLimit.parse(opts.max_errors)
     if opts.reference_outputs is not None and not opts.reference_outputs.is_file():
         raise InputError(f"reference outputs not found: {opts.reference_outputs}")

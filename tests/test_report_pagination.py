@@ -132,9 +132,9 @@ def _page_texts(pdf: bytes, tmp: Path) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext not installed")
 def test_glossary_stays_on_one_page_and_ids_break_only_at_hyphens(tmp_path: Path) -> None:
-    from auditkit.report.render import _load_strings
+    from auditkit.report.catalogue import load_strings
 
-    t = _load_strings("en")
+    t = load_strings("en")
     pages = _page_texts(render_report(FIXTURE, signatory="Layout", development_key=False), tmp_path)
     terms = [str(e["term"]) for e in t["glossary"]]
     heading = next(i for i, p in enumerate(pages) if t["appendix_glossary"] in p)

@@ -373,9 +373,9 @@ def test_html_copy_does_not_claim_attachments_or_a_signature() -> None:
 @needs_pdftotext
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_no_python_repr_or_json_outside_the_rubric_appendix(lang: str, tmp_path: Path) -> None:
-    from auditkit.report.render import _load_strings
+    from auditkit.report.catalogue import load_strings
 
-    t = _load_strings(lang)
+    t = load_strings(lang)
     run_dir = _run_with(tmp_path, _blockers_and_skips)
     pdf = render_report(run_dir, signatory=SIGNATORY, development_key=True, lang=lang)
     pages = len(PdfReader(io.BytesIO(pdf)).pages)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from auditkit.report import sections
-from auditkit.report.render import _criteria_view, _Fmt, _index_metrics, _load_strings, _task_chart
+from auditkit.report.render import _criteria_view, _Fmt, _index_metrics, _task_chart, load_strings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 
@@ -42,7 +42,7 @@ ENERGY = {
 
 
 def fmt(lang: str = "en") -> _Fmt:
-    return _Fmt(_load_strings(lang), 0.95)
+    return _Fmt(load_strings(lang), 0.95)
 
 
 def test_measured_energy_in_plain_words_with_power_chart(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_modelled_meter_is_a_table_of_labelled_rows_never_a_repr(lang: str) -> N
     meter = dict(view["meter"])
     text = " ".join(f"{k} {v}" for k, v in [*view["rows"], *view["meter"]])
     assert "None" not in text and "declared_watts" not in text and "{" not in text
-    t = _load_strings(lang)
+    t = load_strings(lang)
     labels = t["meter_field"]
     assert meter[labels["rated_watts"]] == "20 W"
     assert meter[labels["process_cpu_utilisation"]] == "73.5 %"

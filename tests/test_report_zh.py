@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from auditkit.report.render import _Fmt, _load_strings, render_report
+from auditkit.report.render import _Fmt, load_strings, render_report
 
 ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -128,7 +128,7 @@ def test_chinese_report_has_no_english_sentence(
     runs: dict[str, Path], name: str, tmp_path: Path
 ) -> None:
     run_dir = runs[name]
-    t = _load_strings("zh")
+    t = load_strings("zh")
     fmt = _Fmt(t, 0.95)
     pdf = render_report(run_dir, signatory="审核员 李梅", development_key=True, lang="zh")
     text = _outside_rubric_appendix(_text(pdf, tmp_path), t)
@@ -140,7 +140,7 @@ def test_chinese_report_has_no_english_sentence(
 
 
 def test_every_outcome_severity_and_relation_has_a_chinese_word() -> None:
-    en, zh = _load_strings("en"), _load_strings("zh")
+    en, zh = load_strings("en"), load_strings("zh")
     from auditkit.rubric import schema
 
     outcomes = schema.Outcome.__args__  # type: ignore[attr-defined]
@@ -159,7 +159,7 @@ def test_every_outcome_severity_and_relation_has_a_chinese_word() -> None:
 def test_baseline_and_anomaly_reports_show_their_sections_in_chinese(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
-    t = _load_strings("zh")
+    t = load_strings("zh")
     pdf = render_report(runs["baseline"], signatory="审核员", development_key=True, lang="zh")
     text = "".join(_text(pdf, tmp_path).split())
     assert "".join(t["baseline_paired_heading"].split()) in text
@@ -173,7 +173,7 @@ def test_baseline_and_anomaly_reports_show_their_sections_in_chinese(
 def test_unsigned_chinese_report_names_no_english_signatory(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
-    t = _load_strings("zh")
+    t = load_strings("zh")
     # what `auditkit report --no-sign --lang zh` renders (audit.run_report)
     pdf = render_report(
         runs["demo"], signatory="unsigned", development_key=True, lang="zh", signed=False

@@ -18,6 +18,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from auditkit.report import charts, ci, render
+from auditkit.report.catalogue import load_strings
 from auditkit.rubric.evaluate import evaluate, roll_up
 from auditkit.rubric.reasons import TEMPLATES
 from auditkit.rubric.schema import json_schema, load_rubric
@@ -310,7 +311,7 @@ def test_junit_fails_on_a_skipped_blocker_that_holds_the_verdict(tmp_path: Path)
 
 
 def fmt(lang: str = "en") -> Any:
-    return render._Fmt(render._load_strings(lang), 0.95)
+    return render._Fmt(load_strings(lang), 0.95)
 
 
 def two_column_verdicts(tmp_path: Path) -> dict[str, Any]:

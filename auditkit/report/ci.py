@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from auditkit.rubric.evaluate import format_value, slice_label
+from auditkit.rubric.evaluate import slice_label
+from auditkit.rubric.reasons import format_value
 from auditkit.run import dumps
 
 _VERDICT_ICON = {"ACCEPT": "✅", "CONDITIONAL": "⚠️", "HOLD": "⏸️", "REJECT": "❌"}

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from auditkit import __version__
+from auditkit.report.catalogue import STRINGS_GLOB, STYLESHEET, TEMPLATE, load_strings
 from auditkit.resources import templates_dir
 
 PRESENTATION_FILE = "presentation.json"
@@ -59,8 +60,6 @@ def _entry(path: Path, shipped_dir: Path) -> dict[str, Any]:
 def presentation_record(folder: Path, lang: str) -> dict[str, Any]:
     """What produced the pages of a report rendered from template ``folder`` in ``lang``:
     the same files, in the same order of precedence, as :mod:`auditkit.report.render` reads."""
-    from auditkit.report.render import STRINGS_GLOB, STYLESHEET, TEMPLATE
-
     shipped_dir = templates_dir()
     custom = Path(folder).resolve() != shipped_dir.resolve()
     css = folder / STYLESHEET if (folder / STYLESHEET).is_file() else shipped_dir / STYLESHEET
@@ -106,9 +105,7 @@ def _other_files(folder: Path, known: set[str]) -> dict[str, str]:
 def shipped_words(lang: str) -> tuple[str, dict[str, str], dict[str, str]]:
     """(verdict heading, verdict code → word, outcome code → word) of the shipped catalogue
     in ``lang`` (English filling what a language lacks, as the render does)."""
-    from auditkit.report.render import _load_strings
-
-    t = _load_strings(lang)
+    t = load_strings(lang)
     verdicts = {str(k): str(v) for k, v in (t.get("verdict") or {}).items()}
     outcomes = {str(k): str(v) for k, v in (t.get("outcome") or {}).items()}
     return str(t.get("verdict_heading", "")), verdicts, outcomes

@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import pydyf
 import weasyprint
-import yaml
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
@@ -46,6 +45,14 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 from auditkit import __version__
 from auditkit.errors import InputError, RunDirError
 from auditkit.report import charts, sections
+from auditkit.report.catalogue import (
+    DEFAULT_LANG,
+    LANGUAGES,
+    STYLESHEET,
+    TEMPLATE,
+    confined,
+    load_strings,
+)
 from auditkit.report.presentation import PRESENTATION_FILE, presentation_record
 from auditkit.resources import rubrics_dir, templates_dir
 from auditkit.rubric import reasons as _reasons
@@ -74,12 +81,6 @@ FORMATS = {
     "metrics.json": "auditkit.metrics/1",
     "verdicts.json": "auditkit.verdicts/1",
 }
-TEMPLATE = "report.html.j2"
-STYLESHEET = "report.css"
-STRINGS = "strings.yaml"
-STRINGS_GLOB = "strings*.yaml"
-LANGUAGES = ("en", "zh")
-DEFAULT_LANG = "en"
 PDF_VARIANT = "pdf/a-3b"
 #: Named destinations (HTML ids) of the cover's two signature boxes; sign.py places the
 #: signature widgets on them. Their size is fixed by the stylesheet (SIGNATURE_BOX_MM).
@@ -252,41 +253,6 @@ def report_id_for(run_id: str, verdicts_bytes: bytes) -> str:
     stem = run_id.removeprefix("run-") or "unknown"
     stem = _REPORT_ID_UNSAFE.sub("_", stem)[:64]
     return f"AR-{stem}-{hashlib.sha256(verdicts_bytes).hexdigest()[:8]}"
-
-
-def _load_strings(lang: str, folder: Path | None = None) -> dict[str, Any]:
-    """The report's fixed text in ``lang``: every ``strings*.yaml`` catalogue of the shipped
-    templates (then of ``folder``, a custom template folder, which may override any key),
-    with English filling keys a language lacks."""
-    table: dict[str, dict[str, Any]] = {}
-    folders = [templates_dir()] + ([folder] if folder is not None else [])
-    for where in folders:
-        for path in sorted(where.glob(STRINGS_GLOB)):
-            if where is folder:  # a custom folder; the shipped one is ours (and may be linked)
-                confined(path, where)
-            try:
-                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-                raise InputError(f"cannot read report text {path}: {exc}".splitlines()[0]) from None
-            if not isinstance(loaded, dict):
-                raise InputError(f"report text {path} must map a language to its strings")
-            for language, strings in loaded.items():
-                _merge(table.setdefault(str(language), {}), strings or {})
-    if lang not in table:
-        raise InputError(f"no report text for language {lang!r} (available: {', '.join(table)})")
-    merged: dict[str, Any] = {}
-    _merge(merged, table[DEFAULT_LANG])
-    if lang != DEFAULT_LANG:
-        _merge(merged, table[lang])
-    return merged
-
-
-def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def _stylesheet(strings: Mapping[str, Any], report_id: str, folder: Path) -> Markup:
@@ -1277,7 +1243,7 @@ def _context(
     signed: bool = True,
     medium: str = "pdf",
 ) -> dict[str, Any]:
-    t = _load_strings(lang, None if folder == templates_dir() else folder)
+    t = load_strings(lang, None if folder == templates_dir() else folder)
     run, metrics, verdicts = files.run, files.metrics, files.verdicts
     level = float(verdicts.get("confidence_level") or metrics.get("confidence_level") or 0.95)
     fmt = _Fmt(t, level)
@@ -1435,20 +1401,6 @@ def _context(
     }
 
 
-def confined(path: Path, folder: Path) -> Path:
-    """``path`` with every link resolved, when it lies inside the template ``folder``; else a
-    one-line :class:`InputError` (exit 5). A template folder is someone else's files: a link
-    in it to the signing key, ``/etc/passwd`` or the run's evidence must never reach a page."""
-    real = Path(os.path.realpath(path))
-    root = Path(os.path.realpath(folder))
-    if real != root and root not in real.parents:
-        shown = path.relative_to(folder) if path.is_relative_to(folder) else path
-        raise InputError(
-            f"template folder {folder}: {shown} resolves outside the folder (a link?); refused"
-        )
-    return real
-
-
 class _ConfinedLoader(FileSystemLoader):
     """Jinja2's file loader (which already refuses ``..``) that also refuses a file whose real
     path, links resolved, lies outside the folder: ``{% include %}``, ``{% import %}`` and
@@ -1507,7 +1459,7 @@ def check_template(template_dir: Path | None, lang: str) -> None:
         available = ", ".join(LANGUAGES)
         raise InputError(f"no report text for language {lang!r} (available: {available})")
     folder = _template_folder(template_dir)
-    _load_strings(lang, None if folder == templates_dir() else folder)
+    load_strings(lang, None if folder == templates_dir() else folder)
     try:
         _environment(folder).get_template(TEMPLATE)
     except SecurityError as exc:
@@ -1643,7 +1595,7 @@ def render_stamp(*, signer: str, when: datetime, reason: str, lang: str = DEFAUL
     cover's countersignature box (fonts embedded), naming the signer and the signing time."""
     from auditkit.report.sign import SIGNATURE_BOX_MM
 
-    t = _load_strings(lang if lang in LANGUAGES else DEFAULT_LANG)
+    t = load_strings(lang if lang in LANGUAGES else DEFAULT_LANG)
     width, height = SIGNATURE_BOX_MM
     html = (
         _environment(templates_dir())

@@ -107,23 +107,6 @@ class Judgement:
         return english(self.code, self.args, metric=self.metric or None)
 
 
-def format_value(metric: str | None, x: Any) -> str:
-    """A number as verdicts print it: rates, rate changes and shares in %, latency in ms, the
-    rest to 4 significant digits; ``metric`` None for a plain number (a p-value)."""
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
-    name = metric or ""
-    if name.endswith("_difference"):
-        return f"{100 * x:.2f} pp"
-    if METRICS.get(name) in ("rate", "paired") or name.endswith("_share"):
-        return f"{100 * x:.2f}%"
-    if name.endswith("_ms"):
-        return f"{x:.3g} ms"
-    return f"{x:.4g}"
-
-
 def decide(
     rule: str,
     op: str,

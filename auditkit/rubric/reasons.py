@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from auditkit.rubric.schema import METRICS
+
 #: code -> English template (the catalogues' ``reason`` tables hold the same codes)
 TEMPLATES: dict[str, str] = {
     # decision rules
@@ -175,6 +177,23 @@ def render(
     return separator.join(p for p in parts if p)
 
 
+def format_value(metric: str | None, x: Any) -> str:
+    """A number as verdicts print it: rates, rate changes and shares in %, latency in ms, the
+    rest to 4 significant digits; ``metric`` None for a plain number (a p-value)."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    name = metric or ""
+    if name.endswith("_difference"):
+        return f"{100 * x:.2f} pp"
+    if METRICS.get(name) in ("rate", "paired") or name.endswith("_share"):
+        return f"{100 * x:.2f}%"
+    if name.endswith("_ms"):
+        return f"{x:.3g} ms"
+    return f"{x:.4g}"
+
+
 def english(
     code: str,
     args: Mapping[str, Any],
@@ -183,8 +202,6 @@ def english(
     metric: str | None = None,
 ) -> str:
     """The English text of a reason (``verdicts.json`` ``reason``)."""
-    from auditkit.rubric.evaluate import format_value
-
     return render(
         code,
         args,
