@@ -39,7 +39,9 @@ DASH = "–"  # the interval's en dash
 
 # A printed number: digits with optional thousands separators (comma, space, thin or
 # narrow no-break space) and decimals. Signs: hyphen-minus or the minus sign.
-_NUMBER = re.compile(r"[-−]?\d{1,3}(?:[,\u2009\u202f\u00a0]\d{3})+(?:\.\d+)?|[-−]?\d+(?:\.\d+)?")
+_NUMBER = re.compile(
+    r"(?:<\s?)?[-−]?\d{1,3}(?:[,\u2009\u202f\u00a0]\d{3})+(?:\.\d+)?|(?:<\s?)?[-−]?\d+(?:\.\d+)?"
+)
 _WORD = re.compile(
     r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">(.*?)</word>'
 )
@@ -143,7 +145,7 @@ def parse_number(text: str) -> Printed | None:
     if m is None:
         return None
     raw = m.group(0)
-    digits = re.sub(r"[,\u2009\u202f\u00a0]", "", raw).replace("−", "-")
+    digits = re.sub(r"[,\u2009\u202f\u00a0]", "", raw.lstrip("< ")).replace("−", "-")
     decimals = len(digits.split(".")[1]) if "." in digits else 0
     return Printed(raw, float(digits), decimals)
 
@@ -152,6 +154,8 @@ def agrees(printed: Printed, expected: float) -> bool:
     """True when ``expected`` (a fraction or a plain quantity) prints as ``printed`` at the
     printed precision, as a plain number or as a percentage. Half a unit of the last
     printed digit either way (plus float noise) is allowed, whatever the rounding rule."""
+    if printed.text.startswith("<"):  # "< 0.0001": a bound printed for a tiny p-value
+        return 0 <= expected < printed.value
     half = 0.5 * 10.0 ** (-printed.decimals) + 1e-9
     return any(abs(scale * expected - printed.value) <= half for scale in (1.0, 100.0))
 
@@ -363,7 +367,9 @@ def _check_value_without_bound(
         if na not in row.text:
             return [f"value ({where}): expected {na!r} (no value), not printed"]
         return []
-    if not any(agrees(p, float(expected)) for _, p in _numbers(row.words)):
+    # the row's text, not its words: "< 0.0001" is two words
+    printed = [parse_number(m.group(0)) for m in _NUMBER.finditer(row.text)]
+    if not any(p is not None and agrees(p, float(expected)) for p in printed):
         return [f"value ({where}): expected {shown(expected)}, not printed in {row.text[:120]!r}"]
     return []
 
@@ -383,6 +389,13 @@ def printed_interval(row: Row) -> tuple[Printed | None, Printed | None] | None:
                 if abs(x.yc - w.yc) < 2.5 and x.x1 <= w.x0 + 1 and w.x0 - x.x1 < 40
             ]
             low = max(left, key=lambda c: c[0].x1)[1] if left else None
+        if low is None:  # the cell wrapped before the dash: the low end is on the line above
+            above = [
+                (x, p)
+                for x, p in _numbers(row.words)
+                if x.y1 <= w.y0 + 1 and w.y0 - x.y1 < 12 and x.x1 >= w.x0 - 60 and x.x0 <= w.x1 + 60
+            ]
+            low = max(above, key=lambda c: (c[0].y0, c[0].x1))[1] if above else None
         high = parse_number(after)
         if high is None:  # the next word on the same line, else on a line below in the cell
             beside = sorted(

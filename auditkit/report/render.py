@@ -335,6 +335,8 @@ class _Fmt:
             return f"{text} {self.t['images_per_s']}"
         if metric.startswith("model_"):
             return f"{value:,.0f}"
+        if metric == "p_value" and 0 <= value < 0.0001:
+            return "< 0.0001"  # a p-value this small is printed as a bound, not as 1e-13
         return f"{value:.4g}"
 
     def text(self, value: Any) -> str:
@@ -457,7 +459,10 @@ class _Fmt:
 
     def slice_value(self, slc: Mapping[str, Any] | None) -> str:
         if slc and len(slc) == 1:
-            return str(next(iter(slc.values())))
+            value = next(iter(slc.values()))
+            if isinstance(value, list):  # a spread row: the columns compared
+                return " × ".join(self.column(str(v)) for v in value)
+            return str(value)
         return self.slice(slc)
 
     def statistic(self, name: str | None) -> str:
@@ -594,7 +599,7 @@ def _criteria_view(
     sliced: list[dict[str, Any]] = []
     t = fmt.t
     for crit in verdicts["criteria"]:
-        metric = str(crit.get("metric", ""))
+        metric = str(crit.get("metric") or "")  # attestations have none
         shown = _shown_metric(crit, crit.get("slice"))  # the unit of the deciding row
         refs = []
         for ref in crit.get("maps_to") or []:
@@ -610,7 +615,10 @@ def _criteria_view(
             "refs": refs,
             "severity": fmt.lookup("severity", crit.get("severity")),
             "severity_css": f"severity-{crit.get('severity', 'minor')}",
-            "metric": fmt.metric(metric),
+            # a criterion without a metric (an attestation) says what kind it is instead
+            "metric": fmt.metric(metric)
+            if metric
+            else fmt.lookup("criterion_kind", crit.get("kind")),
             "slice_by": " × ".join(fmt.column(c) for c in crit["slice_by"])
             if crit.get("slice_by")
             else None,
@@ -707,7 +715,7 @@ def _shown_metric(crit: Mapping[str, Any], slc: Mapping[str, Any] | None) -> str
     """The name whose unit a row's numbers are printed in: a spread row (``{"by": ...}``) of
     a ``difference`` is in percentage points, of a ``ratio`` a plain number, of a
     ``homogeneity`` test a p-value; any other row in the criterion's metric."""
-    metric = str(crit.get("metric", ""))
+    metric = str(crit.get("metric") or "")
     aggregate = crit.get("aggregate")
     if aggregate not in _SPREADS or not (slc and "by" in slc):
         return metric
@@ -867,7 +875,7 @@ def _blocker_line(crit: Mapping[str, Any], fmt: _Fmt) -> str:
     """ "escape rate, lighting = dim: 11.74 %, lower bound 8.72 % > 5.00 %": the figure and the
     bound that left a blocker failed or undecided, from the criterion row and its slice."""
     t = fmt.t
-    metric = str(crit.get("metric", ""))
+    metric = str(crit.get("metric") or "")
     row = deciding_slice(crit)
     label = fmt.metric(metric)
     if row and row.get("slice"):
