@@ -27,8 +27,8 @@ demo: $(STAMP)
 	    --rubric industrial-aoi-acceptance --param latency_budget_ms=50 --out $(DEMO) --no-verify; \
 	  code=$$?; if [ $$code -gt 4 ]; then exit $$code; fi; \
 	  echo "(exit code $$code: 0 ACCEPT, 1 REJECT, 3 HOLD, 4 CONDITIONAL)"
-	@echo "== auditkit verify $(DEMO)/report.pdf --trust $(DEMO)/dev-keys/ca.pem"
-	@$(BIN)/auditkit verify $(DEMO)/report.pdf --trust $(DEMO)/dev-keys/ca.pem
+	@echo "== auditkit verify $(DEMO)/report.pdf --trust $(DEMO)/dev-keys/ca.pem --recompute"
+	@$(BIN)/auditkit verify $(DEMO)/report.pdf --trust $(DEMO)/dev-keys/ca.pem --recompute
 	@if command -v pdfsig >/dev/null; then echo "== pdfsig (poppler)"; \
 	  pdfsig $(DEMO)/report.pdf | grep -E "Signer Certificate Common Name|Signature Validation|Total document"; fi
 
