@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import platform
 import time
@@ -517,6 +518,9 @@ def _environment() -> tuple[dict[str, str], dict[str, Any]]:
     return tool, host
 
 
+_SESSION_NUMBERS = itertools.count(1)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -672,7 +676,9 @@ def _replay(
     next_shard = len(checkpoint.shards())
     del done_scan
 
-    session = f"{started_at}/{os.getpid()}"
+    # a session is one replay call: two in the same second of one process (a resume right after
+    # a stop) are still two sessions
+    session = f"{started_at}/{os.getpid()}/{next(_SESSION_NUMBERS)}"
     writer = _ShardWriter(checkpoint, settings, classes, next_shard, session)
     writer.side_files = model.card.task != "classification"
     distributed: dict[str, Any] | None = None
