@@ -44,6 +44,7 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 
 from auditkit import __version__
 from auditkit.errors import InputError, RunDirError
+from auditkit.evidence import MetricsDocument, RunRecord, VerdictsDocument, validate_evidence
 from auditkit.report import charts, sections
 from auditkit.report.catalogue import (
     DEFAULT_LANG,
@@ -140,12 +141,27 @@ class SafeURLFetcher(URLFetcher):
 
 @dataclass(frozen=True)
 class RunFiles:
-    """The three JSON files of a run directory, parsed, with the raw bytes kept for embedding."""
+    """The three JSON files of a run directory, parsed once and validated (auditkit.evidence),
+    with the raw bytes kept for embedding. ``record``, ``metrics_doc`` and ``verdicts_doc`` are
+    the typed evidence; ``run``, ``metrics`` and ``verdicts`` are their dumps (the file as
+    written) for the views that still read mappings."""
 
-    run: dict[str, Any]
-    metrics: dict[str, Any]
-    verdicts: dict[str, Any]
+    record: RunRecord
+    metrics_doc: MetricsDocument
+    verdicts_doc: VerdictsDocument
     raw: dict[str, bytes]
+
+    @functools.cached_property
+    def run(self) -> dict[str, Any]:
+        return self.record.model_dump(mode="json")
+
+    @functools.cached_property
+    def metrics(self) -> dict[str, Any]:
+        return self.metrics_doc.model_dump(mode="json")
+
+    @functools.cached_property
+    def verdicts(self) -> dict[str, Any]:
+        return self.verdicts_doc.model_dump(mode="json")
 
 
 def _load_run_dir(run_dir: Path) -> RunFiles:
@@ -177,16 +193,19 @@ def _load_run_dir(run_dir: Path) -> RunFiles:
                 f"{name} belongs to run {parsed[name].get('run_id')!r}, not {run_id!r} "
                 f"(run directory {run_dir})"
             )
-    for key, kind in (("criteria", list), ("verdict", str)):
-        if not isinstance(parsed["verdicts.json"].get(key), kind):
-            raise RunDirError(f"{run_dir / 'verdicts.json'} lacks a valid {key!r}")
-    if not isinstance(parsed["metrics.json"].get("metrics"), list):
-        raise RunDirError(f"{run_dir / 'metrics.json'} lacks a valid 'metrics' list")
-    raw[RUBRIC_FILE] = _rubric_bytes(run_dir, parsed["verdicts.json"].get("rubric") or {})
+    # every field the views read, typed: malformed evidence is one line before any rendering
+    record = validate_evidence(parsed["run.json"], RunRecord, str(run_dir / "run.json"))
+    metrics = validate_evidence(
+        parsed["metrics.json"], MetricsDocument, str(run_dir / "metrics.json")
+    )
+    verdicts = validate_evidence(
+        parsed["verdicts.json"], VerdictsDocument, str(run_dir / "verdicts.json")
+    )
+    raw[RUBRIC_FILE] = _rubric_bytes(run_dir, verdicts.rubric)
     baseline = _baseline_bytes(run_dir, run_id, parsed["verdicts.json"])
     if baseline is not None:
         raw[BASELINE_FILE] = baseline
-    return RunFiles(parsed["run.json"], parsed["metrics.json"], parsed["verdicts.json"], raw)
+    return RunFiles(record, metrics, verdicts, raw)
 
 
 def _baseline_bytes(run_dir: Path, run_id: Any, verdicts: Mapping[str, Any]) -> bytes | None:
