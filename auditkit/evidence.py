@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from auditkit.errors import RunDirError
+from auditkit.rubric.schema import Outcome, Severity
 
 __all__ = [
     "MODELS",
@@ -130,7 +131,7 @@ class _Judged(EvidenceModel):
     """The figures of one judgement (a criterion, or one slice of it)."""
 
     slice: Slice | None = None
-    outcome: str
+    outcome: Outcome
     value: Number | None = None
     bound: Number | None = None
     k: int | None = None
@@ -162,7 +163,7 @@ class CriterionResult(_Judged):
 
     id: str
     title: str = ""
-    severity: str
+    severity: Severity
     kind: str | None = None
     metric: str | None = None
     slice_by: list[str] | str | None = None
@@ -222,9 +223,10 @@ def validate_evidence(data: Any, kind: type[M], name: str) -> M:
         return kind.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        more = exc.error_count() - 1
         raise RunDirError(
-            f"{name}: {_where(tuple(first['loc']))}: {first['msg']} "
-            f"({exc.error_count()} problem(s); the file is not valid evidence)"
+            f"{name} is not valid evidence: {_where(tuple(first['loc']))}: {first['msg']}"
+            + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
         ) from None
 
 
