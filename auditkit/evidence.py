@@ -176,6 +176,7 @@ class CriterionResult(_Judged):
     requires: str | list[str] | None = None
     maps_to: list[dict[str, Any]] = []
     slices: list[SliceResult] | None = None
+    paired: dict[str, Any] | None = None
 
 
 class VerdictsDocument(EvidenceModel):
