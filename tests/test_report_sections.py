@@ -346,6 +346,7 @@ def test_task_figure_for_detectors_and_anomaly_models_only() -> None:
 
 
 def test_page_one_line_uses_the_slice_the_evaluation_names() -> None:
+    from auditkit.evidence import CriterionResult
     from auditkit.report.render import _blocker_line, deciding_slice
 
     rows = [
@@ -355,6 +356,8 @@ def test_page_one_line_uses_the_slice_the_evaluation_names() -> None:
          "outcome": "INCONCLUSIVE", "n": 326},
     ]  # fmt: skip
     crit = {
+        "id": "escape-line-supplier",
+        "severity": "blocker",
         "metric": "escape_rate",
         "outcome": "INCONCLUSIVE",
         "value": 0.0388,
@@ -364,18 +367,28 @@ def test_page_one_line_uses_the_slice_the_evaluation_names() -> None:
         "min_n": 100,
         "slices": rows,
     }
+
+    def typed(**changes: object) -> CriterionResult:
+        return CriterionResult.model_validate({**crit, **changes})
+
     # no "slice" on the criterion: the row whose outcome and value are the criterion's
-    assert deciding_slice(crit) is rows[1]
+    plain = typed()
+    assert plain.slices is not None and deciding_slice(plain) is plain.slices[1]
     # the evaluation names the deciding slice: that row, whatever the values
-    assert deciding_slice({**crit, "slice": {"supplier": "S2"}}) is rows[0]
-    line = _blocker_line({**crit, "slice": {"line": "L1"}}, fmt())
+    named = typed(slice={"supplier": "S2"})
+    assert named.slices is not None and deciding_slice(named) is named.slices[0]
+    line = _blocker_line(typed(slice={"line": "L1"}), fmt())
     # hand-worked: 3.88 % measured, its upper bound 5.90 % (the row's high) above 5.00 %
     assert line == "escape rate, line = L1: 3.88 %, upper bound 5.90 % > 5.00 %"
-    small = _blocker_line({**crit, "min_n": 400}, fmt())
+    small = _blocker_line(typed(min_n=400), fmt())
     assert small.endswith("; n = 326, below the rubric's minimum of 400")
-    skipped = {
-        "metric": "escape_rate_change",
-        "outcome": "SKIPPED",
-        "reason": "needs --baseline RUN: not evaluated",
-    }
+    skipped = CriterionResult.model_validate(
+        {
+            "id": "escape-change",
+            "severity": "blocker",
+            "metric": "escape_rate_change",
+            "outcome": "SKIPPED",
+            "reason": "needs --baseline RUN: not evaluated",
+        }
+    )
     assert _blocker_line(skipped, fmt("zh")) == "漏检率相对基线的变化：需要 --baseline RUN：未评估"

@@ -44,6 +44,14 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 
 from auditkit import __version__
 from auditkit.errors import InputError, RunDirError
+from auditkit.evidence import (
+    CriterionResult,
+    MetricsDocument,
+    RunRecord,
+    SliceResult,
+    VerdictsDocument,
+    validate_evidence,
+)
 from auditkit.report import charts, sections
 from auditkit.report.catalogue import (
     DEFAULT_LANG,
@@ -140,12 +148,27 @@ class SafeURLFetcher(URLFetcher):
 
 @dataclass(frozen=True)
 class RunFiles:
-    """The three JSON files of a run directory, parsed, with the raw bytes kept for embedding."""
+    """The three JSON files of a run directory, parsed once and validated (auditkit.evidence),
+    with the raw bytes kept for embedding. ``record``, ``metrics_doc`` and ``verdicts_doc`` are
+    the typed evidence; ``run``, ``metrics`` and ``verdicts`` are their dumps (the file as
+    written) for the views that still read mappings."""
 
-    run: dict[str, Any]
-    metrics: dict[str, Any]
-    verdicts: dict[str, Any]
+    record: RunRecord
+    metrics_doc: MetricsDocument
+    verdicts_doc: VerdictsDocument
     raw: dict[str, bytes]
+
+    @functools.cached_property
+    def run(self) -> dict[str, Any]:
+        return self.record.model_dump(mode="json")
+
+    @functools.cached_property
+    def metrics(self) -> dict[str, Any]:
+        return self.metrics_doc.model_dump(mode="json")
+
+    @functools.cached_property
+    def verdicts(self) -> dict[str, Any]:
+        return self.verdicts_doc.model_dump(mode="json")
 
 
 def _load_run_dir(run_dir: Path) -> RunFiles:
@@ -177,16 +200,19 @@ def _load_run_dir(run_dir: Path) -> RunFiles:
                 f"{name} belongs to run {parsed[name].get('run_id')!r}, not {run_id!r} "
                 f"(run directory {run_dir})"
             )
-    for key, kind in (("criteria", list), ("verdict", str)):
-        if not isinstance(parsed["verdicts.json"].get(key), kind):
-            raise RunDirError(f"{run_dir / 'verdicts.json'} lacks a valid {key!r}")
-    if not isinstance(parsed["metrics.json"].get("metrics"), list):
-        raise RunDirError(f"{run_dir / 'metrics.json'} lacks a valid 'metrics' list")
-    raw[RUBRIC_FILE] = _rubric_bytes(run_dir, parsed["verdicts.json"].get("rubric") or {})
+    # every field the views read, typed: malformed evidence is one line before any rendering
+    record = validate_evidence(parsed["run.json"], RunRecord, str(run_dir / "run.json"))
+    metrics = validate_evidence(
+        parsed["metrics.json"], MetricsDocument, str(run_dir / "metrics.json")
+    )
+    verdicts = validate_evidence(
+        parsed["verdicts.json"], VerdictsDocument, str(run_dir / "verdicts.json")
+    )
+    raw[RUBRIC_FILE] = _rubric_bytes(run_dir, verdicts.rubric)
     baseline = _baseline_bytes(run_dir, run_id, parsed["verdicts.json"])
     if baseline is not None:
         raw[BASELINE_FILE] = baseline
-    return RunFiles(parsed["run.json"], parsed["metrics.json"], parsed["verdicts.json"], raw)
+    return RunFiles(record, metrics, verdicts, raw)
 
 
 def _baseline_bytes(run_dir: Path, run_id: Any, verdicts: Mapping[str, Any]) -> bytes | None:
@@ -833,81 +859,85 @@ def _extra_fields(crit: Mapping[str, Any], fmt: _Fmt) -> list[str]:
 _EXTRA_SKIPPED = {"params"}
 
 
-def _bound_side(crit: Mapping[str, Any], row: Mapping[str, Any] | None) -> str | None:
-    """Which bound ``crit["bound"]`` is ("lower_bound" / "upper_bound"), read from the
+def _bound_side(crit: CriterionResult, row: SliceResult | None) -> str | None:
+    """Which bound ``crit.bound`` is ("lower_bound" / "upper_bound"), read from the
     interval the deciding row records; None when the evidence does not say."""
-    bound = crit.get("bound")
-    if not isinstance(bound, int | float):
+    bound = crit.bound
+    if bound is None:
         return None
-    for source in (crit, row or {}, crit.get("paired") or {}):
-        low, high = source.get("low"), source.get("high")
+    paired = crit.paired or {}
+    sources = [(crit.low, crit.high), (paired.get("low"), paired.get("high"))]
+    if row is not None:
+        sources.insert(1, (row.low, row.high))
+    for low, high in sources:
         if isinstance(low, int | float) and abs(low - bound) <= 1e-12:
             return "lower_bound"
         if isinstance(high, int | float) and abs(high - bound) <= 1e-12:
             return "upper_bound"
-    statistic = crit.get("statistic")
-    return str(statistic) if statistic in ("lower_bound", "upper_bound") else None
+    return crit.statistic if crit.statistic in ("lower_bound", "upper_bound") else None
 
 
-def deciding_slice(crit: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def deciding_slice(crit: CriterionResult) -> SliceResult | None:
     """The slice row that decided a sliced criterion: the one the evaluation names
     (``slice`` on the criterion), else the first whose outcome and value are the criterion's."""
-    rows = [r for r in crit.get("slices") or [] if isinstance(r, Mapping)]
+    rows = crit.slices or []
     if not rows:
         return None
-    named = crit.get("slice")
-    if isinstance(named, Mapping) and named:
+    named = crit.slice
+    if named:
         for r in rows:
-            if r.get("slice") == named:
+            if r.slice == named:
                 return r
-        return {"slice": named}
+        return SliceResult(slice=named, outcome=crit.outcome)
     for r in rows:
-        if r.get("outcome") == crit.get("outcome") and r.get("value") == crit.get("value"):
+        if r.outcome == crit.outcome and r.value == crit.value:
             return r
-    return next((r for r in rows if r.get("outcome") == crit.get("outcome")), None)
+    return next((r for r in rows if r.outcome == crit.outcome), None)
 
 
 def _relation(left: float, right: float) -> str:
     return ">" if left > right else "<" if left < right else "="
 
 
-def _blocker_line(crit: Mapping[str, Any], fmt: _Fmt) -> str:
+def _blocker_line(crit: CriterionResult, fmt: _Fmt) -> str:
     """ "escape rate, lighting = dim: 11.74 %, lower bound 8.72 % > 5.00 %": the figure and the
     bound that left a blocker failed or undecided, from the criterion row and its slice."""
     t = fmt.t
-    metric = str(crit.get("metric") or "")
+    metric = crit.metric or ""
     row = deciding_slice(crit)
     label = fmt.metric(metric)
-    if row and row.get("slice"):
-        label += f"{t['list_comma']}{fmt.slice(row['slice'])}"
-    value, bound, threshold = crit.get("value"), crit.get("bound"), crit.get("threshold")
-    if crit.get("outcome") in ("ERROR", "SKIPPED") or value is None:
-        return f"{label}{t['colon']}{fmt.reason(crit, metric) or fmt.na}"
+    if row is not None and row.slice:
+        label += f"{t['list_comma']}{fmt.slice(row.slice)}"
+    value, bound, threshold = crit.value, crit.bound, crit.threshold
+    if crit.outcome in ("ERROR", "SKIPPED") or value is None:
+        reason = fmt.reason(crit.model_dump(mode="json"), metric)
+        return f"{label}{t['colon']}{reason or fmt.na}"
     text = f"{label}{t['colon']}{fmt.value(metric, value)}"
-    if not isinstance(threshold, int | float):
+    if threshold is None:
         return text
     side = _bound_side(crit, row)
-    if isinstance(bound, int | float) and side:
+    if bound is not None and side:
         compared = f"{fmt.lookup('bound_name', side)} {fmt.value(metric, bound)}"
         relation = _OP_SYMBOLS.get(_relation(bound, threshold), "=")
     else:
         compared, relation = "", _OP_SYMBOLS.get(_relation(value, threshold), "=")
     tail = f"{compared} {relation} {fmt.value(metric, threshold)}".strip()
     text = f"{text}{t['list_comma']}{tail}"
-    n = (row or {}).get("n", crit.get("n"))
-    min_n = crit.get("min_n")
-    if isinstance(n, int) and isinstance(min_n, int) and n < min_n:
+    # the deciding row's n when the evidence has one (a named slice missing from the rows
+    # falls back to the criterion's, which is that slice's)
+    n = row.n if row is not None and "n" in row.model_fields_set else crit.n
+    min_n = crit.min_n
+    if n is not None and min_n is not None and n < min_n:
         # too few parts to accept: a regulator must see that the sample decided, not the rate
         text += str(t["blocker_small_n"]).format(n=fmt.count(n), min_n=fmt.count(min_n))
     return text
 
 
 def _page_one_view(
-    verdicts: Mapping[str, Any], fmt: _Fmt
+    verdicts: VerdictsDocument, fmt: _Fmt
 ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Page 1's tally of every outcome and the blockers that failed or stayed undecided."""
-    crits = [c for c in verdicts["criteria"] if isinstance(c, Mapping)]
-    seen = [str(c.get("outcome")) for c in crits]
+    seen = [str(c.outcome) for c in verdicts.criteria]
     order = [o for o in _OUTCOME_ORDER if o in seen]
     order += sorted({o for o in seen if o not in _OUTCOME_ORDER})
     tally = [
@@ -920,13 +950,13 @@ def _page_one_view(
     ]
     blockers = [
         {
-            "id": str(c.get("id", "")),
-            "outcome": fmt.lookup("outcome", c.get("outcome")),
-            "outcome_css": _outcome_css(c.get("outcome")),
+            "id": c.id,
+            "outcome": fmt.lookup("outcome", c.outcome),
+            "outcome_css": _outcome_css(c.outcome),
             "line": _blocker_line(c, fmt),
         }
-        for c in crits
-        if c.get("severity") == "blocker" and c.get("outcome") in ("FAIL", *_UNDECIDED)
+        for c in verdicts.criteria
+        if c.severity == "blocker" and c.outcome in ("FAIL", *_UNDECIDED)
     ]
     return tally, blockers
 
@@ -1271,7 +1301,7 @@ def _context(
             if crit.get("threshold_provenance") and crit.get("threshold") is not None
             else None
         )
-    tally, blockers = _page_one_view(verdicts, fmt)
+    tally, blockers = _page_one_view(files.verdicts_doc, fmt)
     verdict = str(verdicts["verdict"])
     rule = str(verdicts.get("decision_rule", ""))
     method = str(metrics.get("interval_method", ""))
