@@ -59,12 +59,14 @@ def test_header_and_catalog_say_pdf_1_7(
     assert re.search(rb"pdfaid:conformance(>|=\")B", xmp), xmp[:400]
     path = tmp_path / f"{name}.pdf"
     path.write_bytes(data)
-    if shutil.which("pdfinfo"):
-        info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True)
-        assert re.search(r"^PDF version:\s+1\.7$", info.stdout, re.M), info.stdout
-    if shutil.which("qpdf"):
-        check = subprocess.run(["qpdf", "--check", str(path)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+    # poppler-utils and qpdf are test dependencies (tools/system-deps.sh): two independent
+    # readers must agree, so a missing one fails here rather than passing unchecked
+    for tool in ("pdfinfo", "qpdf"):
+        assert shutil.which(tool), f"{tool} not found: run tools/system-deps.sh as root"
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True)
+    assert re.search(r"^PDF version:\s+1\.7$", info.stdout, re.M), info.stdout
+    check = subprocess.run(["qpdf", "--check", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_signatures_declare_the_pades_extension_not_iso_32002(signed: dict[str, bytes]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,6 @@ SAMPLE = ROOT / "sample_data"
 SIGNINGS = ("unsigned", "signed", "countersigned")
 LANGS = ("en", "zh")
 SITE_PARAMS = {"industrial-aoi-acceptance": {"latency_budget_ms": 50.0}}
-MATRIX = os.environ.get("AUDITKIT_ORACLE_MATRIX") == "1"
 
 
 @dataclass(frozen=True)
@@ -286,7 +284,6 @@ def test_report_says_what_the_evidence_says(lab: Lab, cell: Cell, check: str) ->
 
 @pytest.mark.slow
 @pytest.mark.matrix
-@pytest.mark.skipif(not MATRIX, reason="full oracle matrix: set AUDITKIT_ORACLE_MATRIX=1")
 @pytest.mark.parametrize("cell", all_cells(), ids=str)
 def test_matrix_cell(lab: Lab, cell: Cell) -> None:
     problems = [f"[{name}] {p}" for name, check in CHECKS.items() for p in check(lab, cell)]

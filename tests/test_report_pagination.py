@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from auditkit.report.render import render_report
+from tests.conftest import needs_pdftotext
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 N_CRITERIA = 100
@@ -130,7 +131,7 @@ def _page_texts(pdf: bytes, tmp: Path) -> list[str]:
     return done.stdout.decode("utf-8").split("\f")[:-1]
 
 
-@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext not installed")
+@needs_pdftotext
 def test_glossary_stays_on_one_page_and_ids_break_only_at_hyphens(tmp_path: Path) -> None:
     from auditkit.report.catalogue import load_strings
 

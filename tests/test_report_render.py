@@ -22,14 +22,11 @@ from auditkit.report.render import (
     render_report,
     report_id_for,
 )
+from tests.conftest import needs_pdftotext
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 SIGNATORY = "Dr. Mei Lin, Head of Quality Assurance"
 INJECTION = '<img src="file:///etc/passwd"> <link rel="attachment" href="file:///etc/hostname">'
-
-needs_pdftotext = pytest.mark.skipif(
-    shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed"
-)
 
 
 def _pdftotext(pdf: bytes, tmp: Path, first: int = 1, last: int | None = None) -> str:

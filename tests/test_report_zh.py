@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,13 +19,12 @@ from typing import Any
 import pytest
 
 from auditkit.report.render import _Fmt, load_strings, render_report
+from tests.conftest import needs_pdftotext
 
 ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "sample_data"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed"
-)
+pytestmark = needs_pdftotext
 
 #: three or more words of Latin letters in a row: an English phrase
 ENGLISH = re.compile(r"[A-Za-z]{2,}(?:[ ,;:'’()/\-]+[A-Za-z]{2,}){2,}")

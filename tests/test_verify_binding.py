@@ -35,6 +35,7 @@ from auditkit.report.presentation import (
 from auditkit.report.render import render_report
 from auditkit.report.sign import countersign_pdf, sign_pdf
 from auditkit.report.verify import format_result, verify_pdf
+from tests.conftest import needs_pdftotext
 from tests.test_keys_sign_verify import tamper_one_byte, tamper_page_incremental
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,6 @@ SHIPPED = ROOT / "reports" / "templates"
 RUBRIC = "industrial-aoi-acceptance"
 PARAMS = {"latency_budget_ms": 50.0}
 
-needs_pdftotext = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="no pdftotext")
 pytestmark = needs_pdftotext
 
 
