@@ -27,11 +27,16 @@ from auditkit.rubric.schema import Outcome, Severity
 
 __all__ = [
     "MODELS",
+    "Coded",
+    "ConfusionMatrix",
     "CriterionResult",
+    "DataGapReason",
     "EvidenceModel",
     "Interval",
+    "Judged",
     "MetricEntry",
     "MetricsDocument",
+    "ReasonNote",
     "RunRecord",
     "SliceResult",
     "VerdictsDocument",
@@ -106,6 +111,20 @@ class MetricEntry(EvidenceModel):
     n: int | None = None
     interval: Interval | None = None
     unit: str | None = None
+    #: the defect prevalence a production-rate figure was computed at (null: none stated)
+    prevalence: Number | None = None
+    #: how an energy figure was obtained: ``measured`` or ``modelled``
+    method: str | None = None
+
+
+class ConfusionMatrix(EvidenceModel):
+    """``metrics.json`` → ``confusion_matrix`` (2 × 2, rows actual good/defective, columns
+    accepted/rejected, per decision unit) or ``class_confusion_matrix`` (one row and column
+    per label, per image)."""
+
+    matrix: list[list[int]]
+    labels: list[str] | None = None
+    unit: str | None = None
 
 
 class MetricsDocument(EvidenceModel):
@@ -122,12 +141,33 @@ class MetricsDocument(EvidenceModel):
     positive_classes: list[str] = []
     counts: dict[str, Any] = {}
     metrics: list[MetricEntry]
+    confusion_matrix: ConfusionMatrix | None = None
+    class_confusion_matrix: ConfusionMatrix | None = None
 
 
 # --------------------------------------------------------------------------- verdicts.json
 
 
-class _Judged(EvidenceModel):
+class ReasonNote(EvidenceModel):
+    """A coded note appended to a reason (``reason_notes``): a catalogue code and its
+    arguments, rendered in the report's language."""
+
+    code: str | None = None
+    args: dict[str, Any] = {}
+
+
+class Coded(EvidenceModel):
+    """A reason as the evaluation codes it: ``reason_code`` and ``reason_args`` (rendered from
+    the report's catalogue), ``reason_notes``, and the English ``reason`` line (the only form
+    an older ``verdicts.json`` has)."""
+
+    reason: str = ""
+    reason_code: str | None = None
+    reason_args: dict[str, Any] = {}
+    reason_notes: list[ReasonNote] = []
+
+
+class Judged(Coded):
     """The figures of one judgement (a criterion, or one slice of it)."""
 
     slice: Slice | None = None
@@ -142,21 +182,17 @@ class _Judged(EvidenceModel):
     high_level: Number | None = None
     bounds_sided: str | None = None
     holm: bool | None = None
-    reason: str = ""
-    reason_code: str | None = None
-    reason_args: dict[str, Any] = {}
-    reason_notes: list[Any] = []
     below_min_n: bool | None = None
 
 
-class SliceResult(_Judged):
+class SliceResult(Judged):
     """One slice of a ``slice_by`` criterion in ``verdicts.json``: its outcome, value, bound,
     k of n, the bounds on that same slice, and (Holm-judged) the adjusted p-values."""
 
     unit: str | None = None
 
 
-class CriterionResult(_Judged):
+class CriterionResult(Judged):
     """One criterion of ``verdicts.json`` → ``criteria``: what the rubric asked (metric,
     statistic, op, threshold, severity) and what was found; with ``slice_by``, the criterion's
     figures are those of its deciding slice and ``slices`` holds every slice."""
@@ -177,6 +213,22 @@ class CriterionResult(_Judged):
     maps_to: list[dict[str, Any]] = []
     slices: list[SliceResult] | None = None
     paired: dict[str, Any] | None = None
+    # the statistics the criterion was judged with (the rubric's defaults, or its override)
+    decision_rule: str | None = None
+    confidence_level: Number | None = None
+    sided: str | None = None
+    multiplicity: str | None = None
+    #: the title in other languages (``{zh: ...}``) where the rubric gives them
+    titles: dict[str, str] | None = None
+
+
+class DataGapReason(Coded):
+    """One coded data gap (``verdicts.json`` → ``data_gap_reasons``): what evidence is missing
+    and why; ``criterion`` (and ``slice``) name where, absent for a gap of the whole run."""
+
+    criterion: str | None = None
+    slice: Slice | None = None
+    metric: str | None = None
 
 
 class VerdictsDocument(EvidenceModel):
@@ -194,7 +246,11 @@ class VerdictsDocument(EvidenceModel):
     criteria: list[CriterionResult]
     undecided: list[Any] = []
     data_gaps: list[str] = []
-    data_gap_reasons: list[Any] = []
+    #: null in a verdicts.json older than coded gaps (then ``data_gaps`` holds English lines)
+    data_gap_reasons: list[DataGapReason] | None = None
+    sided: str | None = None
+    #: the comparison with the production model (``evaluate --baseline``)
+    baseline: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- loading

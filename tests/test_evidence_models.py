@@ -95,9 +95,10 @@ def test_typed_fields_read_what_the_file_says(runs: dict[str, Path]) -> None:
     assert [(s.slice, s.k, s.n, s.low, s.high) for s in first.slices] == [
         (s["slice"], s["k"], s["n"], s["low"], s["high"]) for s in raw["slices"]
     ]
+    assert "baseline" in written and verdicts.baseline == written["baseline"]
     # a newer field the models do not declare survives (extra="allow")
-    assert "baseline" in written and verdicts.model_extra is not None
-    assert verdicts.model_extra["baseline"] == written["baseline"]
+    assert "verdict_policy" in written and verdicts.model_extra is not None
+    assert verdicts.model_extra["verdict_policy"] == written["verdict_policy"]
 
     metrics = load_evidence_file(run_dir / "metrics.json", MetricsDocument)
     raw_metrics = json.loads((run_dir / "metrics.json").read_bytes())["metrics"]
@@ -181,3 +182,24 @@ def test_malformed_verdicts_is_one_line_exit_5(
     assert f"evidence: {field}: " in lines[0]
     # nothing was rendered: the previous report is untouched
     assert (run_dir / "report.pdf").read_bytes() == previous
+
+
+def test_ci_formats_read_an_older_verdicts_file_through_the_typed_model(tmp_path: Path) -> None:
+    """The fixture's verdicts.json predates ``kind``: the Markdown summary and JUnit still list
+    every criterion (a mapping lookup crashed on it), and the files are written whole."""
+    from xml.etree import ElementTree as ET
+
+    from auditkit.report import ci
+
+    written = json.loads((SMALL_RUN / "verdicts.json").read_bytes())
+    assert all("kind" not in c for c in written["criteria"])
+    markdown = ci.markdown_summary(written)
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and ": " in line]
+    assert [r.split(" | ")[1].split(":")[0] for r in rows] == [c["id"] for c in written["criteria"]]
+    paths = ci.write_ci_outputs(
+        written, junit=tmp_path / "ci" / "junit.xml", json_file=tmp_path / "ci" / "v.json"
+    )
+    suite = ET.parse(paths[0]).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") is not None
+    assert json.loads(paths[1].read_bytes()) == written
+    assert sorted(p.name for p in (tmp_path / "ci").iterdir()) == ["junit.xml", "v.json"]

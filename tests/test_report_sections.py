@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from auditkit.evidence import MetricsDocument, RunRecord, VerdictsDocument
 from auditkit.report import sections
 from auditkit.report.render import _criteria_view, _Fmt, _index_metrics, _task_chart, load_strings
 
@@ -45,11 +46,29 @@ def fmt(lang: str = "en") -> _Fmt:
     return _Fmt(load_strings(lang), 0.95)
 
 
+# The views read typed evidence; these build it from the fields a test gives, the way the
+# report loads a file (model_validate), with the identifying fields every file has.
+
+
+def run_record(**blocks: Any) -> RunRecord:
+    return RunRecord.model_validate({"format": "auditkit.run/1", "run_id": "r", **blocks})
+
+
+def metrics_doc(entries: list[dict[str, Any]] | None = None, **fields: Any) -> MetricsDocument:
+    data = {"format": "auditkit.metrics/1", "run_id": "r", "metrics": entries or [], **fields}
+    return MetricsDocument.model_validate(data)
+
+
+def verdicts_doc(**fields: Any) -> VerdictsDocument:
+    data = {"verdict": "HOLD", "criteria": [], **fields}
+    return VerdictsDocument.model_validate({**data, "format": "auditkit.verdicts/1", "run_id": "r"})
+
+
 def test_measured_energy_in_plain_words_with_power_chart(tmp_path: Path) -> None:
     pd.DataFrame({"t_s": np.arange(0, 12, 0.1), "watts": np.full(120, 300.0)}).to_parquet(
         tmp_path / "power.parquet"
     )
-    view = sections.energy_view(tmp_path, {"energy": ENERGY}, fmt())
+    view = sections.energy_view(tmp_path, run_record(energy=ENERGY), fmt())
     rows = dict(view["rows"])
     assert view["measured"] is True and not view["off"]
     assert rows["Method"] == "measured (GPU energy counter (NVML))"
@@ -93,7 +112,7 @@ def test_modelled_meter_is_a_table_of_labelled_rows_never_a_repr(lang: str) -> N
         "window": {"seconds": 0.578, "images": 1998, "passes": 1},
         "meter": MODEL_METER,
     }
-    view = sections.energy_view(Path("/nonexistent"), {"energy": energy}, fmt(lang))
+    view = sections.energy_view(Path("/nonexistent"), run_record(energy=energy), fmt(lang))
     meter = dict(view["meter"])
     text = " ".join(f"{k} {v}" for k, v in [*view["rows"], *view["meter"]])
     assert "None" not in text and "declared_watts" not in text and "{" not in text
@@ -120,11 +139,11 @@ def test_modelled_meter_is_a_table_of_labelled_rows_never_a_repr(lang: str) -> N
 
 def test_modelled_energy_says_so_and_off_says_nothing(tmp_path: Path) -> None:
     modelled = {**ENERGY, "method": "model", "measured": False, "label": "modelled"}
-    view = sections.energy_view(tmp_path, {"energy": modelled}, fmt("zh"))
+    view = sections.energy_view(tmp_path, run_record(energy=modelled), fmt("zh"))
     assert dict(view["rows"])["测量方法"] == "估算，非实测（额定功率 × 利用率）"
     assert view["chart"] is None  # no power.parquet
-    for energy in ({"method": "off"}, {}, None):
-        assert sections.energy_view(tmp_path, {"energy": energy}, fmt())["off"] is True
+    for run in (run_record(energy={"method": "off"}), run_record(energy={}), run_record()):
+        assert sections.energy_view(tmp_path, run, fmt())["off"] is True
 
 
 def test_curves_match_the_metrics_auc(tmp_path: Path) -> None:
@@ -154,7 +173,7 @@ def test_curves_match_the_metrics_auc(tmp_path: Path) -> None:
     assert np.allclose(part_score, expected[order])
     assert np.array_equal(is_defect, defect[order])
     view = sections.curves_view(
-        tmp_path, {"metrics": [{"name": "roc_auc", "slice": {}, "value": 0.9}]}, fmt()
+        tmp_path, metrics_doc([{"name": "roc_auc", "slice": {}, "value": 0.9}]), fmt()
     )
     assert view is not None and view["has_curves"]
     assert "0.9" in view["caption"]
@@ -164,8 +183,8 @@ def test_sampling_plan_counts_parts_per_class(tmp_path: Path) -> None:
     pd.DataFrame(
         {"part_id": ["a", "a", "b", "c", "c", "d"], "label": ["good"] * 2 + ["pit"] * 4}
     ).to_parquet(tmp_path / "samples.parquet")
-    run = {"dataset": {"labels": {"good": 2, "pit": 4}}}
-    view = sections.sampling_view(tmp_path, run, {"metrics": []}, fmt())
+    run = run_record(dataset={"labels": {"good": 2, "pit": 4}})
+    view = sections.sampling_view(tmp_path, run, metrics_doc(), fmt())
     assert [(c["label"], c["images"], c["parts"]) for c in view["classes"]] == [
         ("good", "2", "1"),
         ("pit", "4", "3"),
@@ -205,8 +224,8 @@ BASELINE = {
 
 
 def test_baseline_is_a_table_of_labelled_rows_never_flattened_keys() -> None:
-    verdicts = {"baseline": BASELINE}
-    view = sections.baseline_view({"metrics": []}, verdicts, fmt())
+    verdicts = verdicts_doc(baseline=BASELINE)
+    view = sections.baseline_view(metrics_doc(), verdicts, fmt())
     assert view is not None
     info = dict(view["info"])
     assert info["Baseline run"] == "run-000000000001"
@@ -227,9 +246,9 @@ def test_baseline_is_a_table_of_labelled_rows_never_flattened_keys() -> None:
             "change": "escape fixed",
         }
     ]
-    zh = sections.baseline_view({"metrics": []}, verdicts, fmt("zh"))
+    zh = sections.baseline_view(metrics_doc(), verdicts, fmt("zh"))
     assert zh is not None and zh["by_change"][0] == ("漏检已修复", "17")
-    assert sections.baseline_view({"metrics": []}, {}, fmt()) is None
+    assert sections.baseline_view(metrics_doc(), verdicts_doc(), fmt()) is None
 
 
 def test_unknown_criterion_fields_are_labelled_words_not_json() -> None:
@@ -241,7 +260,9 @@ def test_unknown_criterion_fields_are_labelled_words_not_json() -> None:
     crit["filter"] = {"defect_class": ["crack", "inclusion"]}
     crit["paired"] = {"b": 3, "c": 17, "n": 834, "p_value_mcnemar": 0.0025768, "reason": "x" * 400}
     crit.update(aggregate="overall", confidence_level=0.95, multiplicity="holm")
-    rows, _ = _criteria_view(verdicts, fmt(), _index_metrics(metrics["metrics"]))
+    typed = VerdictsDocument.model_validate(verdicts)
+    index = _index_metrics(MetricsDocument.model_validate(metrics).metrics)
+    rows, _ = _criteria_view(typed, fmt(), index)
     extras = rows[0]["extras"]
     assert "Kind of criterion: attestation (declared, not verified)" in extras
     assert "Evidence recorded: document: FMEA-17; accepted: yes" in extras
@@ -271,7 +292,7 @@ def test_environment_appendix_has_labelled_rows_and_no_reprs() -> None:
     run = json.loads((FIXTURE / "run.json").read_text())
     run["replay"]["checkpoint"] = {"resumed": False, "sessions": 1}
     run["replay"]["max_errors"] = None
-    groups = sections.environment_rows(run, fmt())
+    groups = sections.environment_rows(RunRecord.model_validate(run), fmt())
     rows = {k: v for g in groups for k, v in g["rows"]}
     assert rows["Checkpoints › resumed"] == "no"
     assert rows["Largest number of failed images allowed"] == "n/a"
@@ -321,28 +342,28 @@ def test_every_language_has_every_english_key() -> None:
 def test_task_figure_for_detectors_and_anomaly_models_only() -> None:
     import base64
 
-    classifier = json.loads((FIXTURE / "metrics.json").read_text())
+    classifier = MetricsDocument.model_validate_json((FIXTURE / "metrics.json").read_text())
     assert _task_chart(classifier, fmt()) is None
-    detector = {
+    detector: dict[str, Any] = {
         "metrics": [
             {"name": "ap", "slice": {"class": "pit"}, "value": 0.25},
             {"name": "ap_50", "slice": {"class": "pit"}, "value": 0.5},
             {"name": "ap", "slice": {"class": "scratch"}, "value": None},  # no pit boxes: empty
         ]
     }
-    uri = _task_chart(detector, fmt())
+    uri = _task_chart(metrics_doc(**detector), fmt())
     assert uri is not None and uri.startswith("data:image/svg+xml;base64,")
     svg = base64.b64decode(uri.split(",", 1)[1]).decode()
     assert svg.startswith("<?xml") and "</svg>" in svg
     detector["metrics"][0]["value"] = 0.75  # the bars follow the values
-    assert _task_chart(detector, fmt()) != uri
+    assert _task_chart(metrics_doc(**detector), fmt()) != uri
     anomaly = {
         "metrics": [
             {"name": "pixel_auroc", "slice": {}, "value": 0.98},
             {"name": "iou", "slice": {"class": "defect"}, "value": 0.5},
         ]
     }
-    assert _task_chart(anomaly, fmt()) is not None
+    assert _task_chart(metrics_doc(**anomaly), fmt()) is not None
 
 
 def test_page_one_line_uses_the_slice_the_evaluation_names() -> None:

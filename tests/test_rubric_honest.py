@@ -17,6 +17,14 @@ from scipy.stats import binomtest
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
+from auditkit.evidence import (
+    Coded,
+    CriterionResult,
+    DataGapReason,
+    MetricEntry,
+    SliceResult,
+    VerdictsDocument,
+)
 from auditkit.report import charts, ci, render
 from auditkit.report.catalogue import load_strings
 from auditkit.rubric.evaluate import evaluate, roll_up
@@ -286,24 +294,24 @@ def test_a_modelled_energy_figure_is_never_judged(tmp_path: Path) -> None:
     measured = evaluate({"metrics": [energy_entry("measured")]}, loaded, run=run)
     assert measured["criteria"][0]["outcome"] == "PASS"
     # info criteria never gate a CI run: JUnit skipped, with the reason
-    suite = ET.fromstring(ci.junit_xml({**verdicts, "run_id": "r"})).find("testsuite")
+    suite = ET.fromstring(ci.junit_xml(typed(verdicts))).find("testsuite")
     assert suite is not None and suite.get("failures") == "0" and suite.get("errors") == "0"
     for case in suite.iter("testcase"):
         assert case.find("failure") is None and case.find("error") is None
         skipped = case.find("skipped")
         assert skipped is not None and skipped.get("message", "").startswith("info, does not gate")
     assert "energy modelled (model), not measured" in ET.tostring(suite, encoding="unicode")
-    markdown = ci.markdown_summary(verdicts)
+    markdown = ci.markdown_summary(typed(verdicts))
     assert "❌" not in markdown.split("|---|")[-1] and "ℹ️ FAIL" in markdown
 
 
 def test_junit_fails_on_a_skipped_blocker_that_holds_the_verdict(tmp_path: Path) -> None:
     metrics = {"metrics": [rate("escape_rate", 0, 700)], "counts": {"images": 10}}
     held = evaluate(metrics, load_rubric(paired_rubric(tmp_path)))
-    suite = ET.fromstring(ci.junit_xml({**held, "run_id": "r"})).find("testsuite")
+    suite = ET.fromstring(ci.junit_xml(typed(held))).find("testsuite")
     assert suite is not None and suite.get("failures") == "1"
     conditional = evaluate(metrics, load_rubric(paired_rubric(tmp_path, requires=["baseline"])))
-    suite = ET.fromstring(ci.junit_xml({**conditional, "run_id": "r"})).find("testsuite")
+    suite = ET.fromstring(ci.junit_xml(typed(conditional))).find("testsuite")
     assert suite is not None and suite.get("failures") == "0"
 
 
@@ -312,6 +320,15 @@ def test_junit_fails_on_a_skipped_blocker_that_holds_the_verdict(tmp_path: Path)
 
 def fmt(lang: str = "en") -> Any:
     return render._Fmt(load_strings(lang), 0.95)
+
+
+def typed(verdicts: dict[str, Any]) -> VerdictsDocument:
+    """``evaluate()``'s document as ``evaluate`` writes it (with its format and run id), typed:
+    what the report and the CI formats read."""
+    written = {"verdict": "HOLD", "criteria": [], **verdicts}
+    return VerdictsDocument.model_validate(
+        {**written, "format": "auditkit.verdicts/1", "run_id": "r"}
+    )
 
 
 def two_column_verdicts(tmp_path: Path) -> dict[str, Any]:
@@ -341,10 +358,9 @@ def test_every_figure_of_a_criterion_row_comes_from_its_deciding_slice(
     )
     f = fmt()
     # an index holding another slice's interval must not leak into the row
-    index = render._index_metrics(
-        [{"name": "escape_rate", "slice": {"line": "L1"}, "interval": {"low": 0.0, "high": 1.0}}]
-    )
-    rows, _ = render._criteria_view(verdicts, f, index)
+    other = {"name": "escape_rate", "slice": {"line": "L1"}, "interval": {"low": 0.0, "high": 1.0}}
+    index = render._index_metrics([MetricEntry.model_validate(other)])
+    rows, _ = render._criteria_view(typed(verdicts), f, index)
     row = rows[0]
     assert row["value"] == "10.00 %" and row["kn"] == "30/300"
     assert row["interval"] == f"{100 * low:.2f} % – {100 * high:.2f} %"
@@ -373,7 +389,7 @@ def test_holm_rows_chart_the_adjusted_bounds(
     monkeypatch.setattr(
         render.charts, "forest_chart_data_uris", lambda rows, t: drawn.append(list(rows)) or []
     )
-    _, sliced = render._criteria_view(verdicts, fmt(), {})
+    _, sliced = render._criteria_view(typed(verdicts), fmt(), {})
     by = {s["slice"]["line"]: s for s in verdicts["criteria"][0]["slices"]}
     for bar in drawn[0]:
         s = by[bar.label]
@@ -396,14 +412,13 @@ def test_one_sided_bounds_are_not_called_a_confidence_interval() -> None:
     f = fmt()
     assert f.statistic("upper_bound") == "one-sided upper 95 % bound"
     verdicts = {"rubric": {"id": "r"}, "confidence_level": 0.95, "sided": "one"}
-    intro = render._criteria_intro(verdicts, f)
+    intro = render._criteria_intro(typed(verdicts), f)
     assert "two one-sided 95 % bounds together form a two-sided 90 % interval" in intro
     assert "95 % confidence interval" not in intro
-    two = render._criteria_intro({**verdicts, "sided": "two"}, f)
+    two = render._criteria_intro(typed({**verdicts, "sided": "two"}), f)
     assert "two-sided 95 % confidence interval" in two
-    assert f.bounds_label({"bounds_sided": "two", "low_level": 0.9, "high_level": 0.9}) == (
-        "two-sided 90 % interval"
-    )
+    two_sided = SliceResult(outcome="PASS", bounds_sided="two", low_level=0.9, high_level=0.9)
+    assert f.bounds_label(two_sided) == "two-sided 90 % interval"
 
 
 # --------------------------------------------------------------------------- reasons in zh
@@ -468,16 +483,16 @@ def test_every_reason_renders_in_chinese_without_english(code: str) -> None:
     zh = fmt("zh")
     names = set(re.findall(r"\{(\w+)\}", TEMPLATES[code]))
     args = {name: SAMPLE_ARGS[name] for name in names}
-    text = zh.reason({"reason_code": code, "reason_args": args}, "escape_rate")
+    text = zh.reason(Coded(reason_code=code, reason_args=args), "escape_rate")
     assert text and text != code
     assert not re.findall(r"[A-Za-z]{2,}", ALLOWED.sub("", text)), (code, text)
-    english = fmt("en").reason({"reason_code": code, "reason_args": args}, "escape_rate")
+    english = fmt("en").reason(Coded(reason_code=code, reason_args=args), "escape_rate")
     assert english != text
 
 
 def test_a_criterion_reason_renders_in_the_report_language(tmp_path: Path) -> None:
     verdicts = judge(tmp_path, [rate("escape_rate", 64, 247)], threshold=0.05, min_n=300)
-    c = verdicts["criteria"][0]
+    c = CriterionResult.model_validate(verdicts["criteria"][0])
     zh = fmt("zh").reason(c, "escape_rate")
     low = cp_one_sided(64, 247)[0]
     assert zh == (
@@ -509,7 +524,7 @@ def test_data_gaps_render_in_the_report_language(tmp_path: Path) -> None:
     (coded,) = verdicts["data_gap_reasons"]
     assert gap == "esc [shift=night]: insufficient sample: n=40 < min_n=100"
     assert coded["criterion"] == "esc" and coded["slice"] == {"shift": "night"}
-    zh = fmt("zh").gap(coded)
+    zh = fmt("zh").gap(DataGapReason.model_validate(coded))
     assert zh == "esc [班次 = night]：样本不足：n = 40，少于评价准则规定的最小样本量 100"
 
 
@@ -540,7 +555,7 @@ def test_spread_rows_print_in_their_own_units(tmp_path: Path) -> None:
         min_n=100,
         metric={"slice_by": ["line"], "aggregate": "difference"},
     )
-    rows, _ = render._criteria_view(difference, fmt(), {})
+    rows, _ = render._criteria_view(typed(difference), fmt(), {})
     # 20/400 - 4/400 = 4 percentage points, against a 2-point limit
     assert rows[0]["value"] == "4.00 pp" and rows[0]["threshold"] == "≤ 2.00 pp"
     assert " pp " in difference["criteria"][0]["reason"]  # verdicts.json says points too
@@ -554,7 +569,7 @@ def test_spread_rows_print_in_their_own_units(tmp_path: Path) -> None:
         requirement={"op": ">=", "statistic": "p_value"},
     )
     c = homogeneity["criteria"][0]
-    rows, _ = render._criteria_view(homogeneity, fmt(), {})
+    rows, _ = render._criteria_view(typed(homogeneity), fmt(), {})
     assert rows[0]["value"] == f"{c['value']:.4g}" and "%" not in rows[0]["value"]
     assert rows[0]["threshold"] == "≥ 0.01"
 

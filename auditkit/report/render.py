@@ -45,7 +45,11 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 from auditkit import __version__
 from auditkit.errors import InputError, RunDirError
 from auditkit.evidence import (
+    Coded,
     CriterionResult,
+    DataGapReason,
+    Judged,
+    MetricEntry,
     MetricsDocument,
     RunRecord,
     SliceResult,
@@ -149,26 +153,13 @@ class SafeURLFetcher(URLFetcher):
 @dataclass(frozen=True)
 class RunFiles:
     """The three JSON files of a run directory, parsed once and validated (auditkit.evidence),
-    with the raw bytes kept for embedding. ``record``, ``metrics_doc`` and ``verdicts_doc`` are
-    the typed evidence; ``run``, ``metrics`` and ``verdicts`` are their dumps (the file as
-    written) for the views that still read mappings."""
+    with the raw bytes kept for embedding. Every view reads the typed evidence: ``record``
+    (run.json), ``metrics_doc`` (metrics.json) and ``verdicts_doc`` (verdicts.json)."""
 
     record: RunRecord
     metrics_doc: MetricsDocument
     verdicts_doc: VerdictsDocument
     raw: dict[str, bytes]
-
-    @functools.cached_property
-    def run(self) -> dict[str, Any]:
-        return self.record.model_dump(mode="json")
-
-    @functools.cached_property
-    def metrics(self) -> dict[str, Any]:
-        return self.metrics_doc.model_dump(mode="json")
-
-    @functools.cached_property
-    def verdicts(self) -> dict[str, Any]:
-        return self.verdicts_doc.model_dump(mode="json")
 
 
 def _load_run_dir(run_dir: Path) -> RunFiles:
@@ -377,21 +368,19 @@ class _Fmt:
             text = re.sub(str(rule["match"]), str(rule["replace"]), text)
         return text
 
-    def reason(self, row: Mapping[str, Any], metric: str) -> str:
-        """A criterion's or slice's reason in the report's language: from its ``reason_code``
-        and ``reason_args`` with the catalogue's ``reason`` templates (verdicts.json of this
-        version); an older verdicts.json without codes falls back to :meth:`text`."""
-        code = row.get("reason_code")
+    def reason(self, row: Coded, metric: str) -> str:
+        """A criterion's, slice's or data gap's reason in the report's language: from its
+        ``reason_code`` and ``reason_args`` with the catalogue's ``reason`` templates
+        (verdicts.json of this version); an older verdicts.json without codes falls back to
+        :meth:`text`."""
+        code = row.reason_code
         templates = self.t.get("reason") or {}
         if not code or code not in templates:
-            return self.text(row.get("reason", ""))
-        args = {key: self._reason_arg(key, x) for key, x in (row.get("reason_args") or {}).items()}
+            return self.text(row.reason)
+        args = {key: self._reason_arg(key, x) for key, x in row.reason_args.items()}
         notes = [
-            {
-                "code": n.get("code"),
-                "args": {k: self._reason_arg(k, x) for k, x in (n.get("args") or {}).items()},
-            }
-            for n in row.get("reason_notes") or []
+            {"code": n.code, "args": {k: self._reason_arg(k, x) for k, x in n.args.items()}}
+            for n in row.reason_notes
         ]
         return _reasons.render(
             str(code),
@@ -404,15 +393,17 @@ class _Fmt:
             separator=str(self.t.get("reason_separator", "; ")),
         )
 
-    def gap(self, coded: Mapping[str, Any]) -> str:
+    def gap(self, coded: DataGapReason) -> str:
         """A data gap of ``verdicts.json`` ``data_gap_reasons`` in the report's language:
         "criterion [slice]: reason" (the criterion and slice omitted for a gap of the run)."""
-        text = self.reason(coded, str(coded.get("metric") or ""))
-        criterion = coded.get("criterion")
-        if not criterion:
+        text = self.reason(coded, coded.metric or "")
+        if not coded.criterion:
             return text
-        slc = coded.get("slice")
-        where = str(criterion) if slc is None else f"{criterion} [{self.slice(slc)}]"
+        where = (
+            coded.criterion
+            if coded.slice is None
+            else f"{coded.criterion} [{self.slice(coded.slice)}]"
+        )
         return f"{where}{self.t.get('colon', ': ')}{text}"
 
     def _reason_arg(self, key: str, x: Any) -> Any:
@@ -438,15 +429,19 @@ class _Fmt:
             return self.na
         return f"{value * 100:.4g} %"
 
-    def bounds_label(self, row: Mapping[str, Any]) -> str:
-        """What ``low`` and ``high`` of a row are: two one-sided bounds at a level, a
-        two-sided interval at a level, or bounds at their own (Holm) levels."""
-        sided = row.get("bounds_sided")
+    def bounds_label(self, row: Judged) -> str:
+        """What ``low`` and ``high`` of a row are (see :meth:`bounds_words`)."""
+        return self.bounds_words(row.bounds_sided, row.low_level, row.high_level, bool(row.holm))
+
+    def bounds_words(
+        self, sided: str | None, low: float | None, high: float | None, holm: bool = False
+    ) -> str:
+        """Two one-sided bounds at a level, a two-sided interval at a level, or bounds at
+        their own (Holm) levels; empty when the evidence does not say."""
         labels = self.t.get("bounds_label") or {}
         if sided is None or not labels:
             return ""
-        low, high = row.get("low_level"), row.get("high_level")
-        if row.get("holm"):
+        if holm:
             key = (
                 "holm"
                 if low is not None and high is not None
@@ -596,27 +591,26 @@ def _outcome_css(outcome: str | None) -> str:
 # --------------------------------------------------------------------------- view model
 
 
-def _index_metrics(metrics: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    index: dict[tuple[str, str], dict[str, Any]] = {}
+def _index_metrics(metrics: Iterable[MetricEntry]) -> dict[tuple[str, str], MetricEntry]:
+    """The metrics.json entries by (name, slice); the first of duplicates wins."""
+    index: dict[tuple[str, str], MetricEntry] = {}
     for entry in metrics:
-        key = (str(entry.get("name")), json.dumps(entry.get("slice") or {}, sort_keys=True))
-        index.setdefault(key, dict(entry))
+        index.setdefault((entry.name, json.dumps(entry.slice, sort_keys=True)), entry)
     return index
 
 
 def _metric_at(
-    index: Mapping[tuple[str, str], Mapping[str, Any]], name: str, slc: Mapping[str, Any]
-) -> Mapping[str, Any] | None:
+    index: Mapping[tuple[str, str], MetricEntry], name: str, slc: Mapping[str, Any]
+) -> MetricEntry | None:
     return index.get((name, json.dumps(dict(slc), sort_keys=True)))
 
 
-def _upper(entry: Mapping[str, Any] | None) -> float | None:
-    interval = (entry or {}).get("interval") or {}
-    return interval.get("high")
+def _upper(entry: MetricEntry | None) -> float | None:
+    return entry.interval.high if entry is not None and entry.interval is not None else None
 
 
 def _criteria_view(
-    verdicts: Mapping[str, Any], fmt: _Fmt, index: Mapping[tuple[str, str], Mapping[str, Any]]
+    verdicts: VerdictsDocument, fmt: _Fmt, index: Mapping[tuple[str, str], MetricEntry]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The criteria table and the slice tables. Every figure of a criterion's row (value,
     bound, k/n, bounds, reason) is the criterion's own, i.e. its deciding slice's
@@ -624,68 +618,64 @@ def _criteria_view(
     rows: list[dict[str, Any]] = []
     sliced: list[dict[str, Any]] = []
     t = fmt.t
-    for crit in verdicts["criteria"]:
-        metric = str(crit.get("metric") or "")  # attestations have none
-        shown = _shown_metric(crit, crit.get("slice"))  # the unit of the deciding row
+    for crit in verdicts.criteria:
+        metric = crit.metric or ""  # attestations have none
+        shown = _shown_metric(crit, crit.slice)  # the unit of the deciding row
         refs = []
-        for ref in crit.get("maps_to") or []:
+        for ref in crit.maps_to:
             text = " ".join(p for p in (ref.get("ref"), ref.get("clause")) if p)
             if ref.get("relation"):
                 text += f" ({fmt.lookup('relation', ref['relation'])})"
             refs.append(text)
-        slices = crit.get("slices") or []
-        deciding = crit.get("slice") if crit.get("slice_by") else None
+        slices = crit.slices or []
+        slice_by = [crit.slice_by] if isinstance(crit.slice_by, str) else crit.slice_by
+        deciding = crit.slice if slice_by else None
         row = {
-            "id": crit.get("id", ""),
+            "id": crit.id,
             "title": fmt.text(_localised_title(crit, str(t.get("html_lang", DEFAULT_LANG)))),
             "refs": refs,
-            "severity": fmt.lookup("severity", crit.get("severity")),
-            "severity_css": f"severity-{crit.get('severity', 'minor')}",
+            "severity": fmt.lookup("severity", crit.severity),
+            "severity_css": f"severity-{crit.severity}",
             # a criterion without a metric (an attestation) says what kind it is instead
-            "metric": fmt.metric(metric)
-            if metric
-            else fmt.lookup("criterion_kind", crit.get("kind")),
-            "slice_by": " × ".join(fmt.column(c) for c in crit["slice_by"])
-            if crit.get("slice_by")
-            else None,
+            "metric": fmt.metric(metric) if metric else fmt.lookup("criterion_kind", crit.kind),
+            "slice_by": " × ".join(fmt.column(c) for c in slice_by) if slice_by else None,
             "statistic": _criterion_statistic(crit, fmt),
-            "threshold": fmt.threshold(
-                _shown_metric(crit, {"by": []}), crit.get("op"), crit.get("threshold")
-            ),
-            "provenance": fmt.lookup("provenance", crit.get("threshold_provenance")),
-            "value": fmt.value(shown, crit.get("value")),
-            "bound": fmt.value(shown, crit.get("bound")),
-            "kn": fmt.kn(crit.get("k"), crit.get("n")),
-            "outcome": fmt.lookup("outcome", crit.get("outcome")),
-            "outcome_code": crit.get("outcome"),
-            "outcome_css": _outcome_css(crit.get("outcome")),
+            "threshold": fmt.threshold(_shown_metric(crit, {"by": []}), crit.op, crit.threshold),
+            # "Threshold set by" only where the rubric says who set a threshold
+            "provenance": fmt.lookup("provenance", crit.threshold_provenance)
+            if crit.threshold_provenance and crit.threshold is not None
+            else None,
+            "value": fmt.value(shown, crit.value),
+            "bound": fmt.value(shown, crit.bound),
+            "kn": fmt.kn(crit.k, crit.n),
+            "outcome": fmt.lookup("outcome", crit.outcome),
+            "outcome_code": crit.outcome,
+            "outcome_css": _outcome_css(crit.outcome),
             "reason": fmt.reason(crit, shown),
             "worst": t["worst_slice"].format(slice=fmt.slice(deciding)) if deciding else None,
             "interval": _criterion_interval(crit, shown, deciding, index, fmt),
             "interval_label": fmt.bounds_label(crit),
-            "rule": fmt.lookup("decision_rule", crit.get("decision_rule"))
-            if crit.get("decision_rule")
-            else None,
+            "rule": fmt.lookup("decision_rule", crit.decision_rule) if crit.decision_rule else None,
             "extras": _extra_fields(crit, fmt),
         }
         rows.append(row)
-        if not (crit.get("slice_by") and slices):
+        if not (slice_by and slices):
             continue
         slice_rows = []
         chart_rows = []
         for s in slices:
-            slc = s.get("slice") or {}
+            slc = s.slice or {}
             unit = _shown_metric(crit, slc)
             slice_rows.append(
                 {
                     "slice": fmt.slice_value(slc),
-                    "value": fmt.value(unit, s.get("value")),
-                    "bound": fmt.value(unit, s.get("bound")),
-                    "interval": _bounds_text(unit, s.get("low"), s.get("high"), fmt),
+                    "value": fmt.value(unit, s.value),
+                    "bound": fmt.value(unit, s.bound),
+                    "interval": _bounds_text(unit, s.low, s.high, fmt),
                     "interval_label": fmt.bounds_label(s),
-                    "kn": fmt.kn(s.get("k"), s.get("n")),
-                    "outcome": fmt.lookup("outcome", s.get("outcome")),
-                    "outcome_css": _outcome_css(s.get("outcome")),
+                    "kn": fmt.kn(s.k, s.n),
+                    "outcome": fmt.lookup("outcome", s.outcome),
+                    "outcome_css": _outcome_css(s.outcome),
                     "reason": fmt.reason(s, unit),
                 }
             )
@@ -694,28 +684,23 @@ def _criteria_view(
             chart_rows.append(
                 charts.ChartRow(
                     label=fmt.slice_value(slc),
-                    value=s.get("value"),
-                    low=s.get("low"),
-                    high=s.get("high"),
-                    outcome=str(s.get("outcome", "ERROR")),
+                    value=s.value,
+                    low=s.low,
+                    high=s.high,
+                    outcome=str(s.outcome),
                 )
             )
         chart_list: list[str] = []
-        threshold = crit.get("threshold")
-        spread = crit.get("aggregate") in _SPREADS  # a chart of slice rates would not show it
-        if fmt.is_rate(metric) and isinstance(threshold, int | float) and not spread:
+        threshold = crit.threshold
+        spread = crit.aggregate in _SPREADS  # a chart of slice rates would not show it
+        if fmt.is_rate(metric) and threshold is not None and not spread:
             chart_list = charts.forest_chart_data_uris(chart_rows, float(threshold))
         labels = t.get("bounds_label") or {}
+        level = crit.confidence_level
         bounds = (
             str(labels.get("holm_family", ""))
-            if crit.get("multiplicity") == "holm"
-            else fmt.bounds_label(
-                {
-                    "bounds_sided": crit.get("sided"),
-                    "low_level": crit.get("confidence_level"),
-                    "high_level": crit.get("confidence_level"),
-                }
-            )
+            if crit.multiplicity == "holm"
+            else fmt.bounds_words(crit.sided, level, level)
         )
         sliced.append(
             {
@@ -724,7 +709,7 @@ def _criteria_view(
                 "rows": slice_rows,
                 "charts": chart_list,
                 "chart_caption": t["chart_caption"].format(
-                    level=fmt.level_text(crit.get("confidence_level")),
+                    level=fmt.level_text(level),
                     bounds=bounds,
                     threshold=fmt.value(metric, threshold),
                 ),
@@ -737,12 +722,12 @@ def _criteria_view(
 _SPREADS = ("difference", "ratio", "homogeneity")
 
 
-def _shown_metric(crit: Mapping[str, Any], slc: Mapping[str, Any] | None) -> str:
+def _shown_metric(crit: CriterionResult, slc: Mapping[str, Any] | None) -> str:
     """The name whose unit a row's numbers are printed in: a spread row (``{"by": ...}``) of
     a ``difference`` is in percentage points, of a ``ratio`` a plain number, of a
     ``homogeneity`` test a p-value; any other row in the criterion's metric."""
-    metric = str(crit.get("metric") or "")
-    aggregate = crit.get("aggregate")
+    metric = crit.metric or ""
+    aggregate = crit.aggregate
     if aggregate not in _SPREADS or not (slc and "by" in slc):
         return metric
     if aggregate == "homogeneity":
@@ -750,36 +735,35 @@ def _shown_metric(crit: Mapping[str, Any], slc: Mapping[str, Any] | None) -> str
     return f"{metric}_{aggregate}"
 
 
-def _criteria_intro(verdicts: Mapping[str, Any], fmt: _Fmt) -> str:
+def _criteria_intro(verdicts: VerdictsDocument, fmt: _Fmt) -> str:
     """The criteria table's introduction, for the rubric's default sidedness: two one-sided
     bounds at L together form a two-sided interval at 2L - 1 (95 %: 90 %)."""
-    rubric = verdicts.get("rubric") or {}
-    level = verdicts.get("confidence_level")
-    two_sided = verdicts.get("sided") == "two"
+    level = verdicts.confidence_level
+    two_sided = verdicts.sided == "two"
     key = (
         "criteria_intro_two_sided"
         if two_sided and "criteria_intro_two_sided" in fmt.t
         else ("criteria_intro")
     )
-    together = 2 * float(level) - 1 if isinstance(level, int | float) else None
+    together = 2 * float(level) - 1 if level is not None else None
     return str(fmt.t[key]).format(
-        rubric=rubric.get("id", fmt.na),
+        rubric=verdicts.rubric.get("id", fmt.na),
         level=fmt.level_text(),
         two_sided=fmt.level_pct(together),
     )
 
 
-def _criterion_statistic(crit: Mapping[str, Any], fmt: _Fmt) -> str:
+def _criterion_statistic(crit: CriterionResult, fmt: _Fmt) -> str:
     """The statistic at the criterion's own level and sidedness (a one-sided bound is never
     called an interval's end, nor the other way round)."""
-    name = crit.get("statistic")
+    name = crit.statistic
     if not name:
         return fmt.na
-    level = crit.get("confidence_level")
-    table = "statistic_two_sided" if crit.get("sided") == "two" else "statistic"
+    table = "statistic_two_sided" if crit.sided == "two" else "statistic"
     text = str(fmt.t.get(table, {}).get(name) or fmt.lookup("statistic", name))
-    text = text.format(level=fmt.level_text(level if isinstance(level, int | float) else None))
-    if crit.get("multiplicity") == "holm" and name in ("upper_bound", "lower_bound"):
+    level = crit.confidence_level
+    text = text.format(level=fmt.level_text(float(level) if level is not None else None))
+    if crit.multiplicity == "holm" and name in ("upper_bound", "lower_bound"):
         text += " (Holm)"
     return text
 
@@ -795,14 +779,13 @@ _CRITERION_KEYS = {
 }  # fmt: skip
 
 
-def _localised_title(crit: Mapping[str, Any], lang: str) -> str:
+def _localised_title(crit: CriterionResult, lang: str) -> str:
     """The criterion's title in the report's language when the rubric gives one
     (``titles: {zh: ...}`` or ``title_zh``), else its title as written."""
     short = lang.split("-")[0]
-    titles = crit.get("titles")
-    if isinstance(titles, Mapping) and titles.get(short):
-        return str(titles[short])
-    return str(crit.get(f"title_{short}") or crit.get("title", ""))
+    if crit.titles and crit.titles.get(short):
+        return crit.titles[short]
+    return str((crit.model_extra or {}).get(f"title_{short}") or crit.title)
 
 
 #: criterion keys of the evaluation that the statistic/rule column already states
@@ -817,15 +800,17 @@ _DEFAULT_VALUES = {
 }
 
 
-def _extra_fields(crit: Mapping[str, Any], fmt: _Fmt) -> list[str]:
+def _extra_fields(crit: CriterionResult, fmt: _Fmt) -> list[str]:
     """Criterion fields the table has no column for, as labelled words ("Parts judged:
     defect class = crack, inclusion"): new rubric features show without breaking the table,
-    and never as JSON or a Python repr."""
+    and never as JSON or a Python repr. Reads the criterion as written (its dump): the
+    fields listed are the ones the typed model does not show in a column."""
+    written = crit.model_dump(mode="json")
     out = []
-    for key in sorted(crit):
+    for key in sorted(written):
         if key in _CRITERION_KEYS or key in _STATED_ELSEWHERE or key.startswith("title_"):
             continue
-        value = crit[key]
+        value = written[key]
         if value is None or value == [] or value == {} or value in _DEFAULT_VALUES.get(key, ()):
             continue
         if key in _EXTRA_SKIPPED:
@@ -910,7 +895,7 @@ def _blocker_line(crit: CriterionResult, fmt: _Fmt) -> str:
         label += f"{t['list_comma']}{fmt.slice(row.slice)}"
     value, bound, threshold = crit.value, crit.bound, crit.threshold
     if crit.outcome in ("ERROR", "SKIPPED") or value is None:
-        reason = fmt.reason(crit.model_dump(mode="json"), metric)
+        reason = fmt.reason(crit, metric)
         return f"{label}{t['colon']}{reason or fmt.na}"
     text = f"{label}{t['colon']}{fmt.value(metric, value)}"
     if threshold is None:
@@ -962,20 +947,20 @@ def _page_one_view(
 
 
 def _criterion_interval(
-    crit: Mapping[str, Any],
+    crit: CriterionResult,
     metric: str,
     deciding: Mapping[str, Any] | None,
-    index: Mapping[tuple[str, str], Mapping[str, Any]],
+    index: Mapping[tuple[str, str], MetricEntry],
     fmt: _Fmt,
 ) -> str:
     """The bounds of the criterion's own row (its deciding slice). Only a verdicts.json of an
     older version, without ``low_level``/``high_level``, falls back to the metrics.json entry
     of the same slice (the deciding one, never another)."""
-    low, high = crit.get("low"), crit.get("high")
-    if low is None and high is None and "low_level" not in crit:
-        entry = _metric_at(index, metric, deciding or {}) or {}
-        interval = entry.get("interval") or {}
-        low, high = interval.get("low"), interval.get("high")
+    low, high = crit.low, crit.high
+    if low is None and high is None and "low_level" not in crit.model_fields_set:
+        entry = _metric_at(index, metric, deciding or {})
+        if entry is not None and entry.interval is not None:
+            low, high = entry.interval.low, entry.interval.high
     return _bounds_text(metric, low, high, fmt)
 
 
@@ -985,12 +970,11 @@ def _bounds_text(metric: str, low: float | None, high: float | None, fmt: _Fmt) 
     return f"{fmt.value(metric, low)} – {fmt.value(metric, high)}"
 
 
-def _by_column_view(metrics: Iterable[Mapping[str, Any]], fmt: _Fmt) -> list[dict[str, Any]]:
+def _by_column_view(metrics: Iterable[MetricEntry], fmt: _Fmt) -> list[dict[str, Any]]:
     """Escape and overkill per value of every metadata column (one table, grouped)."""
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for entry in metrics:
-        name = entry.get("name")
-        slc = entry.get("slice") or {}
+        name, slc = entry.name, entry.slice
         if name not in ("escape_rate", "overkill_rate") or not slc:
             continue
         if set(slc) & {"defect_class", "scenario"}:
@@ -1000,11 +984,11 @@ def _by_column_view(metrics: Iterable[Mapping[str, Any]], fmt: _Fmt) -> list[dic
         row = groups.setdefault(group, {}).setdefault(
             key, {"value": fmt.slice_value(slc), "unit": "", "escape": None, "overkill": None}
         )
-        row["unit"] = fmt.lookup("unit", entry.get("unit", ""))
+        row["unit"] = fmt.lookup("unit", entry.unit or "")
         cell = {
-            "value": fmt.pct(entry.get("value")),
+            "value": fmt.pct(entry.value),
             "bound": fmt.pct(_upper(entry)),
-            "kn": fmt.kn(entry.get("k"), entry.get("n")),
+            "kn": fmt.kn(entry.k, entry.n),
         }
         row["escape" if name == "escape_rate" else "overkill"] = cell
     empty = {"value": fmt.na, "bound": fmt.na, "kn": fmt.na}
@@ -1021,35 +1005,33 @@ def _by_column_view(metrics: Iterable[Mapping[str, Any]], fmt: _Fmt) -> list[dic
 
 
 def _defect_class_view(
-    metrics: Iterable[Mapping[str, Any]], fmt: _Fmt, n_defective: int | None
+    metrics: Iterable[MetricEntry], fmt: _Fmt, n_defective: int | None
 ) -> list[dict[str, Any]]:
     rows = []
     for entry in metrics:
-        slc = entry.get("slice") or {}
-        if entry.get("name") != "escape_rate" or set(slc) != {"defect_class"}:
+        if entry.name != "escape_rate" or set(entry.slice) != {"defect_class"}:
             continue
-        n = entry.get("n")
-        share = n / n_defective if n_defective and isinstance(n, int) else None
+        n = entry.n
+        share = n / n_defective if n_defective and n is not None else None
         rows.append(
             {
-                "name": slc["defect_class"],
-                "value": fmt.pct(entry.get("value")),
+                "name": entry.slice["defect_class"],
+                "value": fmt.pct(entry.value),
                 "bound": fmt.pct(_upper(entry)),
-                "kn": fmt.kn(entry.get("k"), n),
+                "kn": fmt.kn(entry.k, n),
                 "share": fmt.pct(share),
             }
         )
     return rows
 
 
-def _confusion_view(metrics: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any]:
+def _confusion_view(metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any]:
     view: dict[str, Any] = {"part": None, "classes": None}
-    cm = metrics.get("confusion_matrix") or {}
-    matrix = cm.get("matrix")
-    if isinstance(matrix, list) and len(matrix) == 2 and all(len(r) == 2 for r in matrix):
-        (tn, fp), (fn, tp) = matrix
+    cm = metrics.confusion_matrix
+    if cm is not None and len(cm.matrix) == 2 and all(len(r) == 2 for r in cm.matrix):
+        (tn, fp), (fn, tp) = cm.matrix
         view["part"] = {
-            "unit": fmt.lookup("unit", cm.get("unit", "part")),
+            "unit": fmt.lookup("unit", cm.unit or "part"),
             "tn": fmt.count(tn),
             "fp": fmt.count(fp),
             "fn": fmt.count(fn),
@@ -1062,11 +1044,11 @@ def _confusion_view(metrics: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any]:
             "overkill": fmt.pct(fp / (tn + fp)) if tn + fp else fmt.na,
             "escape": fmt.pct(fn / (fn + tp)) if fn + tp else fmt.na,
         }
-    ccm = metrics.get("class_confusion_matrix") or {}
-    labels, rows = ccm.get("labels"), ccm.get("matrix")
-    if isinstance(labels, list) and isinstance(rows, list) and len(rows) == len(labels):
+    ccm = metrics.class_confusion_matrix
+    if ccm is not None and ccm.labels is not None and len(ccm.matrix) == len(ccm.labels):
+        labels, rows = ccm.labels, ccm.matrix
         view["classes"] = {
-            "unit": fmt.lookup("unit", ccm.get("unit", "image")),
+            "unit": fmt.lookup("unit", ccm.unit or "image"),
             "labels": labels,
             "rows": [
                 {
@@ -1103,18 +1085,18 @@ _TASK_METRICS = (
 )
 
 
-def _task_view(metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, str]]:
+def _task_view(metrics: MetricsDocument, fmt: _Fmt) -> list[dict[str, str]]:
     """Rows of the task-metrics table (empty for a classifier)."""
     rows = []
     for name in _TASK_METRICS:
-        for entry in metrics["metrics"]:
-            if entry.get("name") == name:
+        for entry in metrics.metrics:
+            if entry.name == name:
                 rows.append(
                     {
                         "measure": fmt.metric(name),
-                        "slice": fmt.slice(entry.get("slice")),
-                        "value": fmt.value(name, entry.get("value")),
-                        "kn": fmt.kn(entry.get("k"), entry.get("n")),
+                        "slice": fmt.slice(entry.slice),
+                        "value": fmt.value(name, entry.value),
+                        "kn": fmt.kn(entry.k, entry.n),
                     }
                 )
     return rows
@@ -1124,16 +1106,15 @@ def _task_view(metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, str]]:
 _MAP_METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max")
 
 
-def _task_chart(metrics: Mapping[str, Any], fmt: _Fmt) -> str | None:
+def _task_chart(metrics: MetricsDocument, fmt: _Fmt) -> str | None:
     """The task figure: AP per class (detectors) or the image and pixel metrics with IoU and Dice
     per class (anomaly and segmentation models); None for a classifier."""
-    entries = metrics["metrics"]
     per_class: dict[str, dict[str, float | None]] = {}
-    for entry in entries:
-        cls = (entry.get("slice") or {}).get("class")
-        if cls is not None and entry.get("name") in ("ap", "ap_50", "iou", "dice"):
-            per_class.setdefault(str(cls), {})[str(entry["name"])] = entry.get("value")
-    overall = {e["name"]: e.get("value") for e in entries if not e.get("slice") and e.get("name")}
+    for entry in metrics.metrics:
+        cls = entry.slice.get("class")
+        if cls is not None and entry.name in ("ap", "ap_50", "iou", "dice"):
+            per_class.setdefault(str(cls), {})[entry.name] = entry.value
+    overall = {e.name: e.value for e in metrics.metrics if not e.slice}
     if any("ap" in v or "ap_50" in v for v in per_class.values()):
         names = [c for c, v in per_class.items() if "ap" in v or "ap_50" in v]
         series = [(fmt.metric(m), [per_class[c].get(m) for c in names]) for m in ("ap", "ap_50")]
@@ -1152,30 +1133,29 @@ def _task_chart(metrics: Mapping[str, Any], fmt: _Fmt) -> str | None:
 
 
 def _gaps_view(
-    metrics: Mapping[str, Any], verdicts: Mapping[str, Any], run: Mapping[str, Any], fmt: _Fmt
+    metrics: MetricsDocument, verdicts: VerdictsDocument, run: RunRecord, fmt: _Fmt
 ) -> dict[str, Any]:
-    counts = metrics.get("counts") or {}
-    dataset = run.get("dataset") or {}
-    unreadable = counts.get("images_unreadable", dataset.get("n_unreadable", 0)) or 0
+    counts = metrics.counts
+    unreadable = counts.get("images_unreadable", run.dataset.get("n_unreadable", 0)) or 0
     errors = counts.get("images_error", 0) or 0
     unscored = counts.get("parts_unscored", 0) or 0
     undecided = [
         {
-            "id": c.get("id", ""),
-            "outcome": fmt.lookup("outcome", c.get("outcome")),
-            "outcome_css": _outcome_css(c.get("outcome")),
-            "reason": fmt.reason(c, str(c.get("metric") or "")),
+            "id": c.id,
+            "outcome": fmt.lookup("outcome", c.outcome),
+            "outcome_css": _outcome_css(c.outcome),
+            "reason": fmt.reason(c, c.metric or ""),
         }
-        for c in verdicts["criteria"]
-        if c.get("outcome") in _UNDECIDED
+        for c in verdicts.criteria
+        if c.outcome in _UNDECIDED
     ]
     # the coded gaps render in the report's language; verdicts.json of an older auditkit
     # has the English lines only
-    coded = verdicts.get("data_gap_reasons")
+    coded = verdicts.data_gap_reasons
     listed = (
         [fmt.gap(g) for g in coded]
         if coded is not None
-        else [fmt.text(g) for g in verdicts.get("data_gaps") or []]
+        else [fmt.text(g) for g in verdicts.data_gaps]
     )
     counts_rows = [
         (fmt.t["gap_unreadable"], fmt.count(unreadable)),
@@ -1190,11 +1170,9 @@ def _gaps_view(
     }
 
 
-def _methods_view(run: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
+def _methods_view(run: RunRecord, fmt: _Fmt) -> list[tuple[str, str]]:
     t = fmt.t
-    tool = run.get("tool") or {}
-    replay = run.get("replay") or {}
-    host = run.get("host") or {}
+    tool, replay, host = run.tool, run.replay, run.host
     rows: list[tuple[str, str]] = [(t["tool_auditkit"], fmt.any(tool.get("auditkit")))]
     rows += [(name, fmt.any(version)) for name, version in tool.items() if name != "auditkit"]
     rows += [
@@ -1282,36 +1260,30 @@ def _context(
     medium: str = "pdf",
 ) -> dict[str, Any]:
     t = load_strings(lang, None if folder == templates_dir() else folder)
-    run, metrics, verdicts = files.run, files.metrics, files.verdicts
-    level = float(verdicts.get("confidence_level") or metrics.get("confidence_level") or 0.95)
+    run, metrics, verdicts = files.record, files.metrics_doc, files.verdicts_doc
+    level = float(verdicts.confidence_level or metrics.confidence_level or 0.95)
     fmt = _Fmt(t, level)
-    report_id = report_id_for(str(run.get("run_id", "")), files.raw["verdicts.json"])
-    model = run.get("model") or {}
+    report_id = report_id_for(run.run_id, files.raw["verdicts.json"])
+    model = run.model
     card = model.get("card") or {}
-    dataset = run.get("dataset") or {}
-    rubric = verdicts.get("rubric") or {}
-    counts = metrics.get("counts") or {}
-    index = _index_metrics(metrics["metrics"])
+    dataset = run.dataset
+    rubric = verdicts.rubric
+    counts = metrics.counts
+    index = _index_metrics(metrics.metrics)
 
     criteria, sliced = _criteria_view(verdicts, fmt, index)
-    for row, crit in zip(criteria, verdicts["criteria"], strict=True):
-        # "Threshold set by" only where the rubric says who set a threshold
-        row["provenance"] = (
-            fmt.lookup("provenance", crit["threshold_provenance"])
-            if crit.get("threshold_provenance") and crit.get("threshold") is not None
-            else None
-        )
-    tally, blockers = _page_one_view(files.verdicts_doc, fmt)
-    verdict = str(verdicts["verdict"])
-    rule = str(verdicts.get("decision_rule", ""))
-    method = str(metrics.get("interval_method", ""))
-    sided = str(metrics.get("sided", ""))
+    tally, blockers = _page_one_view(verdicts, fmt)
+    verdict = verdicts.verdict
+    rule = verdicts.decision_rule or ""
+    method = metrics.interval_method or ""
+    sided = metrics.sided or ""
 
     defect_entry = _metric_at(index, "escape_rate", {})
-    n_defective = defect_entry.get("n") if defect_entry else None
-    n_good = (_metric_at(index, "overkill_rate", {}) or {}).get("n")
+    n_defective = defect_entry.n if defect_entry else None
+    good_entry = _metric_at(index, "overkill_rate", {})
+    n_good = good_entry.n if good_entry else None
     defective_share = None
-    if isinstance(n_defective, int) and isinstance(n_good, int) and n_defective + n_good:
+    if n_defective is not None and n_good is not None and n_defective + n_good:
         defective_share = t["defective_share"].format(
             share=fmt.pct(n_defective / (n_defective + n_good)),
             k=n_defective,
@@ -1324,8 +1296,8 @@ def _context(
     if counts.get("images_error"):
         deviations.append(t["deviation_errors"].format(n=counts["images_error"]))
 
-    started, finished = fmt.when(run.get("started_at")), fmt.when(run.get("finished_at"))
-    positive = card.get("positive_classes") or metrics.get("positive_classes") or []
+    started, finished = fmt.when(run.started_at), fmt.when(run.finished_at)
+    positive = card.get("positive_classes") or metrics.positive_classes
     return {
         "t": t,
         "lang": lang,
@@ -1410,17 +1382,17 @@ def _context(
         "criteria_intro": _criteria_intro(verdicts, fmt),
         "criteria": criteria,
         "sliced": sliced,
-        "by_column": _by_column_view(metrics["metrics"], fmt),
+        "by_column": _by_column_view(metrics.metrics, fmt),
         "by_column_intro": t["by_column_intro"].format(level=fmt.level_text()),
-        "defect_classes": _defect_class_view(metrics["metrics"], fmt, n_defective),
+        "defect_classes": _defect_class_view(metrics.metrics, fmt, n_defective),
         "confusion": _confusion_view(metrics, fmt),
         "task_metrics": _task_view(metrics, fmt),
         "task_chart": _task_chart(metrics, fmt),
         "gaps": _gaps_view(metrics, verdicts, run, fmt),
         "scope": sections.scope_view(run, metrics, fmt),
         "preprocessing": sections.preprocessing_line(card, fmt),
-        "scenario": sections.scenario_line(run.get("replay") or {}, fmt),
-        "hardware": sections.hardware_line(run.get("host") or {}, fmt),
+        "scenario": sections.scenario_line(run.replay, fmt),
+        "hardware": sections.hardware_line(run.host, fmt),
         "sampling": sections.sampling_view(run_dir, run, metrics, fmt),
         "forests": sections.forest_view(metrics, verdicts, fmt),
         "curves": sections.curves_view(run_dir, metrics, fmt),
@@ -1433,7 +1405,7 @@ def _context(
         "glossary": sections.glossary(t),
         "methods": _methods_view(run, fmt),
         "method_text": t["method_text"].format(
-            unit=fmt.lookup("unit", metrics.get("unit", "part")), rubric=fmt.any(rubric.get("id"))
+            unit=fmt.lookup("unit", metrics.unit or "part"), rubric=fmt.any(rubric.get("id"))
         ),
         "deviations": deviations,
     }
@@ -1589,11 +1561,11 @@ def render_report(
     )
     fetcher = fetcher or SafeURLFetcher(strict=True)
     try:
-        stamp = _parse_utc(str(files.run.get("finished_at")))
+        stamp = _parse_utc(str(files.record.finished_at))
     except ValueError:
         raise RunDirError(
             f"run.json in {run_dir} lacks a valid finished_at timestamp: "
-            f"{files.run.get('finished_at')!r}"
+            f"{files.record.finished_at!r}"
         ) from None
     # WeasyPrint writes attachment dates with strftime(...'Z'): give it naive UTC.
     stamp = stamp.replace(tzinfo=None)

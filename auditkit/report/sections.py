@@ -1,8 +1,9 @@
 """View models of the report sections added for issue 7: scope, method details, sampling plan,
 slice forest plots, curves, latency, energy and carbon, baseline, and the appendices.
 
-Each function takes the parsed run files and a formatter (``render._Fmt``) and returns plain
-dicts and lists of preformatted strings for the template; none of them writes markup. Tables
+Each function takes the typed run files (auditkit.evidence) and a formatter (``render._Fmt``)
+and returns plain dicts and lists of preformatted strings for the template; none of them
+writes markup. Tables
 that may be missing in a run directory (``samples.parquet``, ``predictions.parquet``,
 ``timings.parquet``, ``power.parquet``) only add figures when present.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from auditkit.evidence import Interval, MetricsDocument, RunRecord, VerdictsDocument
 from auditkit.report import charts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,11 +40,11 @@ def _read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame | 
 # --------------------------------------------------------------------------- scope
 
 
-def scope_view(run: Mapping[str, Any], metrics: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any]:
+def scope_view(run: RunRecord, metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any]:
     """What the results cover: the recorded conditions of the test parts, column by column."""
     values: dict[str, list[str]] = {}
-    for entry in metrics.get("metrics") or []:
-        slc = entry.get("slice") or {}
+    for entry in metrics.metrics:
+        slc = entry.slice
         if len(slc) != 1 or set(slc) & (_SKIP_SLICE_KEYS | {"defect_class"}):
             continue
         (column, value), *_ = slc.items()
@@ -50,8 +52,7 @@ def scope_view(run: Mapping[str, Any], metrics: Mapping[str, Any], fmt: _Fmt) ->
         if str(value) not in seen:
             seen.append(str(value))
     conditions = [(fmt.column(c), ", ".join(v)) for c, v in values.items()]
-    dataset = run.get("dataset") or {}
-    labels = dataset.get("labels") or {}
+    labels = run.dataset.get("labels") or {}
     return {
         "conditions": conditions,
         "classes": ", ".join(str(k) for k in labels) or fmt.na,
@@ -98,9 +99,11 @@ def hardware_line(host: Mapping[str, Any], fmt: _Fmt) -> str:
 # --------------------------------------------------------------------------- sampling plan
 
 
-def sampling_view(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, Any], fmt: _Fmt):
+def sampling_view(
+    run_dir: Path, run: RunRecord, metrics: MetricsDocument, fmt: _Fmt
+) -> dict[str, Any]:
     """Images and parts per reference class, and defective and good parts per slice."""
-    dataset = run.get("dataset") or {}
+    dataset = run.dataset
     labels: dict[str, Any] = dict(dataset.get("labels") or {})
     parts_per_class: dict[str, int] = {}
     samples = _read_table(run_dir / "samples.parquet", ["part_id", "label"])
@@ -116,9 +119,8 @@ def sampling_view(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, A
         for label, n in labels.items()
     ]
     per_slice: dict[str, dict[str, Any]] = {}
-    for entry in metrics.get("metrics") or []:
-        name = entry.get("name")
-        slc = entry.get("slice") or {}
+    for entry in metrics.metrics:
+        name, slc = entry.name, entry.slice
         if name not in ("escape_rate", "overkill_rate") or not slc:
             continue
         if set(slc) & _SKIP_SLICE_KEYS:
@@ -128,18 +130,16 @@ def sampling_view(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, A
             key,
             {
                 "slice": fmt.slice(slc),
-                "unit": fmt.lookup("unit", entry.get("unit", "")),
+                "unit": fmt.lookup("unit", entry.unit or ""),
                 "defective": fmt.na,
                 "good": fmt.na,
             },
         )
-        row["defective" if name == "escape_rate" else "good"] = fmt.count(entry.get("n"))
-    prevalence = None
-    for entry in metrics.get("metrics") or []:
-        if entry.get("prevalence") is not None:
-            prevalence = fmt.pct(float(entry["prevalence"]))
-            break
-    tallies = metrics.get("counts") or {}
+        row["defective" if name == "escape_rate" else "good"] = fmt.count(entry.n)
+    prevalence = next(
+        (fmt.pct(float(e.prevalence)) for e in metrics.metrics if e.prevalence is not None), None
+    )
+    tallies = metrics.counts
     return {
         "classes": classes,
         "per_slice": list(per_slice.values()),
@@ -153,34 +153,29 @@ def sampling_view(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, A
 
 
 def forest_view(
-    metrics: Mapping[str, Any], verdicts: Mapping[str, Any], fmt: _Fmt
+    metrics: MetricsDocument, verdicts: VerdictsDocument, fmt: _Fmt
 ) -> list[dict[str, Any]]:
     """One forest plot per rate: every slice and intersection with its interval."""
     out = []
-    entries = list(metrics.get("metrics") or [])
     for rate in _FOREST_RATES:
-        rows = []
-        for entry in entries:
-            slc = entry.get("slice") or {}
-            if entry.get("name") != rate or set(slc) & _SKIP_SLICE_KEYS:
-                continue
-            interval = entry.get("interval") or {}
-            rows.append(
-                charts.ChartRow(
-                    label=fmt.slice(slc),
-                    value=entry.get("value"),
-                    low=interval.get("low"),
-                    high=interval.get("high"),
-                    outcome="NEUTRAL",
-                )
+        rows = [
+            charts.ChartRow(
+                label=fmt.slice(entry.slice),
+                value=entry.value,
+                low=entry.interval.low if entry.interval else None,
+                high=entry.interval.high if entry.interval else None,
+                outcome="NEUTRAL",
             )
+            for entry in metrics.metrics
+            if entry.name == rate and not set(entry.slice) & _SKIP_SLICE_KEYS
+        ]
         if len(rows) < 2:
             continue
         threshold = next(
             (
-                c.get("threshold")
-                for c in verdicts.get("criteria") or []
-                if c.get("metric") == rate and isinstance(c.get("threshold"), int | float)
+                c.threshold
+                for c in verdicts.criteria
+                if c.metric == rate and c.threshold is not None
             ),
             None,
         )
@@ -218,13 +213,11 @@ def _part_scores(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return defect.to_numpy(dtype=bool), part_score.to_numpy(dtype=float)
 
 
-def curves_view(run_dir: Path, metrics: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any] | None:
+def curves_view(run_dir: Path, metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any] | None:
     """ROC and precision-recall curves of the part scores, with the operating point."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    overall = {
-        e.get("name"): e.get("value") for e in metrics.get("metrics") or [] if not e.get("slice")
-    }
+    overall = {e.name: e.value for e in metrics.metrics if not e.slice}
     escape, overkill = overall.get("escape_rate"), overall.get("overkill_rate")
     precision = overall.get("precision")
     operating = None
@@ -243,14 +236,12 @@ def curves_view(run_dir: Path, metrics: Mapping[str, Any], fmt: _Fmt) -> dict[st
     labels = {k: str(t[f"curve_{k}"]) for k in ("roc_x", "roc_y", "roc_title", "pr_x", "pr_y")}
     labels["pr_title"] = str(t["curve_pr_title"])
     labels["operating"] = str(t["curve_operating"])
-    auc = overall.get("roc_auc")
-    ap = overall.get("pr_auc")
     return {
         "chart": charts.curves_data_uri(roc, pr, operating, labels),
         "has_curves": roc is not None,
         "caption": str(t["curves_caption" if roc is not None else "operating_only_caption"]).format(
-            auc=fmt.num(auc, 4),
-            ap=fmt.num(ap, 4),
+            auc=fmt.num(overall.get("roc_auc"), 4),
+            ap=fmt.num(overall.get("pr_auc"), 4),
         ),
     }
 
@@ -258,24 +249,26 @@ def curves_view(run_dir: Path, metrics: Mapping[str, Any], fmt: _Fmt) -> dict[st
 # --------------------------------------------------------------------------- latency
 
 
-def latency_view(run_dir: Path, run: Mapping[str, Any], metrics: Mapping[str, Any], fmt: _Fmt):
+def latency_view(
+    run_dir: Path, run: RunRecord, metrics: MetricsDocument, fmt: _Fmt
+) -> dict[str, Any]:
     """Per-image latency histogram (single-stream scenario) and the percentile table."""
     t = fmt.t
     rows = []
-    for entry in metrics.get("metrics") or []:
-        name = str(entry.get("name", ""))
+    for entry in metrics.metrics:
+        name = entry.name
         if not name.startswith(("latency_", "throughput_")):
             continue
-        scenario = (entry.get("slice") or {}).get("scenario", "")
+        scenario = entry.slice.get("scenario", "")
         rows.append(
             {
                 "measure": fmt.metric(name),
                 "scenario": fmt.lookup("scenario", scenario) if scenario else fmt.na,
-                "value": fmt.value(name, entry.get("value")),
-                "n": fmt.count(entry.get("n")) if entry.get("n") is not None else fmt.na,
+                "value": fmt.value(name, entry.value),
+                "n": fmt.count(entry.n) if entry.n is not None else fmt.na,
             }
         )
-    latency = ((run.get("replay") or {}).get("latency") or {}).get("e2e") or {}
+    latency = (run.replay.get("latency") or {}).get("e2e") or {}
     bounds = []
     for q in ("p50", "p90", "p99"):
         value = latency.get(f"{q}_early_stopping_ms")
@@ -424,10 +417,10 @@ def _energy_quantity(fmt: _Fmt, value: Any, unit: str, measured: bool) -> str:
     return f"{fmt.quantity(value, unit, 4)}{how}"
 
 
-def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, Any]:
+def energy_view(run_dir: Path, run: RunRecord, fmt: _Fmt) -> dict[str, Any]:
     """The ``energy`` block of run.json (contract of issue 8) as a table of labelled rows."""
     t = fmt.t
-    energy = run.get("energy") or {}
+    energy = run.energy
     method = energy.get("method")
     if not energy or method in (None, "off") or energy.get("energy_j") is None:
         return {"measured": None, "rows": [], "meter": [], "chart": None, "off": True}
@@ -521,11 +514,11 @@ def energy_view(run_dir: Path, run: Mapping[str, Any], fmt: _Fmt) -> dict[str, A
 
 
 def baseline_view(
-    metrics: Mapping[str, Any], verdicts: Mapping[str, Any], fmt: _Fmt
+    metrics: MetricsDocument, verdicts: VerdictsDocument, fmt: _Fmt
 ) -> dict[str, Any] | None:
     """Comparison with a baseline run (verdicts.json ``baseline``, rubric/baseline.py): which
     run, the paired escape and overkill counts, and the parts whose decision changed."""
-    baseline = verdicts.get("baseline") or metrics.get("baseline")
+    baseline = verdicts.baseline or (metrics.model_extra or {}).get("baseline")
     if not isinstance(baseline, Mapping) or not baseline:
         return None
     t = fmt.t
@@ -615,36 +608,34 @@ def _fmt_any(fmt: _Fmt, name: str, value: Any) -> str:
     return fmt.value(name, float(value))
 
 
-def _interval_text(fmt: _Fmt, name: str, interval: Mapping[str, Any]) -> str:
-    low, high = interval.get("low"), interval.get("high")
-    if low is None and high is None:
+def _interval_text(fmt: _Fmt, name: str, interval: Interval | None) -> str:
+    if interval is None or (interval.low is None and interval.high is None):
         return fmt.na
-    return f"{_fmt_any(fmt, name, low)} – {_fmt_any(fmt, name, high)}"
+    return f"{_fmt_any(fmt, name, interval.low)} – {_fmt_any(fmt, name, interval.high)}"
 
 
 # --------------------------------------------------------------------------- appendices
 
 
-def metric_table(metrics: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, str]]:
+def metric_table(metrics: MetricsDocument, fmt: _Fmt) -> list[dict[str, str]]:
     """Every entry of metrics.json, in file order."""
     out = []
-    for entry in metrics.get("metrics") or []:
-        name = str(entry.get("name", ""))
-        interval = entry.get("interval") or {}
-        method = interval.get("method")
-        extra = entry.get("method")  # energy entries say measured / modelled
+    for entry in metrics.metrics:
+        name = entry.name
+        method = entry.interval.method if entry.interval else None
+        how = entry.method  # energy entries say measured / modelled
         out.append(
             {
                 "name": fmt.metric(name),
-                "slice": fmt.slice(entry.get("slice")),
-                "unit": fmt.lookup("unit", entry.get("unit") or "") or fmt.na,
-                "value": _fmt_any(fmt, name, entry.get("value")),
-                "kn": fmt.kn(entry.get("k"), entry.get("n")),
-                "interval": _interval_text(fmt, name, interval),
+                "slice": fmt.slice(entry.slice),
+                "unit": fmt.lookup("unit", entry.unit or "") or fmt.na,
+                "value": _fmt_any(fmt, name, entry.value),
+                "kn": fmt.kn(entry.k, entry.n),
+                "interval": _interval_text(fmt, name, entry.interval),
                 "method": fmt.lookup("interval_short", method)
                 if method
-                else fmt.lookup("energy_how", extra)
-                if extra
+                else fmt.lookup("energy_how", how)
+                if how
                 else "",
             }
         )
@@ -657,20 +648,25 @@ _ENVIRONMENT_BLOCKS = ("tool", "host", "replay")
 _ENVIRONMENT_SKIPPED = {"latency"}
 
 
-def environment_rows(run: Mapping[str, Any], fmt: _Fmt) -> list[dict[str, Any]]:
+def environment_rows(run: RunRecord, fmt: _Fmt) -> list[dict[str, Any]]:
     """Tool, host and replay settings of run.json as labelled tables, one per block: labels
     from the catalogue (``env_field``; an unknown field shows its own name), values in words
     (yes/no, "not applicable", units), nested settings as one row each."""
     groups: list[dict[str, Any]] = []
     ident = [
-        (fmt.lookup("env_field", k), fmt.when(run[k]) if k.endswith("_at") else str(run[k]))
-        for k in ("run_id", "started_at", "finished_at")
-        if k in run
+        (fmt.lookup("env_field", k), fmt.when(v) if k.endswith("_at") else str(v))
+        for k, v in (
+            ("run_id", run.run_id),
+            ("started_at", run.started_at),
+            ("finished_at", run.finished_at),
+        )
+        if k in run.model_fields_set
     ]
     if ident:
         groups.append({"title": str(fmt.t["env_block"]["run"]), "rows": ident})
+    blocks = {"tool": run.tool, "host": run.host, "replay": run.replay}
     for block in _ENVIRONMENT_BLOCKS:
-        rows = _setting_rows(run.get(block) or {}, fmt, ())
+        rows = _setting_rows(blocks[block], fmt, ())
         if rows:
             groups.append({"title": fmt.lookup("env_block", block), "rows": rows})
     return groups
