@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from auditkit.data.images import open_regular
 from auditkit.errors import DataError, first_line
 from auditkit.run import SAMPLE_COLUMNS as STANDARD_COLUMNS
 
@@ -65,14 +66,15 @@ class Dataset:
 def sha256_file(path: str | Path, buffer: memoryview | None = None) -> str:
     """SHA-256 of a file's bytes. With ``buffer`` (one reused per thread), read through it: a
     fresh 1 MB read per file, shrunk to the file's size, fragments the C heap and lets the
-    resident set grow with the data set."""
+    resident set grow with the data set. A FIFO, device or folder is refused before reading
+    (:class:`auditkit.data.images.NotRegularFile`)."""
     digest = hashlib.sha256()
     if buffer is None:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
         return digest.hexdigest()
-    with open(path, "rb", buffering=0) as handle:
+    with open_regular(path, buffering=0) as handle:
         while size := handle.readinto(buffer):
             digest.update(buffer[:size])
     return digest.hexdigest()

@@ -36,6 +36,7 @@ from PIL import Image
 
 from auditkit.data.build import boxes_table, finish, labels_from_boxes
 from auditkit.data.imagefolder import walk_images
+from auditkit.data.images import open_regular
 from auditkit.data.interface import Loaded, LoadOptions, Problem
 from auditkit.data.manifest import _inside_root
 from auditkit.errors import DataError
@@ -187,9 +188,10 @@ def load(path: Path, options: LoadOptions) -> Loaded:
             if not found:
                 continue
             try:
-                with Image.open(_inside_root(real_root, relative)) as image:
+                real = _inside_root(real_root, relative)
+                with open_regular(real) as handle, Image.open(handle) as image:
                     width, height = image.size
-            except (OSError, ValueError):
+            except Exception:  # Pillow raises many types (a decompression bomb, ...)
                 # an unreadable image (reported as such): its boxes cannot be placed, but its
                 # label can, since scaling every box of an image alike keeps the largest class
                 unplaced += [(relative, *box) for box in found]
