@@ -6,6 +6,8 @@ Every user-facing problem is an :class:`AuditkitError` with a one-line message; 
 
 from __future__ import annotations
 
+import re
+
 
 class ExitCode:
     ACCEPT = 0
@@ -22,8 +24,12 @@ class ExitCode:
 def first_line(exc: BaseException, limit: int | None = None) -> str:
     """The first line of an exception's message, at most ``limit`` characters (its type's
     name when the message is empty): the one line a user is shown."""
-    text = str(exc).strip()
+    text = _REPR.sub("", str(exc)).strip()  # "<_io.BytesIO object at 0x...>" means nothing
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+#: Python object reprs some libraries put in messages (Pillow: the file object it was given)
+_REPR = re.compile(r"\s*<[\w.]+ (?:object at 0x[0-9a-fA-F]+|name=[^>]*)>")
 
 
 class AuditkitError(Exception):

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from auditkit.errors import first_line
 
 #: Pillow modes of 16-bit greyscale pixels (PNG and TIFF open as ``I;16``)
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -40,8 +41,6 @@ _KINDS = (
     (stat.S_ISDIR, "a folder"),
     (stat.S_ISSOCK, "a socket"),
 )
-#: ``<_io.BytesIO object at 0x7f...>``, ``<_io.BufferedReader name='x.png'>``: Python reprs
-_REPR = re.compile(r"\s*<[\w.]+ (?:object at 0x[0-9a-fA-F]+|name=[^>]*)>")
 
 
 class NotRegularFile(OSError):
@@ -71,11 +70,6 @@ def open_regular(path: str | Path, buffering: int = -1) -> io.BufferedReader | i
         raise
 
 
-def without_reprs(text: str) -> str:
-    """``text`` without Python object reprs (``<_io.BytesIO object at 0x...>``)."""
-    return _REPR.sub("", text).strip()
-
-
 def unreadable_reason(exc: BaseException) -> str:
     """The reason an image that could not be opened or decoded is ``unreadable`` (one line)."""
     if isinstance(exc, FileNotFoundError):
@@ -94,8 +88,7 @@ def unreadable_reason(exc: BaseException) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = without_reprs(str(exc))
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    return first_line(exc, 300)
 
 
 def exact_depth(image: Image.Image) -> Image.Image:

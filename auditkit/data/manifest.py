@@ -151,9 +151,31 @@ def manifest_digest(samples: pd.DataFrame, boxes: pd.DataFrame | None = None) ->
     return digest.hexdigest()
 
 
-def read_table(path: Path, what: str = "manifest") -> pd.DataFrame:
-    """A CSV or Parquet table with every value as text (missing values as ``""``)."""
+def not_utf8(path: Path, what: str) -> DataError:
+    """The one-line error for a text file that is not UTF-8, naming where in the *file* the
+    first invalid byte is: its offset, line and column (bytes, from 1). A decoder's own
+    "position" counts from the start of the chunk it was given (pandas reads in chunks: a
+    Latin-1 manifest says "position 1")."""
+    data = path.read_bytes()
     try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = data.count(b"\n", 0, start) + 1
+        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        return DataError(
+            f"{what} {path} is not UTF-8: byte 0x{data[start]:02x} at offset {start} "
+            f"(line {line}, column {column}); save it as UTF-8"
+        )
+    return DataError(f"{what} {path} is not UTF-8")
+
+
+def read_table(path: Path, what: str = "manifest") -> pd.DataFrame:
+    """A CSV or Parquet table with every value as text (missing values as ``""``). A FIFO or
+    device is refused before reading; a CSV that is not UTF-8 is :func:`not_utf8`."""
+    try:
+        if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+            raise DataError(f"{what} {path} is not a regular file")
         if path.suffix.lower() == ".parquet":
             table = pd.read_parquet(path)
             return table.astype(str).where(table.notna(), "")
@@ -162,6 +184,10 @@ def read_table(path: Path, what: str = "manifest") -> pd.DataFrame:
         raise DataError(f"{what} not found: {path}") from None
     except IsADirectoryError:
         raise DataError(f"expected a {what} file, got a folder: {path}") from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, what) from None
+    except DataError:
+        raise
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
         raise DataError(f"cannot read {what} {path}: {first_line(exc)}") from None
 
