@@ -116,8 +116,10 @@ def test_probabilities_outside_0_1_are_a_model_error_and_nan_a_row_error(tmp_pat
     # independent per-class probabilities (sigmoid) need not sum to 1: outside [0, 1] is the row's
     c = card("classification", ["good", "a"], output={"name": "out", "kind": "sigmoid"})
     model = load(tmp_path, {"out": np.array([[1.5, 0.9]], dtype=np.float32)}, c)
-    assert model.run(ONE).errors[0].startswith(
-        "model output declared as probabilities lies outside [0, 1]"
+    assert (
+        model.run(ONE)
+        .errors[0]
+        .startswith("model output declared as probabilities lies outside [0, 1]")
     )
 
 
