@@ -32,6 +32,21 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
 _REPR = re.compile(r"\s*<[\w.]+ (?:object at 0x[0-9a-fA-F]+|name=[^>]*)>")
 
 
+def not_utf8_place(data: bytes) -> str:
+    """Where ``data`` first stops being UTF-8: ``byte 0xe9 at offset 57 (line 4, column 11)``
+    (offset from 0 in the whole file, line and column in bytes from 1). A decoder's own
+    "position" counts from the chunk it was given (pandas reads in chunks: a Latin-1 manifest
+    said "position 1")."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = data.count(b"\n", 0, start) + 1
+        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        return f"byte 0x{data[start]:02x} at offset {start} (line {line}, column {column})"
+    return "a byte sequence the reader refused"
+
+
 class AuditkitError(Exception):
     """Base class: a problem the user can act on."""
 

@@ -495,3 +495,53 @@ def test_a_latin1_manifest_names_the_byte_offset_and_line(tmp_path: Path) -> Non
         f"(line {line}, column {offset - line_start + 1}); save it as UTF-8"
     )
     assert expected == one_line(run_cli("data", "check", str(manifest)), 5)
+
+
+def _place(data: bytes, byte: bytes) -> str:
+    """Where ``byte`` first occurs in ``data``, counted here: offset, line, column."""
+    offset = data.index(byte)
+    line = data[:offset].count(b"\n") + 1
+    column = offset - (data.rindex(b"\n", 0, offset) + 1 if line > 1 else 0) + 1
+    return f"byte 0x{byte[0]:02x} at offset {offset} (line {line}, column {column})"
+
+
+def test_other_text_files_that_are_not_utf8_name_the_place(tmp_path: Path) -> None:
+    from tests import data_layouts as layouts
+
+    e_circumflex, e_grave, e_acute = b"\xea", b"\xe8", b"\xe9"  # Latin-1 bytes
+    root = layouts.yolo(tmp_path / "yolo")
+    label = root / "labels" / "train" / "a.txt"
+    label.write_bytes(b"1 0.5 0.5 0.5 0.5\n0 0.1 0.2 0.2 0.4 # fen" + e_circumflex + b"tre\n")
+    problems = check_data(root)["problems"]
+    assert [(p["kind"], p["path"]) for p in problems] == [("malformed_label", "labels/train/a.txt")]
+    place = _place(label.read_bytes(), e_circumflex)
+    assert place.endswith("(line 2, column 24)")  # by hand: "0 0.1 0.2 0.2 0.4 # fen" is 23
+    assert problems[0]["detail"].endswith(f"is not UTF-8: {place}; save it as UTF-8")
+
+    data_yaml = root / "data.yaml"
+    data_yaml.write_bytes(data_yaml.read_bytes().replace(b"pit", b"pi" + e_grave + b"ce"))
+    line = one_line(run_cli("data", "check", str(root)), 5)
+    place = _place(data_yaml.read_bytes(), e_grave)
+    assert line == f"error: YOLO data file {data_yaml} is not UTF-8: {place}; save it as UTF-8"
+
+    card = tmp_path / "latin.card.yaml"
+    text = yaml.safe_dump(card_dict(description="caf\u00e9"), allow_unicode=True)
+    card.write_bytes(text.encode("latin-1"))
+    manifest = write_dataset(tmp_path / "data", n=4)
+    model = write_tiny_model(tmp_path / "m.onnx")
+    out = str(tmp_path / "r")
+    result = run_cli("replay", str(manifest), "-m", str(model), "--card", str(card), "-o", out)
+    place = _place(card.read_bytes(), e_acute)
+    assert one_line(result, 5) == (
+        f"error: model card {card} is not UTF-8: {place}; save it as UTF-8"
+    )
+
+
+def test_a_manifest_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "manifest.csv")
+    result = run_cli(
+        "data", "check", str(tmp_path / "manifest.csv"), "--format", "manifest", timeout=60
+    )
+    assert (
+        one_line(result, 5) == f"error: manifest {tmp_path / 'manifest.csv'} is not a regular file"
+    )

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from auditkit.data.images import open_regular
-from auditkit.errors import DataError, first_line
+from auditkit.errors import DataError, first_line, not_utf8_place
 from auditkit.run import SAMPLE_COLUMNS as STANDARD_COLUMNS
 
 REQUIRED_COLUMNS = ("path", "label")
@@ -152,22 +152,10 @@ def manifest_digest(samples: pd.DataFrame, boxes: pd.DataFrame | None = None) ->
 
 
 def not_utf8(path: Path, what: str) -> DataError:
-    """The one-line error for a text file that is not UTF-8, naming where in the *file* the
-    first invalid byte is: its offset, line and column (bytes, from 1). A decoder's own
-    "position" counts from the start of the chunk it was given (pandas reads in chunks: a
-    Latin-1 manifest says "position 1")."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        start = exc.start
-        line = data.count(b"\n", 0, start) + 1
-        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
-        return DataError(
-            f"{what} {path} is not UTF-8: byte 0x{data[start]:02x} at offset {start} "
-            f"(line {line}, column {column}); save it as UTF-8"
-        )
-    return DataError(f"{what} {path} is not UTF-8")
+    """The one-line error for a text file that is not UTF-8, naming where in the *file* its
+    first invalid byte is (:func:`auditkit.errors.not_utf8_place`)."""
+    place = not_utf8_place(path.read_bytes())
+    return DataError(f"{what} {path} is not UTF-8: {place}; save it as UTF-8")
 
 
 def read_table(path: Path, what: str = "manifest") -> pd.DataFrame:
