@@ -197,6 +197,20 @@ def test_sixteen_bit_greyscale_is_scaled_not_saturated(tmp_path: Path) -> None:
             assert np.abs(sixteen - eight).max() <= 1 / 255 + 1e-6, (color, mode)
 
 
+def test_sixteen_bit_rgb_keeps_the_high_byte_not_white(tmp_path: Path) -> None:
+    """A 48-bit RGB PNG (written by hand: Pillow cannot write one): Pillow keeps each channel's
+    high byte, so the tensor is within 1/255 of v / 65535, never saturated."""
+    v = np.random.default_rng(5).integers(0, 65536, size=(SIZE, SIZE, 3)).astype(">u2")
+    rows = b"".join(b"\0" + v[i].tobytes() for i in range(SIZE))
+    header = struct.pack(">IIBBBBB", SIZE, SIZE, 16, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows))
+    (tmp_path / "rgb48.png").write_bytes(png + _chunk(b"IEND", b""))
+    spec = InputSpec(name="x", color="RGB", height=SIZE, width=SIZE, mean=[0.0], std=[1.0])
+    tensor = decode_file(tmp_path / "rgb48.png", spec)
+    reference = np.transpose(v.astype(np.float64) / 65535.0, (2, 0, 1))
+    assert np.abs(tensor - reference).max() <= 1 / 255
+
+
 def test_data_check_accepts_sixteen_bit_and_refuses_unknown_ranges(tmp_path: Path) -> None:
     root = tmp_path / "data"
     root.mkdir()
