@@ -12,8 +12,10 @@ from auditkit.errors import ExitCode
 
 data_app = typer.Typer(help="Labelled data sets: check.", no_args_is_help=True)
 
-#: problems printed as a table; --json has them all
-MAX_TABLE_ROWS = 200
+#: problems of each kind printed in the table; --json has them all
+MAX_PER_KIND = 20
+#: characters of a problem's detail printed in the table
+MAX_DETAIL = 300
 
 DataArg = Annotated[
     Path,
@@ -113,15 +115,30 @@ def _print_summary(report: dict[str, Any]) -> None:
 
 
 def _print_problems(problems: list[dict[str, str]]) -> None:
-    typer.echo(f"problems: {len(problems)}")
-    shown = problems[:MAX_TABLE_ROWS]
+    """The count per kind, then the first :data:`MAX_PER_KIND` problems of each kind (a detail
+    clipped to :data:`MAX_DETAIL` characters); ``--json`` lists them all."""
+    counts: dict[str, int] = {}
+    first: dict[str, list[dict[str, str]]] = {}
+    for p in problems:
+        counts[p["kind"]] = counts.get(p["kind"], 0) + 1
+        examples = first.setdefault(p["kind"], [])
+        if len(examples) < MAX_PER_KIND:
+            examples.append(p)
+    by_kind = ", ".join(f"{kind} {n}" for kind, n in counts.items())
+    typer.echo(f"problems: {len(problems)} ({by_kind})")
+    shown = [p for examples in first.values() for p in examples]
     kind_w = max(len("kind"), *(len(p["kind"]) for p in shown))
     path_w = min(60, max(len("path"), *(len(p["path"]) for p in shown)))
     typer.echo(f"  {'kind':<{kind_w}}  {'path':<{path_w}}  detail")
-    for p in shown:
-        typer.echo(f"  {p['kind']:<{kind_w}}  {p['path']:<{path_w}}  {p['detail']}")
-    if len(problems) > len(shown):
-        typer.echo(f"  ... {len(problems) - len(shown)} more (--json lists them all)")
+    for kind, examples in first.items():
+        for p in examples:
+            typer.echo(f"  {p['kind']:<{kind_w}}  {p['path']:<{path_w}}  {_clip(p['detail'])}")
+        if counts[kind] > len(examples):
+            typer.echo(f"  ... {counts[kind] - len(examples)} more {kind} (--json lists them all)")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
 
 
 @data_app.command("check")

@@ -6,6 +6,8 @@ Every user-facing problem is an :class:`AuditkitError` with a one-line message; 
 
 from __future__ import annotations
 
+import re
+
 
 class ExitCode:
     ACCEPT = 0
@@ -22,8 +24,27 @@ class ExitCode:
 def first_line(exc: BaseException, limit: int | None = None) -> str:
     """The first line of an exception's message, at most ``limit`` characters (its type's
     name when the message is empty): the one line a user is shown."""
-    text = str(exc).strip()
+    text = _REPR.sub("", str(exc)).strip()  # "<_io.BytesIO object at 0x...>" means nothing
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+#: Python object reprs some libraries put in messages (Pillow: the file object it was given)
+_REPR = re.compile(r"\s*<[\w.]+ (?:object at 0x[0-9a-fA-F]+|name=[^>]*)>")
+
+
+def not_utf8_place(data: bytes) -> str:
+    """Where ``data`` first stops being UTF-8: ``byte 0xe9 at offset 57 (line 4, column 11)``
+    (offset from 0 in the whole file, line and column in bytes from 1). A decoder's own
+    "position" counts from the chunk it was given (pandas reads in chunks: a Latin-1 manifest
+    said "position 1")."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = exc.start
+        line = data.count(b"\n", 0, start) + 1
+        column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        return f"byte 0x{data[start]:02x} at offset {start} (line {line}, column {column})"
+    return "a byte sequence the reader refused"
 
 
 class AuditkitError(Exception):

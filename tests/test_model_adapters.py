@@ -104,15 +104,23 @@ def test_classifier_logits_softmax_and_sigmoid(tmp_path: Path) -> None:
     np.testing.assert_allclose(model.predict(ONE), [[0.2, 0.8]], rtol=1e-6)
 
 
-def test_probabilities_outside_0_1_and_nan_are_row_errors(tmp_path: Path) -> None:
+def test_probabilities_outside_0_1_are_a_model_error_and_nan_a_row_error(tmp_path: Path) -> None:
+    from auditkit.models.onnx_model import NotProbabilities
+
     c = card("classification", ["good", "a"], output={"name": "out", "kind": "probabilities"})
     model = load(tmp_path, {"out": np.array([[1.5, -0.5]], dtype=np.float32)}, c)
-    decoded = model.run(ONE)
-    assert decoded.errors[0].startswith(
-        "model output declared as probabilities lies outside [0, 1]"
-    )
+    with pytest.raises(NotProbabilities, match=r"values -0\.5 to 1\.5 \(must lie in \[0, 1\]\)"):
+        model.run(ONE)
     model = load(tmp_path, {"out": np.array([[np.nan, 0.5]], dtype=np.float32)}, c)
     assert model.run(ONE).errors == ["model output contains NaN or infinity"]
+    # independent per-class probabilities (sigmoid) need not sum to 1: outside [0, 1] is the row's
+    c = card("classification", ["good", "a"], output={"name": "out", "kind": "sigmoid"})
+    model = load(tmp_path, {"out": np.array([[1.5, 0.9]], dtype=np.float32)}, c)
+    assert (
+        model.run(ONE)
+        .errors[0]
+        .startswith("model output declared as probabilities lies outside [0, 1]")
+    )
 
 
 # --------------------------------------------------------------------------- detection

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 from PIL import Image
 
+from auditkit.data.images import open_regular, refuse_unknown_range, unreadable_reason
 from auditkit.data.interface import Loaded, LoadOptions, Problem
 from auditkit.data.manifest import (
     _CHUNK,
@@ -31,7 +32,7 @@ from auditkit.data.manifest import (
     text_column,
 )
 from auditkit.data.metadata import from_path, join_side_table
-from auditkit.errors import DataError, first_line
+from auditkit.errors import DataError
 from auditkit.run import SAMPLE_COLUMNS
 
 BOX_COLUMNS = ("sample_id", "class", "x1", "y1", "x2", "y2")
@@ -70,19 +71,18 @@ def _scan_one(real_root: str, relative: str, probe: bool) -> tuple[str, str, str
         real = _inside_root(real_root, relative)
         if not probe:
             return sha256_file(real, _buffer()), "ok", "", 0, 0, ""
-        with open(real, "rb") as handle:
+        with open_regular(real) as handle:
             data = handle.read()
-    except FileNotFoundError:
-        return "", "unreadable", "file not found", 0, 0, ""
-    except OSError as exc:
-        return "", "unreadable", f"cannot read file: {exc.strerror or exc}", 0, 0, ""
+    except OSError as exc:  # missing, a FIFO or a device (refused before reading), ...
+        return "", "unreadable", unreadable_reason(exc), 0, 0, ""
     digest = hashlib.sha256(data).hexdigest()
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+            refuse_unknown_range(image)  # what the replay would refuse
             return digest, "ok", "", image.width, image.height, image.mode
     except Exception as exc:  # Pillow raises many types for a damaged file
-        return digest, "unreadable", f"cannot decode image: {first_line(exc)}", 0, 0, ""
+        return digest, "unreadable", unreadable_reason(exc), 0, 0, ""
 
 
 def scan_files(

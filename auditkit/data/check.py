@@ -111,26 +111,44 @@ def _duplicate_problems(samples: pd.DataFrame) -> list[Problem]:
     problems = []
     for digest in labels_per_hash[labels_per_hash > 1].index:
         group = hashed[hashed["sha256"] == digest].sort_values("path")
-        pairs = zip(group["path"].astype(str), group["label"].astype(str), strict=True)
-        listing = ", ".join(f"{path} ({label})" for path, label in pairs)
         problems.append(
             Problem(
                 "conflicting_duplicate",
                 str(group["path"].iat[0]),
-                f"identical files (SHA-256 {digest[:12]}...) with different labels: {listing}",
+                f"identical files (SHA-256 {digest[:12]}...) with different labels: "
+                + _listing(group["path"].astype(str), group["label"].astype(str)),
             )
         )
     return problems
 
 
+#: files named in one problem's detail; the others are counted
+MAX_EXAMPLES = 10
+
+
+def _listing(paths: pd.Series, labels: pd.Series) -> str:
+    """``a.png (good), b.png (scratch)``; past :data:`MAX_EXAMPLES` files, the count per label
+    and the first examples (100,000 rows of one file must not make a 2 MB line)."""
+    head = zip(paths.iloc[:MAX_EXAMPLES], labels.iloc[:MAX_EXAMPLES], strict=True)
+    pairs = [f"{p} ({label})" for p, label in head]
+    if len(paths) <= MAX_EXAMPLES:
+        return ", ".join(pairs)
+    counts = ", ".join(f"{label} {n}" for label, n in sorted(labels.value_counts().items()))
+    more = len(paths) - MAX_EXAMPLES
+    return f"{len(paths)} files ({counts}), first: {', '.join(pairs)} and {more} more"
+
+
 def _class_problems(
-    samples: pd.DataFrame, boxes: pd.DataFrame | None, classes: tuple[str, ...]
+    samples: pd.DataFrame, boxes: pd.DataFrame | None, classes: tuple[str, ...], good: str
 ) -> list[Problem]:
+    """Labels and box classes outside ``classes``. An image may also be labelled ``good``
+    (the good class): a detector's classes are its box classes, and its good images have none."""
     known = set(classes)
+    labels = known | {good}
     problems = [
         Problem("unknown_class", path, f"label {label!r} not in the expected classes")
         for path, label in zip(samples["path"], samples["label"], strict=True)
-        if label not in known
+        if label not in labels
     ]
     if boxes is not None and not boxes.empty:
         path_of = dict(zip(samples["sample_id"], samples["path"], strict=True))
@@ -157,7 +175,7 @@ def check_data(data: Path, options: LoadOptions | None = None) -> dict[str, Any]
         problems += _box_problems(boxes, images, samples["path"])
     problems += _duplicate_problems(samples)
     if options.classes is not None:
-        problems += _class_problems(samples, boxes, options.classes)
+        problems += _class_problems(samples, boxes, options.classes, options.good_label)
     order = {kind: i for i, kind in enumerate(PROBLEM_KINDS)}
     problems.sort(key=lambda p: (order.get(p.kind, len(order)), p.path, p.detail))
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from auditkit.data.build import boxes_table, finish, labels_from_boxes
 from auditkit.data.interface import Loaded, LoadOptions, Problem
-from auditkit.data.manifest import safe_relative_path
+from auditkit.data.manifest import not_utf8, safe_relative_path
 from auditkit.data.masks import COCO_PREFIX, coco_segmentation_bbox
 from auditkit.errors import DataError
 
@@ -37,7 +37,9 @@ def _read(path: Path) -> dict[str, Any]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"COCO file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise not_utf8(path, "COCO file") from None
+    except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read COCO file {path}: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         raise DataError(f"{path.name} is not a COCO file: it has no 'images' list")

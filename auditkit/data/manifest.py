@@ -26,7 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from auditkit.errors import DataError, first_line
+from auditkit.data.images import open_regular
+from auditkit.errors import DataError, first_line, not_utf8_place
 from auditkit.run import SAMPLE_COLUMNS as STANDARD_COLUMNS
 
 REQUIRED_COLUMNS = ("path", "label")
@@ -65,14 +66,15 @@ class Dataset:
 def sha256_file(path: str | Path, buffer: memoryview | None = None) -> str:
     """SHA-256 of a file's bytes. With ``buffer`` (one reused per thread), read through it: a
     fresh 1 MB read per file, shrunk to the file's size, fragments the C heap and lets the
-    resident set grow with the data set."""
+    resident set grow with the data set. A FIFO, device or folder is refused before reading
+    (:class:`auditkit.data.images.NotRegularFile`)."""
     digest = hashlib.sha256()
     if buffer is None:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
         return digest.hexdigest()
-    with open(path, "rb", buffering=0) as handle:
+    with open_regular(path, buffering=0) as handle:
         while size := handle.readinto(buffer):
             digest.update(buffer[:size])
     return digest.hexdigest()
@@ -149,9 +151,19 @@ def manifest_digest(samples: pd.DataFrame, boxes: pd.DataFrame | None = None) ->
     return digest.hexdigest()
 
 
+def not_utf8(path: Path, what: str) -> DataError:
+    """The one-line error for a text file that is not UTF-8, naming where in the *file* its
+    first invalid byte is (:func:`auditkit.errors.not_utf8_place`)."""
+    place = not_utf8_place(path.read_bytes())
+    return DataError(f"{what} {path} is not UTF-8: {place}; save it as UTF-8")
+
+
 def read_table(path: Path, what: str = "manifest") -> pd.DataFrame:
-    """A CSV or Parquet table with every value as text (missing values as ``""``)."""
+    """A CSV or Parquet table with every value as text (missing values as ``""``). A FIFO or
+    device is refused before reading; a CSV that is not UTF-8 is :func:`not_utf8`."""
     try:
+        if os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+            raise DataError(f"{what} {path} is not a regular file")
         if path.suffix.lower() == ".parquet":
             table = pd.read_parquet(path)
             return table.astype(str).where(table.notna(), "")
@@ -160,6 +172,10 @@ def read_table(path: Path, what: str = "manifest") -> pd.DataFrame:
         raise DataError(f"{what} not found: {path}") from None
     except IsADirectoryError:
         raise DataError(f"expected a {what} file, got a folder: {path}") from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, what) from None
+    except DataError:
+        raise
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
         raise DataError(f"cannot read {what} {path}: {first_line(exc)}") from None
 

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from auditkit.data.images import open_regular
 from auditkit.data.manifest import _inside_root
 from auditkit.errors import DataError
 
@@ -38,8 +39,9 @@ def binarise(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
 
 
 def read_mask_file(path: Path) -> npt.NDArray[np.bool_]:
-    """A mask image as a boolean array (height, width); raises OSError when unreadable."""
-    with Image.open(path) as opened:
+    """A mask image as a boolean array (height, width); raises OSError when unreadable (a
+    FIFO or device too, before reading)."""
+    with open_regular(path) as handle, Image.open(handle) as opened:
         image = opened if opened.mode in ("L", "P", "I;16", "I") else opened.convert("L")
         return binarise(np.asarray(image))
 

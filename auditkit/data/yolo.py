@@ -36,8 +36,9 @@ from PIL import Image
 
 from auditkit.data.build import boxes_table, finish, labels_from_boxes
 from auditkit.data.imagefolder import walk_images
+from auditkit.data.images import open_regular
 from auditkit.data.interface import Loaded, LoadOptions, Problem
-from auditkit.data.manifest import _inside_root
+from auditkit.data.manifest import _inside_root, not_utf8
 from auditkit.errors import DataError
 
 YAML_NAMES = ("data.yaml", "dataset.yaml")
@@ -84,6 +85,8 @@ def _names(yaml_path: Path | None, root: Path) -> dict[int, str] | None:
     if yaml_path is not None:
         try:
             document: Any = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise not_utf8(yaml_path, "YOLO data file") from None
         except (OSError, yaml.YAMLError) as exc:
             raise DataError(f"cannot read {yaml_path}: {exc}") from None
         names = document.get("names") if isinstance(document, dict) else None
@@ -98,7 +101,10 @@ def _names(yaml_path: Path | None, root: Path) -> dict[int, str] | None:
             raise DataError(f"{yaml_path.name}: names must be a list or a mapping")
     for classes in (root / "classes.txt", root / "labels" / "classes.txt"):
         if classes.is_file():
-            lines = classes.read_text(encoding="utf-8").splitlines()
+            try:
+                lines = classes.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError:
+                raise not_utf8(classes, "YOLO class list") from None
             return {i: line.strip() for i, line in enumerate(lines) if line.strip()}
     return None
 
@@ -179,7 +185,11 @@ def load(path: Path, options: LoadOptions) -> Loaded:
             except FileNotFoundError:
                 problems.append(Problem("unlabelled_image", relative, f"no label file {label}"))
                 continue
-            except (OSError, UnicodeDecodeError) as exc:
+            except UnicodeDecodeError:
+                detail = str(not_utf8(Path(_inside_root(real_root, label)), "label file"))
+                problems.append(Problem("malformed_label", label, detail))
+                continue
+            except OSError as exc:
                 problems.append(Problem("malformed_label", label, f"cannot read: {exc}"))
                 continue
             found, bad = _parse(text, label, names)
@@ -187,9 +197,10 @@ def load(path: Path, options: LoadOptions) -> Loaded:
             if not found:
                 continue
             try:
-                with Image.open(_inside_root(real_root, relative)) as image:
+                real = _inside_root(real_root, relative)
+                with open_regular(real) as handle, Image.open(handle) as image:
                     width, height = image.size
-            except (OSError, ValueError):
+            except Exception:  # Pillow raises many types (a decompression bomb, ...)
                 # an unreadable image (reported as such): its boxes cannot be placed, but its
                 # label can, since scaling every box of an image alike keeps the largest class
                 unplaced += [(relative, *box) for box in found]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from auditkit.errors import ModelError
+from auditkit.errors import ModelError, not_utf8_place
 
 CARD_SCHEMA = "auditkit.card/v1"
 
@@ -227,6 +227,9 @@ def load_card(path: Path) -> ModelCard:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"model card not found: {path}") from None
+    except UnicodeDecodeError:
+        place = not_utf8_place(path.read_bytes())
+        raise ModelError(f"model card {path} is not UTF-8: {place}; save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ModelError(f"model card {path} is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(raw, dict):

@@ -29,7 +29,7 @@ import numpy as np
 
 from auditkit.errors import ModelError, first_line
 from auditkit.models.adapters import detect_convention, make_adapter, task_of
-from auditkit.models.card import ModelCard
+from auditkit.models.card import InputSpec, ModelCard
 from auditkit.models.onnx_model import check_input, read_model_bytes
 
 COUNTED_OPS = ("Conv", "Gemm", "MatMul")
@@ -266,8 +266,8 @@ def card_disagreements(
     meta: dict[str, str],
     model_name: str,
 ) -> list[str]:
-    """Every way the card and the graph disagree (input, outputs and class count, class names
-    in ``metadata_props``), one line each naming both values."""
+    """Every way the card and the graph disagree (input, outputs and class count, and what
+    :func:`metadata_disagreements` finds), one line each naming both values."""
     found: list[str] = []
     try:
         check_input(card.input, {i["name"]: i["shape"] for i in inputs}, model_name)
@@ -277,6 +277,17 @@ def card_disagreements(
         make_adapter(card, signature, model_name)
     except ModelError as exc:
         found.append(str(exc))
+    found += metadata_disagreements(card, meta)
+    return found
+
+
+def metadata_disagreements(card: ModelCard, meta: dict[str, str]) -> list[str]:
+    """Every way the card disagrees with what the model's ``metadata_props`` declare, one line
+    each naming both values: the class names and their order (``names``/``classes``), the
+    input size (Ultralytics ``imgsz``, height x width) and the preprocessing (a JSON object
+    under ``preprocessing``: :func:`preprocessing_disagreements`). Keys a model does not
+    declare are not compared. ``replay`` and ``audit`` refuse a model with any (exit 5)."""
+    found: list[str] = []
     names = metadata_classes(meta)
     if names is not None:
         if len(names) != len(card.classes):
@@ -299,4 +310,70 @@ def card_disagreements(
                 f"metadata_props imgsz is {hw[0]}x{hw[1]} (height x width), the card "
                 f"declares {card.input.height}x{card.input.width}"
             )
+    declared = meta.get("preprocessing")
+    if declared:
+        try:
+            value = json.loads(declared)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            found += preprocessing_disagreements(card.input, value)
     return found
+
+
+def preprocessing_disagreements(spec: InputSpec, declared: dict[str, Any]) -> list[str]:
+    """Where a model's declared preprocessing differs from the card's input spec, one line per
+    field: ``color``, ``layout``, ``filter`` (or ``resize`` as a filter name), the size
+    (``resize`` as ``[height, width]``, or ``height``/``width``), ``resize_mode``,
+    ``pad_value``, ``mean`` and ``std`` (a single value stands for every channel; equal within
+    1e-6) and ``scale`` (the card's is 1/255). Unknown keys are ignored."""
+    found: list[str] = []
+
+    def differ(field: str, model: Any, card: Any) -> None:
+        found.append(
+            f"metadata_props preprocessing {field} is {model!r}, the card declares {card!r}"
+        )
+
+    for key, ours in (
+        ("color", spec.color),
+        ("layout", spec.layout),
+        ("filter", spec.resize),
+        ("resize_mode", spec.resize_mode),
+    ):
+        if key in declared and str(declared[key]) != ours:
+            differ(key, declared[key], ours)
+    resize = declared.get("resize")
+    if isinstance(resize, str) and resize != spec.resize:
+        differ("resize", resize, spec.resize)
+    size = resize if isinstance(resize, list) else None
+    if size is None and "height" in declared and "width" in declared:
+        size = [declared["height"], declared["width"]]
+    if size is not None and _numbers(size) != [float(spec.height), float(spec.width)]:
+        differ("size (height, width)", size, [spec.height, spec.width])
+    for key, ours_values in (("mean", spec.mean), ("std", spec.std)):
+        if key in declared and not _same_values(declared[key], ours_values):
+            differ(key, declared[key], ours_values)
+    if "pad_value" in declared and not _same_values(declared["pad_value"], [spec.pad_value]):
+        differ("pad_value", declared["pad_value"], spec.pad_value)
+    if "scale" in declared and not _same_values(declared["scale"], [1 / 255]):
+        differ("scale", declared["scale"], 1 / 255)
+    return found
+
+
+def _numbers(values: Any) -> list[float] | None:
+    items = values if isinstance(values, list) else [values]
+    try:
+        return [float(v) for v in items]
+    except (TypeError, ValueError):
+        return None
+
+
+def _same_values(declared: Any, ours: list[float]) -> bool:
+    """Equal within 1e-6 (relative) once a single value is broadcast over the channels."""
+    theirs = _numbers(declared)
+    if theirs is None or not theirs:
+        return False
+    if len(theirs) != len(ours) and 1 not in (len(theirs), len(ours)):
+        return False
+    a, b = np.broadcast_arrays(np.asarray(theirs), np.asarray(ours, dtype=np.float64))
+    return bool(np.allclose(a, b, rtol=1e-6, atol=1e-9))

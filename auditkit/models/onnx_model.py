@@ -99,6 +99,53 @@ def _classes_from_metadata(card: ModelCard, session: Any, model_name: str) -> Mo
         ) from None
 
 
+#: how far a row of declared probabilities may sum from 1 (float16 exports round to ~1e-3)
+SUM_TOLERANCE = 1e-3
+
+
+class NotProbabilities(ModelError):
+    """Outputs declared as probabilities that are not: a fault of the model or its card, not
+    of an image, so the replay stops (exit 5) instead of failing image by image."""
+
+
+def check_probabilities(scores: np.ndarray, model_name: str, output: str) -> None:
+    """Refuse (:class:`NotProbabilities`, one line) a batch of class scores declared as
+    probabilities (``output.kind: probabilities``, a softmax) when a finite row sums to more
+    than :data:`SUM_TOLERANCE` away from 1 or holds a value outside [0, 1] (by more than
+    1e-5). Logits that happen to lie in [0, 1] sum to anything: they are caught here too.
+    Rows with NaN or infinity stay per-image errors."""
+    rows = np.asarray(scores, dtype=np.float64)
+    finite = rows[np.isfinite(rows).all(axis=1)]
+    if not len(finite):
+        return
+    sums = finite.sum(axis=1)
+    off = np.abs(sums - 1.0) > SUM_TOLERANCE
+    outside = (finite.min(axis=1) < -1e-5) | (finite.max(axis=1) > 1 + 1e-5)
+    bad = off | outside
+    if bad.any():
+        raise NotProbabilities(
+            f"{model_name}: output {output!r} is declared as probabilities (card output.kind) "
+            f"but {int(bad.sum())} of {len(finite)} rows of a batch are not: row sums "
+            f"{sums.min():.4g} to {sums.max():.4g} (must be 1 within {SUM_TOLERANCE:g}), "
+            f"values {finite.min():.4g} to {finite.max():.4g} (must lie in [0, 1]); "
+            "if the model outputs logits, declare output.kind: logits"
+        )
+
+
+def _check_metadata(card: ModelCard, session: Any, model_name: str) -> None:
+    """Refuse a card whose class order, input size or preprocessing differs from what the
+    model's ``metadata_props`` declare (the check ``model inspect`` shows,
+    :func:`auditkit.models.inspect.metadata_disagreements`): scores read in another class
+    order relabel images silently. One line naming both; the first disagreement of several."""
+    from auditkit.models.inspect import metadata_disagreements
+
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    found = metadata_disagreements(card, meta)
+    if found:
+        more = f" (and {len(found) - 1} more: see `auditkit model inspect`)" if found[1:] else ""
+        raise ModelError(f"{model_name} and its card disagree: {found[0]}{more}")
+
+
 def read_model_bytes(path: Path) -> bytes:
     """The model file's bytes; a missing file or a folder is a one-line :class:`ModelError`."""
     try:
@@ -175,6 +222,7 @@ class DeployedModel:
             ) from None
         if not card.classes:
             card = _classes_from_metadata(card, session, path.name)
+        _check_metadata(card, session, path.name)
         model = cls(
             path=path,
             card=card,
@@ -219,7 +267,10 @@ class DeployedModel:
         raw = self.session.run(
             self.adapter.output_names, {self.card.input.name: batch.astype(np.float32, copy=False)}
         )
-        return self.adapter.decode([np.asarray(r) for r in raw], sizes)
+        decoded = self.adapter.decode([np.asarray(r) for r in raw], sizes)
+        if self.card.task == "classification" and self.card.output.kind == "probabilities":
+            check_probabilities(decoded.scores, self.path.name, self.adapter.output_names[0])
+        return decoded
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Summary scores, shape (batch, columns), float64: for a classifier, the class

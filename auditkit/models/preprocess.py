@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from auditkit.data.images import exact_depth, open_regular
 from auditkit.models.adapters.geometry import Letterbox
 from auditkit.models.card import InputSpec
 
@@ -29,16 +30,23 @@ def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
     ``convert(color)`` → ``resize((width, height), filter)`` → float32 → ``(x/255 − mean)/std``,
     laid out CHW or HWC per ``spec.layout`` (without the batch axis). With ``resize_mode``
     ``letterbox`` the image is resized keeping its aspect ratio and pasted, centred, on a
-    canvas of ``pad_value`` (:class:`auditkit.models.adapters.geometry.Letterbox`).
+    canvas of ``pad_value`` (:class:`auditkit.models.adapters.geometry.Letterbox`). A 16-bit
+    greyscale image is read on the same 8-bit scale, ``v * 255 / 65535``, without rounding
+    (:func:`auditkit.data.images.exact_depth`); 32-bit integer or float pixels are refused.
     """
-    converted = image.convert(spec.color)
+    image = exact_depth(image)
+    # 16-bit grey arrives as float pixels on the 8-bit scale (mode F): resized as floats, its
+    # channel repeated for an RGB card after resizing (what converting grey to RGB does)
+    converted = image if image.mode == "F" else image.convert(spec.color)
     if spec.resize_mode == "letterbox":
         box = Letterbox.of(converted.width, converted.height, spec.width, spec.height)
         if converted.size != (box.new_w, box.new_h):
             converted = converted.resize((box.new_w, box.new_h), _RESAMPLING[spec.resize])
         fill = round(spec.pad_value)
         canvas = Image.new(
-            spec.color, (spec.width, spec.height), fill if spec.color == "L" else (fill,) * 3
+            converted.mode,
+            (spec.width, spec.height),
+            fill if converted.mode in ("L", "F") else (fill,) * 3,
         )
         canvas.paste(converted, (box.left, box.top))
         converted = canvas
@@ -47,6 +55,8 @@ def preprocess(image: Image.Image, spec: InputSpec) -> np.ndarray:
     pixels = np.asarray(converted, dtype=np.float32) / np.float32(255.0)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
+    if pixels.shape[2] != spec.channels:
+        pixels = np.repeat(pixels, spec.channels, axis=2)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     pixels = (pixels - mean) / std
@@ -63,6 +73,6 @@ def decode_file(path: str | Path, spec: InputSpec) -> np.ndarray:
 def decode_file_sized(path: str | Path, spec: InputSpec) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`decode_file` and the original image's ``(width, height)`` (to map boxes and maps
     back to original-image pixels)."""
-    with Image.open(path) as image:
+    with open_regular(path) as handle, Image.open(handle) as image:
         image.load()
         return preprocess(image, spec), image.size

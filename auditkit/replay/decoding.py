@@ -10,14 +10,19 @@ of N worker processes and its tensors come back pickled (a batch of 32 grey 64×
 Workers come from a ``forkserver`` where there is one (Linux): forked from a clean server
 process, not from this one, whose onnxruntime threads a plain ``fork`` would copy mid-state;
 elsewhere they are spawned. Workers ignore Ctrl-C: the replay's process handles it, flushes
-what was done and stops the pool.
+what was done and stops the pool. Workers end with the replay's process, even when it is
+killed (:func:`_die_with`); the forkserver then ends too.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import select
 import signal
+import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -30,7 +35,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageFile
 
-from auditkit.errors import InputError, first_line
+from auditkit.data.images import unreadable_reason
+from auditkit.errors import InputError
 from auditkit.models.card import InputSpec
 from auditkit.models.preprocess import decode_file_sized
 
@@ -63,14 +69,16 @@ class DecodedBatch:
 
 
 def decode_one(path: str | Path, spec: InputSpec) -> tuple[np.ndarray | None, str, tuple[int, int]]:
-    """The tensor (None when unreadable), the reason, and the original (width, height)."""
+    """The tensor (None when unreadable), the reason, and the original (width, height).
+
+    Every failure to open or decode (a missing file, a FIFO, a decompression bomb, a truncated
+    file, an unsupported mode) is a reason, the one ``data check`` gives
+    (:func:`auditkit.data.images.unreadable_reason`), never an exception that ends the replay."""
     try:
         tensor, size = decode_file_sized(path, spec)
         return tensor, "", size
-    except FileNotFoundError:
-        return None, "file not found", (0, 0)
-    except (OSError, ValueError, SyntaxError) as exc:
-        return None, f"cannot decode image: {first_line(exc)}", (0, 0)
+    except Exception as exc:  # Pillow raises many types for a damaged file: all are unreadable
+        return None, unreadable_reason(exc), (0, 0)
 
 
 def decode_batch(paths: Sequence[str | Path], spec: InputSpec) -> DecodedBatch:
@@ -88,11 +96,67 @@ def decode_batch(paths: Sequence[str | Path], spec: InputSpec) -> DecodedBatch:
     return DecodedBatch.of(tensors, errors, seconds, sizes, cpu_seconds)
 
 
-def _start_worker(max_image_pixels: int | None) -> None:
+def _start_worker(max_image_pixels: int | None, replay_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(replay_pid)
     # the replay's own decoding rules (pipeline._strict_decoding), whatever the worker imported
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     Image.MAX_IMAGE_PIXELS = max_image_pixels
+
+
+def _die_with(replay_pid: int) -> None:
+    """End this worker when the replay's process ends, however it ends (``kill -9`` included).
+
+    A worker waits for batches on a queue it also holds the writing end of, and the
+    forkserver lives while any worker does, so without this they outlive a killed replay
+    (about 200 MB). A daemon thread waits on a pidfd of the replay's process (Linux 5.3+;
+    elsewhere it polls every half second) and exits the worker when it ends. On Linux the
+    worker also asks the kernel (``PR_SET_PDEATHSIG``) for SIGKILL when its own parent, the
+    forkserver, dies.
+    """
+    if os.getppid() != replay_pid:  # forked by the forkserver
+        _kill_on_parent_death()
+    threading.Thread(
+        target=_watch, args=(replay_pid,), name="auditkit-replay-watch", daemon=True
+    ).start()
+
+
+def _kill_on_parent_death() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the watch thread still ends the worker
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
+_POLL_S = 0.5
+
+
+def _watch(pid: int) -> None:
+    """Return never; ``os._exit`` once process ``pid`` has ended."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # not Linux, or an old kernel: poll
+        while _alive(pid):
+            time.sleep(_POLL_S)
+        os._exit(1)
+    select.select([fd], [], [])  # readable when the process has ended
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def decode_pool(threads: int, processes: int) -> Executor:
@@ -111,7 +175,7 @@ def decode_pool(threads: int, processes: int) -> Executor:
         max_workers=processes,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(Image.MAX_IMAGE_PIXELS,),
+        initargs=(Image.MAX_IMAGE_PIXELS, os.getpid()),
     )
 
 

@@ -47,7 +47,7 @@ from auditkit.energy.model import add_worker_cpu
 from auditkit.errors import InputError, first_line
 from auditkit.memory import release_memory, system_allocator
 from auditkit.models.adapters import Decoded
-from auditkit.models.onnx_model import DeployedModel
+from auditkit.models.onnx_model import DeployedModel, NotProbabilities
 from auditkit.models.preprocess import decode_file
 from auditkit.replay.checkpoint import (
     Checkpoint,
@@ -178,6 +178,8 @@ def _infer(
     started = time.perf_counter()
     try:
         decoded = model.run(batch, sizes)
+    except NotProbabilities:  # the model's fault, not the batch's: one error, exit 5
+        raise
     except Exception as exc:  # a failing batch must not end the replay; its rows are marked
         return None, f"inference failed: {first_line(exc, 200)}", time.perf_counter() - started
     return decoded, "", time.perf_counter() - started
