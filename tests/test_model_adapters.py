@@ -155,7 +155,9 @@ def test_ultralytics_raw_decodes_to_original_pixels(
 
 def test_nms_included_and_separate_outputs(tmp_path: Path) -> None:
     rows = np.array([[[24, 28, 40, 36, 0.9, 1], [0, 0, 0, 0, 0, 0]]], dtype=np.float32)
-    c = card("detection", ["scratch", "pit"], size=64, input={"resize_mode": "letterbox"})
+    # three classes: with two, (batch, K, 6) would also read as RT-DETR's (batch, K, 4 + 2)
+    three = ["scratch", "pit", "crack"]
+    c = card("detection", three, size=64, input={"resize_mode": "letterbox"})
     model = load(tmp_path, {"dets": rows}, c, input_shape=("N", 1, 64, 64))
     assert model.convention == "nms_included"
     det = model.run(np.zeros((1, 1, 64, 64), np.float32), [(128, 64)]).detections[0]
@@ -195,7 +197,8 @@ def test_ambiguous_graph_is_refused_and_the_card_settles_it(tmp_path: Path) -> N
     signature = {"out": ["N", 6, 6]}  # 4 + 2 classes rows, or 6 rows of x1 y1 x2 y2 score class
     two = ModelCard.model_validate(card("detection", ["a", "b"]))
     with pytest.raises(
-        ModelError, match=r"reads as nms_included or ultralytics_raw; set output\.convention"
+        ModelError,
+        match=r"reads as nms_included or ultralytics_raw or rtdetr; set output\.convention",
     ):
         detect_convention(signature, two)
     with pytest.raises(ModelError, match="reads as no known convention"):

@@ -15,7 +15,8 @@ import numpy as np
 import onnxruntime as ort
 
 from auditkit.errors import ModelError, first_line
-from auditkit.models.adapters import Adapter, Decoded, Sizes, make_adapter
+from auditkit.models.adapters import Adapter, Decoded, Sizes, auxiliary_inputs, make_adapter
+from auditkit.models.adapters.interface import PADDLE_AUXILIARY_INPUTS
 from auditkit.models.card import InputSpec, ModelCard
 
 
@@ -190,13 +191,27 @@ class DeployedModel:
         assert self.session is not None
         inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
         check_input(self.card.input, inputs, self.path.name)
-        signature = {o.name: list(o.shape) for o in self.session.get_outputs()}
-        self.adapter = make_adapter(self.card, signature, self.path.name)
+        unfed = [
+            n for n in inputs if n != self.card.input.name and n not in PADDLE_AUXILIARY_INPUTS
+        ]
+        if unfed:
+            raise ModelError(
+                f"model input(s) {', '.join(unfed)} of {self.path.name} are not the card's "
+                f"input {self.card.input.name!r} and auditkit cannot feed them (it feeds the "
+                f"image and PaddleDetection's {', '.join(PADDLE_AUXILIARY_INPUTS)})"
+            )
+        outputs = self.session.get_outputs()
+        signature = {o.name: list(o.shape) for o in outputs}
+        dtypes = {o.name: str(o.type) for o in outputs}
+        self.adapter = make_adapter(self.card, signature, self.path.name, dtypes)
 
     @property
     def fixed_batch(self) -> int | None:
-        """The input's static batch size, or None when the batch axis is dynamic."""
-        assert self.session is not None
+        """The input's static batch size, or None when the batch axis is dynamic; 1 when the
+        output convention decodes one image per call (torchvision, PP-PicoDet heads)."""
+        assert self.session is not None and self.adapter is not None
+        if self.adapter.one_image_per_call:
+            return 1
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         first = inputs[self.card.input.name][0]
         return first if isinstance(first, int) and first > 0 else None
@@ -216,9 +231,11 @@ class DeployedModel:
         """Predictions for one batch: summary scores, per-image errors, and detections and
         maps in original-image pixels when ``sizes`` (``(width, height)`` per image) is given."""
         assert self.session is not None and self.adapter is not None
-        raw = self.session.run(
-            self.adapter.output_names, {self.card.input.name: batch.astype(np.float32, copy=False)}
-        )
+        feeds = {self.card.input.name: batch.astype(np.float32, copy=False)}
+        names = [i.name for i in self.session.get_inputs()]
+        spec = self.card.input
+        feeds.update(auxiliary_inputs(names, len(batch), (spec.height, spec.width)))
+        raw = self.session.run(self.adapter.output_names, feeds)
         return self.adapter.decode([np.asarray(r) for r in raw], sizes)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
