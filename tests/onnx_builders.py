@@ -215,3 +215,65 @@ def paddle_nms_model(
         initializer=inits,
     )
     return _save(graph, path, producer="PaddlePaddle")
+
+
+def paddle_nms_per_image(
+    path: Path, rows: np.ndarray, *, input_shape: tuple[Any, ...] = (-1, 1, -1, -1)
+) -> Path:
+    """Like :func:`paddle_nms_model`, for any batch: every image gets the same ``rows``
+    ``(K, 6)`` (scaled and clipped by its own ``im_shape`` / ``scale_factor``), the rows of
+    all images one after another and ``bbox_num`` ``K`` per image."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = len(rows)
+    inits = [
+        numpy_helper.from_array(rows.astype(np.float32), "rows"),
+        numpy_helper.from_array(np.array([k], dtype=np.int32), "k32"),
+        numpy_helper.from_array(np.array([k], dtype=np.int64), "k64"),
+        numpy_helper.from_array(np.array(k, dtype=np.int64), "k_scalar"),
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "zero_i"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "one_i"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "one_1"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "s0"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "s2"),
+        numpy_helper.from_array(np.array([6], dtype=np.int64), "s6"),
+        numpy_helper.from_array(np.array([1, 0, 1, 0], dtype=np.int64), "xyxy"),
+        numpy_helper.from_array(np.zeros(1, dtype=np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("Shape", ["image"], ["shp"]),
+        helper.make_node("Slice", ["shp", "s0", "one_1"], ["b"]),  # [B]
+        helper.make_node("Concat", ["b", "one_1"], ["tiles"], axis=0),
+        helper.make_node("Tile", ["rows", "tiles"], ["tiled"]),  # (B K, 6)
+        helper.make_node("Mul", ["b", "k64"], ["n1"]),
+        helper.make_node("Squeeze", ["n1"], ["n"]),
+        helper.make_node("Range", ["zero_i", "n", "one_i"], ["r"]),
+        helper.make_node("Div", ["r", "k_scalar"], ["idx"]),  # image of each row
+        helper.make_node("Expand", ["k32", "b"], ["multiclass_nms3_0.tmp_2"]),
+        helper.make_node("Gather", ["scale_factor", "idx"], ["sf"], axis=0),
+        helper.make_node("Gather", ["im_shape", "idx"], ["ims"], axis=0),
+        helper.make_node("Gather", ["sf", "xyxy"], ["div"], axis=1),
+        helper.make_node("Gather", ["ims", "xyxy"], ["lim_in"], axis=1),
+        helper.make_node("Div", ["lim_in", "div"], ["lim"]),
+        helper.make_node("Slice", ["tiled", "s0", "s2", "one_1"], ["head"]),
+        helper.make_node("Slice", ["tiled", "s2", "s6", "one_1"], ["xy"]),
+        helper.make_node("Div", ["xy", "div"], ["scaled"]),
+        helper.make_node("Max", ["scaled", "zero"], ["low"]),
+        helper.make_node("Min", ["low", "lim"], ["clipped"]),
+        helper.make_node("Concat", ["head", "clipped"], ["multiclass_nms3_0.tmp_0"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ppdet",
+        [
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, list(input_shape)),
+            helper.make_tensor_value_info("im_shape", TensorProto.FLOAT, [-1, 2]),
+            helper.make_tensor_value_info("scale_factor", TensorProto.FLOAT, [-1, 2]),
+        ],
+        [
+            helper.make_tensor_value_info("multiclass_nms3_0.tmp_0", TensorProto.FLOAT, [-1, 6]),
+            helper.make_tensor_value_info("multiclass_nms3_0.tmp_2", TensorProto.INT32, [-1]),
+        ],
+        initializer=inits,
+    )
+    return _save(graph, path, producer="PaddlePaddle")

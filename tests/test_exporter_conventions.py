@@ -21,7 +21,13 @@ from auditkit.errors import ModelError
 from auditkit.models.card import ModelCard
 from auditkit.models.inspect import inspect_model
 from auditkit.models.onnx_model import DeployedModel
-from tests.onnx_builders import card, constant_model, paddle_classifier, paddle_nms_model
+from tests.onnx_builders import (
+    card,
+    constant_model,
+    paddle_classifier,
+    paddle_nms_model,
+    paddle_nms_per_image,
+)
 from tests.test_cli import assert_one_line_error, run_cli
 
 RNG_SEED = 20261204
@@ -544,3 +550,80 @@ def test_anomalib_export_outputs(tmp_path: Path) -> None:
     np.testing.assert_allclose(decoded.scores, [[0.64, 1.0]] * 2, rtol=1e-6)
     np.testing.assert_allclose(decoded.maps[1], amap[0, 0], rtol=1e-6)
     np.testing.assert_array_equal(decoded.label_maps[0], (amap[0, 0] > 0.5).astype(np.uint8))
+
+
+# --------------------------------------------------------------------------- through the replay
+
+
+def test_paddledetection_replay_feeds_im_shape_and_any_batch(tmp_path: Path) -> None:
+    from auditkit.replay.pipeline import replay
+    from tests.test_replay_tasks import DET_GT, DET_IMAGES, SETTINGS, make_dataset
+
+    # one box per image, (2, 3, 6, 9) in the 8 x 8 input: y2 = 9 is clipped to im_shape's 8
+    path = paddle_nms_per_image(tmp_path / "ppdet.onnx", np.array([[0, 0.9, 2, 3, 6, 9]]))
+    c = card("detection", ["scratch", "pit"], input={"name": "image"})
+    model = load(path, c)
+    assert model.fixed_batch is None  # any batch: the counts split the rows
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    result = replay(data, model, tmp_path / "run", SETTINGS)  # batches of 2
+    assert result.n_error == 0 and result.n_scored == 4
+    import pandas as pd
+
+    det = pd.read_parquet(tmp_path / "run/detections.parquet")
+    assert det["sample_id"].tolist() == ["a", "b", "c", "e"]
+    # stretch: 16 x 8 images x * 2, y * 1; the 8 x 16 image x * 1, y * 2
+    want = [[4, 3, 12, 8]] * 3 + [[2, 6, 6, 16]]
+    np.testing.assert_allclose(det[["x1", "y1", "x2", "y2"]].to_numpy(), want, atol=1e-5)
+    run = json.loads((tmp_path / "run/run.json").read_text())
+    assert run["model"]["convention"] == "paddle_nms"
+
+
+def test_torchvision_model_is_replayed_one_image_per_call(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from auditkit.replay.pipeline import replay
+    from tests.test_replay_tasks import DET_GT, DET_IMAGES, SETTINGS, make_dataset
+
+    outs = {
+        "boxes": np.array([[2, 3, 6, 5]], dtype=np.float32),
+        "scores": np.array([0.9], dtype=np.float32),
+        "labels": np.array([1], dtype=np.int64),
+    }
+    path = constant_model(tmp_path / "tv.onnx", outs)  # input batch "N": dynamic
+    model = load(path, card("detection", ["scratch", "pit"]))
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    result = replay(data, model, tmp_path / "run", replace(SETTINGS, batch_size=4))
+    assert result.n_error == 0 and result.n_scored == 4
+    run = json.loads((tmp_path / "run/run.json").read_text())
+    assert run["replay"]["batch_size"] == 1 and run["model"]["convention"] == "torchvision"
+
+
+def test_paddleseg_label_map_iou_and_dice_per_class_by_hand(tmp_path: Path) -> None:
+    from auditkit.audit import run_metrics
+    from auditkit.replay.pipeline import replay
+    from tests.test_replay_tasks import SETTINGS, make_dataset
+
+    labels = np.zeros((1, 8, 8), dtype=np.int32)
+    labels[0, :4, :4] = 1  # class a predicted at the top-left 4 x 4
+    labels[0, 4:, 4:] = 2  # class b at the bottom-right 4 x 4
+    c = card("segmentation", ["good", "a", "b"])
+    model = load(constant_model(tmp_path / "seg.onnx", {"argmax_0.tmp_0": labels}), c)
+    assert model.convention == "segmentation_labels"
+    mask_a = np.zeros((8, 8), dtype=np.uint8)
+    mask_a[:4, :2] = 255  # 8 true pixels of a
+    mask_b = np.zeros((8, 8), dtype=np.uint8)
+    mask_b[4:, 4:] = 255  # 16 true pixels of b
+    images = [
+        {"sample_id": "i1", "size": (8, 8), "label": "a", "mask": mask_a},
+        {"sample_id": "i2", "size": (8, 8), "label": "b", "mask": mask_b},
+    ]
+    replay(make_dataset(tmp_path / "data", images, None), model, tmp_path / "run", SETTINGS)
+    by = {
+        (m["name"], m["slice"].get("class")): m["value"]
+        for m in run_metrics(tmp_path / "run")["metrics"]
+        if m["name"] in ("iou", "dice")
+    }
+    # a: intersection 8, truth 8, predicted 16 + 16 (both images) -> IoU 8 / 32, Dice 16 / 40
+    assert by[("iou", "a")] == pytest.approx(0.25) and by[("dice", "a")] == pytest.approx(0.4)
+    # b: I = 16, T = 16, P = 32 -> IoU 16 / 32, Dice 32 / 48
+    assert by[("iou", "b")] == pytest.approx(0.5) and by[("dice", "b")] == pytest.approx(2 / 3)
