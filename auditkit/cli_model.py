@@ -100,7 +100,10 @@ def inspect_cmd(
     from auditkit.models.card import load_card
     from auditkit.models.inspect import inspect_model, parse_input_size
 
-    hw = parse_input_size(input_size) if input_size is not None else None
+    try:
+        hw = parse_input_size(input_size) if input_size is not None else None
+    except ModelError as exc:  # a malformed option value is a usage error (exit 2)
+        raise typer.BadParameter(str(exc), param_hint="--input-size") from None
     loaded = load_card(card) if card is not None else None
     report = inspect_model(model, loaded, hw)
     if as_json:

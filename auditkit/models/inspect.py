@@ -132,7 +132,7 @@ def parse_input_size(text: str) -> tuple[int, int]:
     parts = text.lower().replace(" ", "").split("x")
     if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
         return int(parts[0]), int(parts[1])
-    raise ModelError(f"--input-size must be HxW in pixels, e.g. 640x640, got {text!r}")
+    raise ModelError(f"input size must be HxW in pixels, e.g. 640x640, got {text!r}")
 
 
 def _dynamic(d: Any) -> bool:
