@@ -39,9 +39,9 @@ def _text(report: dict[str, Any], card_path: Path | None) -> list[str]:
         lines.append(f"convention: undetermined: {conv['problem']}")
     source = report["parameters_by_source"]
     lines.append(
-        f"parameters: {report['parameters']:,} (elements of stored tensors, int64 shapes "
-        f"excluded: initializers {source['initializers']:,}, Constant nodes "
-        f"{source['constant_nodes']:,})"
+        f"parameters: {report['parameters']:,} (weights stored as initializers "
+        f"{source['initializers']:,} and in Constant nodes {source['constant_nodes']:,}; "
+        "shapes, scalars and resize settings not counted)"
     )
     by_op = ", ".join(f"{op} {v:,}" for op, v in report["flops_by_op"].items() if v)
     size = report["flops_input_size"]

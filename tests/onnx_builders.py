@@ -117,22 +117,28 @@ def paddle_classifier(
     initializer, input ``(N, 3, H, W)`` with dynamic batch and size (``dynamic``:
     ``symbolic`` as ``p2o.DynamicDimension.k`` names, or ``minus_one`` as ``-1`` values).
 
-    ``x -> Conv(conv_w, conv_b, 3x3, pad 1) -> Relu -> GlobalAveragePool -> Reshape(Constant
-    int64 [-1, C]) -> MatMul(fc_w) -> Add(fc_b) -> Softmax``, output ``softmax_0.tmp_0``."""
+    ``x -> Conv(conv_w, conv_b, 3x3, pad 1) -> Relu -> Resize(scales 1) -> GlobalAveragePool ->
+    Reshape(Constant int64 [-1, C]) -> MatMul(fc_w) -> Add(fc_b) -> Mul(0-d 1.0) -> Softmax``,
+    output ``softmax_0.tmp_0``."""
     from onnx import TensorProto, helper
 
     channels = weights["conv_w"].shape[0]
     nodes = [_constant(k, v.astype(np.float32)) for k, v in weights.items()]
     nodes += [
+        # graph structure, not weights: a Reshape target, Resize scales, a 0-d scale factor
         _constant("shape", np.array([-1, channels], dtype=np.int64)),
+        _constant("scales", np.ones(4, dtype=np.float32)),
+        _constant("one", np.array(1.0, dtype=np.float32)),
         helper.make_node(
             "Conv", [input_name, "conv_w", "conv_b"], ["c"], kernel_shape=[3, 3], pads=[1] * 4
         ),
-        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Relu", ["c"], ["r0"]),
+        helper.make_node("Resize", ["r0", "", "scales"], ["r"], mode="nearest"),
         helper.make_node("GlobalAveragePool", ["r"], ["p"]),
         helper.make_node("Reshape", ["p", "shape"], ["f"]),
         helper.make_node("MatMul", ["f", "fc_w"], ["m"]),
-        helper.make_node("Add", ["m", "fc_b"], ["logits"]),
+        helper.make_node("Add", ["m", "fc_b"], ["l0"]),
+        helper.make_node("Mul", ["l0", "one"], ["logits"]),
         helper.make_node("Softmax", ["logits"], [output_name], axis=1),
     ]
     if dynamic == "symbolic":

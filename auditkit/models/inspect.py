@@ -9,9 +9,12 @@ Counting rules (stated in the output, docs/model-conventions.md):
 
 * **parameters**: the number of elements of every tensor stored in the graph, as an
   initializer or as the ``value`` of a ``Constant`` node (Paddle2ONNX keeps the weights there),
-  in the main graph and its subgraphs, except ``int64`` tensors: ONNX requires shapes, axes and
-  indices to be ``int64``, and no exporter stores weights so. Counted separately as
-  ``parameters_by_source`` (``initializers``, ``constant_nodes``).
+  in the main graph and its subgraphs, except what is graph structure rather than a weight:
+  ``int64`` tensors (ONNX requires shapes, axes and indices to be ``int64``; no exporter stores
+  weights so), 0-d scalars (the ``* 0.5`` or ``+ 2`` of an exported expression; a weight has
+  at least one axis), and tensors read only as settings (Resize ``roi``/``scales``/``sizes``,
+  Upsample ``scales``, Pad ``pads``/``axes``). Counted separately as ``parameters_by_source``
+  (``initializers``, ``constant_nodes``).
 * **FLOPs per image**: ``2 x MACs`` (one multiply-add = 2 FLOPs) of the ``Conv``, ``Gemm`` and
   ``MatMul`` nodes, with the batch dimension set to 1 and shapes from ONNX shape inference.
   Dynamic input dimensions (symbolic, or ``-1`` as Paddle2ONNX writes them) are fixed first:
@@ -95,30 +98,53 @@ def _subgraphs(graph: Any) -> list[Any]:
     return out
 
 
-def _tensor_elements(tensor: Any) -> int:
-    return 0 if tensor.data_type == _INT64 else int(np.prod(list(tensor.dims), dtype=np.int64))
+#: inputs that are graph settings, not weights, by op type and input position (ONNX spec):
+#: Resize ``roi``/``scales``/``sizes``, Upsample ``scales``, Pad ``pads``/``axes``
+STRUCTURAL_INPUTS = {"Resize": {1, 2, 3}, "Upsample": {1}, "Pad": {1, 3}}
 
 
-def _constant_elements(node: Any) -> int:
+def _structural(graphs: list[Any]) -> set[str]:
+    """Tensor names every consumer of which reads as a setting (:data:`STRUCTURAL_INPUTS`)."""
+    uses: dict[str, list[bool]] = {}
+    for g in graphs:
+        for node in g.node:
+            positions = STRUCTURAL_INPUTS.get(node.op_type, set())
+            for k, name in enumerate(node.input):
+                uses.setdefault(name, []).append(k in positions)
+    return {name for name, flags in uses.items() if all(flags)}
+
+
+def _tensor_elements(tensor: Any, settings: set[str], name: str | None = None) -> int:
+    """Elements of a stored tensor, 0 for one that is no weight (module docstring)."""
+    dims = list(tensor.dims)
+    if tensor.data_type == _INT64 or not dims or (name or tensor.name) in settings:
+        return 0
+    return int(np.prod(dims, dtype=np.int64))
+
+
+def _constant_elements(node: Any, settings: set[str]) -> int:
     """Elements of a ``Constant`` node's value (tensor, sparse tensor or float list)."""
+    if node.output[0] in settings:
+        return 0
     total = 0
     for attr in node.attribute:
         if attr.name == "value":
-            total += _tensor_elements(attr.t)
+            total += _tensor_elements(attr.t, settings, node.output[0])
         elif attr.name == "sparse_value":
-            total += _tensor_elements(attr.sparse_tensor.values)
-        elif attr.name == "value_float":
-            total += 1
+            total += _tensor_elements(attr.sparse_tensor.values, settings, node.output[0])
         elif attr.name == "value_floats":
             total += len(attr.floats)
     return total
 
 
 def parameters_by_source(model: Any) -> dict[str, int]:
-    """``{"initializers", "constant_nodes"}``: elements of stored tensors (module docstring)."""
+    """``{"initializers", "constant_nodes"}``: elements of stored weights (module docstring)."""
     graphs = _subgraphs(model.graph)
-    inits = sum(_tensor_elements(t) for g in graphs for t in g.initializer)
-    consts = sum(_constant_elements(n) for g in graphs for n in g.node if n.op_type == "Constant")
+    settings = _structural(graphs)
+    inits = sum(_tensor_elements(t, settings) for g in graphs for t in g.initializer)
+    consts = sum(
+        _constant_elements(n, settings) for g in graphs for n in g.node if n.op_type == "Constant"
+    )
     return {"initializers": int(inits), "constant_nodes": int(consts)}
 
 
