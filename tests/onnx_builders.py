@@ -28,8 +28,10 @@ def constant_model(
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    # an image without a batch axis (rank 3) reduces to a scalar, broadcast as a batch of 1
+    axes = [1, 2, 3] if len(input_shape) == 4 else list(range(len(input_shape)))
     nodes = [
-        helper.make_node("ReduceMean", [input_name], ["mean"], keepdims=0, axes=[1, 2, 3]),
+        helper.make_node("ReduceMean", [input_name], ["mean"], keepdims=0, axes=axes),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
     ]
     inits = [numpy_helper.from_array(np.zeros(1, dtype=np.float32), "zero")]

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from auditkit.audit import run_metrics
 from auditkit.errors import ModelError
 from auditkit.models.card import ModelCard
 from auditkit.models.inspect import inspect_model
 from auditkit.models.onnx_model import DeployedModel
+from auditkit.replay.pipeline import replay
 from tests.onnx_builders import (
     card,
     constant_model,
@@ -29,6 +33,7 @@ from tests.onnx_builders import (
     paddle_nms_per_image,
 )
 from tests.test_cli import run_cli
+from tests.test_replay_tasks import DET_GT, DET_IMAGES, SETTINGS, make_dataset
 
 RNG_SEED = 20261204
 
@@ -509,6 +514,32 @@ def test_torchvision_boxes_scores_labels_with_background_label_zero(tmp_path: Pa
     np.testing.assert_allclose(decoded.scores[0], [0.95, 0.8, 0.02], rtol=1e-6)
 
 
+def test_torchvision_export_of_one_image_without_a_batch_axis(tmp_path: Path) -> None:
+
+    outs = {
+        "boxes": np.array([[2, 3, 6, 5]], dtype=np.float32),
+        "scores": np.array([0.9], dtype=np.float32),
+        "labels": np.array([1], dtype=np.int64),
+    }
+    # torch.onnx.export(model, ([image],), ...) with an image (3, H, W): the input has rank 3
+    path = constant_model(tmp_path / "tv3.onnx", outs, input_shape=(1, "H", "W"))
+    model = load(path, card("detection", ["scratch", "pit"]))
+    assert model.fixed_batch == 1 and model.convention == "torchvision"
+    decoded = model.run(zeros(1, 1, 8, 8), [(16, 8)])
+    assert_same_boxes(decoded.detections[0], np.array([[4.0, 3, 12, 5, 0.9, 0]]))
+    data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
+    result = replay(data, model, tmp_path / "run", SETTINGS)
+    assert result.n_error == 0 and result.n_scored == 4
+    assert inspect_model(path, ModelCard.model_validate(card("detection", ["a", "b"])))[
+        "flops_input_size"
+    ] == [8, 8]
+    with pytest.raises(ModelError, match=r"has shape \[1, 'H', 4\], .* \(axis 2: 4 != 8\)"):
+        load(
+            constant_model(tmp_path / "w.onnx", outs, input_shape=(1, "H", 4)),
+            card("detection", ["scratch", "pit"]),
+        )
+
+
 def test_mmdeploy_end2end_dets_and_labels(tmp_path: Path) -> None:
     dets = np.array(
         [[[5, 5, 30, 30, 0.7], [40, 10, 60, 50, 0.9], [0, 0, 0, 0, 0.0]]], dtype=np.float32
@@ -557,8 +588,6 @@ def test_anomalib_export_outputs(tmp_path: Path) -> None:
 
 
 def test_paddledetection_replay_feeds_im_shape_and_any_batch(tmp_path: Path) -> None:
-    from auditkit.replay.pipeline import replay
-    from tests.test_replay_tasks import DET_GT, DET_IMAGES, SETTINGS, make_dataset
 
     # one box per image, (2, 3, 6, 9) in the 8 x 8 input: y2 = 9 is clipped to im_shape's 8
     path = paddle_nms_per_image(tmp_path / "ppdet.onnx", np.array([[0, 0.9, 2, 3, 6, 9]]))
@@ -568,7 +597,6 @@ def test_paddledetection_replay_feeds_im_shape_and_any_batch(tmp_path: Path) -> 
     data = make_dataset(tmp_path / "data", DET_IMAGES, DET_GT)
     result = replay(data, model, tmp_path / "run", SETTINGS)  # batches of 2
     assert result.n_error == 0 and result.n_scored == 4
-    import pandas as pd
 
     det = pd.read_parquet(tmp_path / "run/detections.parquet")
     assert det["sample_id"].tolist() == ["a", "b", "c", "e"]
@@ -580,10 +608,6 @@ def test_paddledetection_replay_feeds_im_shape_and_any_batch(tmp_path: Path) -> 
 
 
 def test_torchvision_model_is_replayed_one_image_per_call(tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from auditkit.replay.pipeline import replay
-    from tests.test_replay_tasks import DET_GT, DET_IMAGES, SETTINGS, make_dataset
 
     outs = {
         "boxes": np.array([[2, 3, 6, 5]], dtype=np.float32),
@@ -600,9 +624,6 @@ def test_torchvision_model_is_replayed_one_image_per_call(tmp_path: Path) -> Non
 
 
 def test_paddleseg_label_map_iou_and_dice_per_class_by_hand(tmp_path: Path) -> None:
-    from auditkit.audit import run_metrics
-    from auditkit.replay.pipeline import replay
-    from tests.test_replay_tasks import SETTINGS, make_dataset
 
     labels = np.zeros((1, 8, 8), dtype=np.int32)
     labels[0, :4, :4] = 1  # class a predicted at the top-left 4 x 4

@@ -179,13 +179,16 @@ def _fix_input_dims(
             wanted[0] = 1
         is_image = (
             value.name == card.input.name if card is not None else images == [value]
-        ) and len(dims) == 4
+        ) and len(dims) in (3, 4)
         if is_image:
             spec = card.input if card is not None else None
             height, width = input_size or ((spec.height, spec.width) if spec else (None, None))
             channels = spec.channels if spec else None
             nhwc = spec is not None and spec.layout == "NHWC"
-            wanted[1:] = [height, width, channels] if nhwc else [channels, height, width]
+            # a rank-3 image input (one image, no batch axis) has no batch to set
+            wanted[len(dims) - 3 :] = (
+                [height, width, channels] if nhwc else [channels, height, width]
+            )
         for d, want in zip(dims, wanted, strict=True):
             if want is not None and _dynamic(d):
                 d.Clear()
@@ -259,14 +262,16 @@ def flops_per_image(
 
 def _image_input_hw(model: Any, card: ModelCard | None) -> list[Any] | None:
     """``[height, width]`` the image input was counted at (a name where still dynamic)."""
-    inputs = [v for v in _graph_inputs(model) if len(_dims(v.type)) == 4]
     if card is not None:
-        inputs = [v for v in inputs if v.name == card.input.name]
-    if len(inputs) != 1:
+        inputs = [v for v in _graph_inputs(model) if v.name == card.input.name]
+    else:
+        inputs = [v for v in _graph_inputs(model) if len(_dims(v.type)) == 4]
+    if len(inputs) != 1 or len(_dims(inputs[0].type)) not in (3, 4):
         return None
     dims = _dims(inputs[0].type)
+    first = len(dims) - 3  # 1 after a batch axis, 0 without one
     nhwc = card is not None and card.input.layout == "NHWC"
-    return dims[1:3] if nhwc else dims[2:4]
+    return dims[first : first + 2] if nhwc else dims[first + 1 : first + 3]
 
 
 def metadata_classes(meta: dict[str, str]) -> list[str] | None:

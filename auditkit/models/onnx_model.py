@@ -112,23 +112,26 @@ def read_model_bytes(path: Path) -> bytes:
 
 def check_input(spec: InputSpec, inputs: dict[str, list[Any]], model_name: str) -> None:
     """Refuse (one line, naming both values) a model input that is not the card's: missing,
-    not of rank 4, or of another static size, channel count or layout."""
+    not of rank 4 (or 3: one image without a batch axis, as torchvision detection exports
+    take it), or of another static size, channel count or layout."""
     if spec.name not in inputs:
         raise ModelError(
             f"card input {spec.name!r} is not an input of {model_name} "
             f"(model inputs: {', '.join(inputs)})"
         )
     shape = inputs[spec.name]
-    if len(shape) != 4:
+    if len(shape) not in (3, 4):
         raise ModelError(
-            f"model input {spec.name!r} has rank {len(shape)}, expected 4 ({spec.layout})"
+            f"model input {spec.name!r} has rank {len(shape)}, expected 4 ({spec.layout}) "
+            f"or 3 ({spec.layout[1:]}, one image)"
         )
     expected = (
         (spec.channels, spec.height, spec.width)
         if spec.layout == "NCHW"
         else (spec.height, spec.width, spec.channels)
     )
-    for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
+    first = len(shape) - 3  # 1 after a batch axis, 0 without one
+    for axis, (got, want) in enumerate(zip(shape[first:], expected, strict=True), start=first):
         if isinstance(got, int) and got > 0 and got != want:
             raise ModelError(
                 f"model input {spec.name!r} has shape {shape}, but the card declares "
@@ -210,11 +213,18 @@ class DeployedModel:
         """The input's static batch size, or None when the batch axis is dynamic; 1 when the
         output convention decodes one image per call (torchvision, PP-PicoDet heads)."""
         assert self.session is not None and self.adapter is not None
-        if self.adapter.one_image_per_call:
-            return 1
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        if self.adapter.one_image_per_call or self._unbatched:
+            return 1
         first = inputs[self.card.input.name][0]
         return first if isinstance(first, int) and first > 0 else None
+
+    @property
+    def _unbatched(self) -> bool:
+        """The image input has no batch axis (rank 3): one image per call, fed as ``(C, H, W)``."""
+        assert self.session is not None
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        return len(inputs[self.card.input.name]) == 3
 
     @property
     def convention(self) -> str:
@@ -231,7 +241,15 @@ class DeployedModel:
         """Predictions for one batch: summary scores, per-image errors, and detections and
         maps in original-image pixels when ``sizes`` (``(width, height)`` per image) is given."""
         assert self.session is not None and self.adapter is not None
-        feeds = {self.card.input.name: batch.astype(np.float32, copy=False)}
+        tensor = batch.astype(np.float32, copy=False)
+        if self._unbatched:
+            if len(tensor) != 1:
+                raise ModelError(
+                    f"{self.path.name} takes one image without a batch axis, got a batch of "
+                    f"{len(tensor)}"
+                )
+            tensor = tensor[0]
+        feeds = {self.card.input.name: tensor}
         names = [i.name for i in self.session.get_inputs()]
         spec = self.card.input
         feeds.update(auxiliary_inputs(names, len(batch), (spec.height, spec.width)))
