@@ -6,6 +6,7 @@ Preprocessing is part of the deployed model (the card declares it); it lives in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,8 @@ class DeployedModel:
     sha256: str = ""
     session: ort.InferenceSession | None = None
     adapter: Adapter | None = None
+    #: feeds besides the image (PaddleDetection's im_shape, scale_factor), set at load
+    _auxiliary: tuple[str, ...] = ()
 
     @classmethod
     def load(
@@ -203,6 +206,7 @@ class DeployedModel:
                 f"input {self.card.input.name!r} and auditkit cannot feed them (it feeds the "
                 f"image and PaddleDetection's {', '.join(PADDLE_AUXILIARY_INPUTS)})"
             )
+        self._auxiliary = tuple(n for n in inputs if n in PADDLE_AUXILIARY_INPUTS)
         outputs = self.session.get_outputs()
         signature = {o.name: list(o.shape) for o in outputs}
         dtypes = {o.name: str(o.type) for o in outputs}
@@ -219,7 +223,7 @@ class DeployedModel:
         first = inputs[self.card.input.name][0]
         return first if isinstance(first, int) and first > 0 else None
 
-    @property
+    @functools.cached_property
     def _unbatched(self) -> bool:
         """The image input has no batch axis (rank 3): one image per call, fed as ``(C, H, W)``."""
         assert self.session is not None
@@ -250,9 +254,9 @@ class DeployedModel:
                 )
             tensor = tensor[0]
         feeds = {self.card.input.name: tensor}
-        names = [i.name for i in self.session.get_inputs()]
-        spec = self.card.input
-        feeds.update(auxiliary_inputs(names, len(batch), (spec.height, spec.width)))
+        if self._auxiliary:
+            spec = self.card.input
+            feeds.update(auxiliary_inputs(self._auxiliary, len(batch), (spec.height, spec.width)))
         raw = self.session.run(self.adapter.output_names, feeds)
         return self.adapter.decode([np.asarray(r) for r in raw], sizes)
 
