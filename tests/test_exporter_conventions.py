@@ -649,3 +649,65 @@ def test_paddleseg_label_map_iou_and_dice_per_class_by_hand(tmp_path: Path) -> N
     assert by[("iou", "a")] == pytest.approx(0.25) and by[("dice", "a")] == pytest.approx(0.4)
     # b: I = 16, T = 16, P = 32 -> IoU 16 / 32, Dice 32 / 48
     assert by[("iou", "b")] == pytest.approx(0.5) and by[("dice", "b")] == pytest.approx(2 / 3)
+
+
+# ------------------------------------------------------------------- detected from the graph
+
+F32 = np.float32
+
+
+def _exports(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """One minimal model per exporter, named as the exporter names its outputs, and the
+    convention ``model inspect`` must read from the graph alone (no card)."""
+    picodet = {f"transpose_{2 * k}.tmp_0": np.zeros((1, a, 3), F32) for k, a in enumerate([16, 4])}
+    picodet |= {
+        f"transpose_{2 * k + 1}.tmp_0": np.zeros((1, a, 32), F32) for k, a in enumerate([16, 4])
+    }
+    models: dict[str, tuple[dict[str, np.ndarray], dict[str, list[Any]] | None, str]] = {
+        "yolov8": ({"output0": np.zeros((1, 7, 8400), F32)}, None, "ultralytics_raw"),
+        "yolov10": ({"output0": np.zeros((1, 300, 6), F32)}, None, "nms_included"),
+        "rtdetr": ({"output0": np.zeros((1, 300, 7), F32)}, None, "rtdetr"),
+        "torchvision": (
+            {
+                "boxes": np.zeros((1, 4), F32),
+                "scores": np.zeros(1, F32),
+                "labels": np.zeros(1, np.int64),
+            },
+            {"boxes": ["N", 4], "scores": ["N"], "labels": ["N"]},
+            "torchvision",
+        ),
+        "mmdeploy": (
+            {"dets": np.zeros((1, 5, 5), F32), "labels": np.zeros((1, 5), np.int64)},
+            None,
+            "mmdeploy_end2end",
+        ),
+        "picodet": (picodet, {k: list(v.shape) for k, v in picodet.items()}, "gfl_raw"),
+        "paddleseg": (
+            {"argmax_0.tmp_0": np.zeros((1, 8, 8), np.int32)},
+            None,
+            "segmentation_labels",
+        ),
+        "paddleseg_softmax": (
+            {"softmax_0.tmp_0": np.zeros((1, 3, 8, 8), F32)},
+            None,
+            "segmentation_classes",
+        ),
+        "anomalib": (
+            {"pred_score": np.zeros(1, F32), "anomaly_map": np.zeros((1, 1, 8, 8), F32)},
+            None,
+            "anomalib",
+        ),
+    }
+    out = {
+        name: (constant_model(tmp_path / f"{name}.onnx", outs, output_shapes=shapes), conv)
+        for name, (outs, shapes, conv) in models.items()
+    }
+    ppdet = paddle_nms_per_image(tmp_path / "ppdet.onnx", np.zeros((1, 6)))
+    out["paddledetection"] = (ppdet, "paddle_nms")
+    return out
+
+
+def test_model_inspect_reads_each_exporter_convention_from_the_graph(tmp_path: Path) -> None:
+    for name, (path, convention) in _exports(tmp_path).items():
+        found = inspect_model(path)["convention"]
+        assert found == {"name": convention, "task": found["task"], "from": "graph"}, name
