@@ -326,6 +326,17 @@ def test_picodet_head_without_nms_decodes_as_paddle(tmp_path: Path) -> None:
     want = ref_picodet(scores, dists, strides, (size, size), 0.25, 0.5, 100)
     assert len(want) >= 10  # the case exercises NMS across levels and classes
     assert_same_boxes(decoded.detections[0], want)
+    # the same head exported with each level's scores and distributions in turn
+    names = list(outputs)
+    pairs = [n for pair in zip(names[:4], names[4:], strict=True) for n in pair]
+    interleaved = constant_model(
+        tmp_path / "interleaved.onnx",
+        {n: outputs[n] for n in pairs},
+        input_name="image",
+        input_shape=(1, 3, size, size),
+        output_shapes=shapes,
+    )
+    assert_same_boxes(load(interleaved, c).run(zeros(1, 3, size, size)).detections[0], want)
     # declared strides are checked against each level's anchor count
     bad = {**c, "detection": {**c["detection"], "strides": [8, 16, 32, 32]}}
     with pytest.raises(ModelError, match="head level 3 has 4 anchors, but stride 32"):
@@ -663,6 +674,9 @@ def _exports(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     picodet |= {
         f"transpose_{2 * k + 1}.tmp_0": np.zeros((1, a, 32), F32) for k, a in enumerate([16, 4])
     }
+    # the same head with each level's scores and distributions in turn
+    names = list(picodet)
+    interleaved = {n: picodet[n] for pair in zip(names[:2], names[2:], strict=True) for n in pair}
     models: dict[str, tuple[dict[str, np.ndarray], dict[str, list[Any]] | None, str]] = {
         "yolov8": ({"output0": np.zeros((1, 7, 8400), F32)}, None, "ultralytics_raw"),
         "yolov10": ({"output0": np.zeros((1, 300, 6), F32)}, None, "nms_included"),
@@ -682,6 +696,11 @@ def _exports(tmp_path: Path) -> dict[str, tuple[Path, str]]:
             "mmdeploy_end2end",
         ),
         "picodet": (picodet, {k: list(v.shape) for k, v in picodet.items()}, "gfl_raw"),
+        "picodet_interleaved": (
+            interleaved,
+            {k: list(v.shape) for k, v in interleaved.items()},
+            "gfl_raw",
+        ),
         "paddleseg": (
             {"argmax_0.tmp_0": np.zeros((1, 8, 8), np.int32)},
             None,

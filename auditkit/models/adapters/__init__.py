@@ -35,7 +35,7 @@ from auditkit.models.adapters.maps import (
 from auditkit.models.adapters.paddle import (
     GflRawAdapter,
     PaddleNmsAdapter,
-    gfl_levels,
+    gfl_outputs,
     paddle_nms_outputs,
 )
 from auditkit.models.card import CONVENTIONS, ModelCard
@@ -159,7 +159,7 @@ def detect_convention(
         found = "torchvision" if len(signature[role("boxes")]) == 2 else "boxes_scores_labels"
     elif not single_named and len(signature) > 1 and paddle_nms_outputs(signature, card):
         found = "paddle_nms"
-    elif not single_named and gfl_levels(signature, card) is not None:
+    elif not single_named and gfl_outputs(signature, card) is not None:
         found = "gfl_raw"
     else:
         name = card.output.name if card is not None and card.output.name else None

@@ -14,8 +14,9 @@ without it (PP-PicoDet, GFL).
 * ``gfl_raw``: ``2 L`` outputs, graph order: the class scores of each head level
   ``(1, A_l, nc)`` (sigmoid already applied), then the box distributions of each level
   ``(1, A_l, 4 (reg_max + 1))`` (logits), levels by increasing stride (PP-PicoDet: 8, 16, 32,
-  64). Decoded as PaddleDetection's ``PicoDetPostProcess``: level ``l`` of stride ``s`` has
-  ``ceil(H / s) x ceil(W / s)`` anchors, row-major, centred at ``((j + 0.5) s, (i + 0.5) s)``;
+  64); the two interleaved level by level are read too. Decoded as PaddleDetection's
+  ``PicoDetPostProcess``: level ``l`` of stride ``s`` has ``ceil(H / s) x ceil(W / s)``
+  anchors, row-major, centred at ``((j + 0.5) s, (i + 0.5) s)``;
   each side's distance (left, top, right, bottom) is the expectation ``sum_k k softmax(d)_k``
   over its ``reg_max + 1`` bins, times ``s``; the box is ``(cx - l, cy - t, cx + r, cy + b)``
   in input pixels. Every (anchor, class) with score strictly above ``score_threshold`` is a
@@ -62,28 +63,46 @@ def paddle_nms_outputs(signature: Signature, card: ModelCard | None) -> tuple[st
     return None
 
 
-def gfl_levels(signature: Signature, card: ModelCard | None) -> int | None:
-    """The number of head levels when the outputs read as a GFL head without NMS (module
-    docstring): ``2 L >= 4`` rank-3 outputs, the first ``L`` of one width (the card's class
-    count when there is a card), the last ``L`` of one width divisible by 4 (at least 8), each
-    score output with as many anchors as its distribution output; else None."""
-    shapes = list(signature.values())
-    if len(shapes) < 4 or len(shapes) % 2 or any(len(s) != 3 for s in shapes):
-        return None
-    half = len(shapes) // 2
-    score_w = {dim(s, 2) for s in shapes[:half]}
-    dist_w = {dim(s, 2) for s in shapes[half:]}
+def _gfl_grouping(
+    signature: Signature, scores: list[str], dists: list[str], card: ModelCard | None
+) -> bool:
+    """Whether ``scores`` and ``dists`` read as per-level class scores and box distributions
+    (the rule in :func:`gfl_outputs`)."""
+    if len(scores) < 2 or len(scores) != len(dists):
+        return False
+    shapes = [signature[n] for n in scores + dists]
+    if any(len(s) != 3 for s in shapes):
+        return False
+    score_w = {dim(signature[n], 2) for n in scores}
+    dist_w = {dim(signature[n], 2) for n in dists}
     if len(score_w) != 1 or len(dist_w) != 1:
-        return None
+        return False
     (sw,), (dw,) = score_w, dist_w
     if dw is None or dw % 4 or dw < 8:
-        return None
+        return False
     if card is not None and card.classes and sw not in (None, len(card.classes)):
+        return False
+    for a, b in zip(scores, dists, strict=True):
+        na, nb = dim(signature[a], 1), dim(signature[b], 1)
+        if na is not None and nb is not None and na != nb:
+            return False
+    return True
+
+
+def gfl_outputs(signature: Signature, card: ModelCard | None) -> tuple[list[str], list[str]] | None:
+    """``(score outputs, distribution outputs)`` by level when the outputs read as a GFL head
+    without NMS: ``2 L >= 4`` rank-3 outputs, the class scores of each level (one width: the
+    card's class count when there is a card) then the box distributions of each level (one
+    width divisible by 4, at least 8), or the two interleaved level by level; a level's score
+    and distribution outputs have the same anchor count. None otherwise."""
+    names = list(signature)
+    half = len(names) // 2
+    if len(names) % 2:
         return None
-    for a, b in zip(shapes[:half], shapes[half:], strict=True):
-        if dim(a, 1) is not None and dim(b, 1) is not None and dim(a, 1) != dim(b, 1):
-            return None
-    return half
+    for scores, dists in ((names[:half], names[half:]), (names[0::2], names[1::2])):
+        if _gfl_grouping(signature, scores, dists, card):
+            return scores, dists
+    return None
 
 
 def level_stride(anchors: int, height: int, width: int) -> int | None:
@@ -146,30 +165,33 @@ class GflRawAdapter(_DetectionAdapter):
     convention = "gfl_raw"
     one_image_per_call = True
 
-    @property
-    def output_names(self) -> list[str]:
-        return list(self.signature)
-
-    def _levels(self, model_name: str) -> int:
-        levels = gfl_levels(self.signature, None)
-        if levels is None:
+    def _grouping(self, model_name: str) -> tuple[list[str], list[str]]:
+        found = gfl_outputs(self.signature, None)
+        if found is None:
             shapes = ", ".join(f"{n} {s}" for n, s in self.signature.items())
             raise ModelError(
                 f"the outputs of {model_name} ({shapes}) are not a GFL head without NMS: "
                 "expected the class scores (1, anchors, classes) of each level, then the box "
                 "distributions (1, anchors, 4 (reg_max + 1)) of each level"
             )
-        return levels
+        return found
+
+    @property
+    def output_names(self) -> list[str]:
+        """Score outputs by level, then distribution outputs by level."""
+        found = gfl_outputs(self.signature, None)
+        return [*found[0], *found[1]] if found is not None else list(self.signature)
 
     def check(self, model_name: str) -> None:
-        levels = self._levels(model_name)
-        shapes = list(self.signature.values())
+        scores, _ = self._grouping(model_name)
+        levels = len(scores)
+        first = self.signature[scores[0]]
         nc = len(self.card.classes)
-        width = dim(shapes[0], 2)
+        width = dim(first, 2)
         if width is not None and width != nc:
             raise ModelError(
-                f"model output {next(iter(self.signature))!r} has shape {shapes[0]}, i.e. "
-                f"{width} classes, but the card declares {nc} classes"
+                f"model output {scores[0]!r} has shape {first}, i.e. {width} classes, but the "
+                f"card declares {nc} classes"
             )
         strides = self.card.detection.strides
         if strides is not None and len(strides) != levels:
@@ -177,6 +199,7 @@ class GflRawAdapter(_DetectionAdapter):
                 f"the card's detection.strides {strides} name {len(strides)} levels, the model "
                 f"has {levels} (outputs: {', '.join(self.signature)})"
             )
+        shapes = [self.signature[n] for n in scores]
         height, width_px = self.card.input.height, self.card.input.width
         for k, shape in enumerate(shapes[:levels]):
             anchors = dim(shape, 1)
