@@ -19,11 +19,12 @@ without it (PP-PicoDet, GFL).
   anchors, row-major, centred at ``((j + 0.5) s, (i + 0.5) s)``;
   each side's distance (left, top, right, bottom) is the expectation ``sum_k k softmax(d)_k``
   over its ``reg_max + 1`` bins, times ``s``; the box is ``(cx - l, cy - t, cx + r, cy + b)``
-  in input pixels. Every (anchor, class) with score strictly above ``score_threshold`` is a
-  candidate (an anchor may give boxes of several classes), class-wise NMS at ``nms_iou``, at
-  most ``max_detections``, highest scores first. Strides: ``detection.strides``, or each
-  level's from its anchor count and the input size. One image per inference call (the export
-  reshapes with batch 1).
+  in input pixels. Each level keeps its 1000 anchors of highest best-class score
+  (Paddle's ``nms_top_k``); every (anchor, class) of those with score strictly above
+  ``score_threshold`` is a candidate (an anchor may give boxes of several classes),
+  class-wise NMS at ``nms_iou``, at most ``max_detections``, highest scores first.
+  Strides: ``detection.strides``, or each level's from its anchor count and the input size.
+  One image per inference call (the export reshapes with batch 1).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ from auditkit.models.card import ModelCard
 
 #: strides tried when a level's stride is read from its anchor count
 CANDIDATE_STRIDES = (4, 8, 16, 32, 64, 128, 256)
+#: anchors per level kept before NMS, by their best class score (``nms_top_k`` of
+#: PaddleDetection's ``PicoDetPostProcess``)
+NMS_TOP_K = 1000
 
 
 def paddle_nms_outputs(signature: Signature, card: ModelCard | None) -> tuple[str, str] | None:
@@ -240,16 +244,18 @@ class GflRawAdapter(_DetectionAdapter):
             d = (prob * np.arange(bins)).sum(axis=2) * s  # (anchors, 4): left top right bottom
             boxes.append(np.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], 1))
             cls_scores.append(score)
+            if anchors > NMS_TOP_K:  # Paddle's nms_top_k: the level's best anchors only
+                best = np.argsort(-score.max(axis=1), kind="stable")[:NMS_TOP_K]
+                boxes[-1], cls_scores[-1] = boxes[-1][best], score[best]
         all_boxes, all_scores = np.concatenate(boxes), np.concatenate(cls_scores)
         spec = self.card.detection
         anchor, cls = np.nonzero(all_scores > spec.score_threshold)
         b, sc, c = all_boxes[anchor], all_scores[anchor, cls], cls.astype(np.float64)
-        kept = (
-            nms(b, sc, spec.nms_iou)
-            if spec.class_agnostic_nms
-            else batched_nms(b, sc, c, spec.nms_iou)
-        )
-        kept = kept[: spec.max_detections]
+        top = spec.max_detections
+        if spec.class_agnostic_nms:
+            kept = nms(b, sc, spec.nms_iou, top)
+        else:
+            kept = batched_nms(b, sc, c, spec.nms_iou, top)
         return np.column_stack([b[kept], sc[kept], c[kept]]) if len(kept) else _EMPTY
 
     def decode(self, raw: list[np.ndarray], sizes: Sizes) -> Decoded:
