@@ -272,11 +272,14 @@ def ref_picodet(
     score_threshold: float,
     iou: float,
     top: int,
+    nms_top_k: int = 1000,
 ) -> np.ndarray:
     """PaddleDetection's ``PicoDetPostProcess`` (deploy demo), one image: anchor centres,
-    softmax expectation of each side's distribution, per-class thresholding and hard NMS."""
+    softmax expectation of each side's distribution, each level's ``nms_top_k`` best anchors,
+    per-class thresholding and hard NMS."""
     boxes_all, scores_all = [], []
     for stride, dist, score in zip(strides, dists, scores, strict=True):
+        topk_idx = np.argsort(score.max(axis=1))[::-1][:nms_top_k]  # the demo's nms_top_k
         fm_h, fm_w = input_hw[0] / stride, input_hw[1] / stride
         ww, hh = np.meshgrid(np.arange(fm_w), np.arange(fm_h))
         ct_row, ct_col = (hh.flatten() + 0.5) * stride, (ww.flatten() + 0.5) * stride
@@ -286,8 +289,8 @@ def ref_picodet(
         e = np.exp(d - d.max(axis=1, keepdims=True))
         d = (e / e.sum(axis=1, keepdims=True) * np.arange(reg_max + 1)).sum(axis=1)
         distance = d.reshape((-1, 4)) * stride
-        boxes_all.append(center + np.array([-1, -1, 1, 1]) * distance)
-        scores_all.append(score.astype(np.float64))
+        boxes_all.append((center + np.array([-1, -1, 1, 1]) * distance)[topk_idx])
+        scores_all.append(score.astype(np.float64)[topk_idx])
     bboxes, conf = np.concatenate(boxes_all), np.concatenate(scores_all)
     anchor, cls = np.nonzero(conf > score_threshold)
     return ref_class_nms(bboxes[anchor], conf[anchor, cls], cls, iou, top)
@@ -341,6 +344,39 @@ def test_picodet_head_without_nms_decodes_as_paddle(tmp_path: Path) -> None:
     bad = {**c, "detection": {**c["detection"], "strides": [8, 16, 32, 32]}}
     with pytest.raises(ModelError, match="head level 3 has 4 anchors, but stride 32"):
         load(path, bad)
+
+
+def test_picodet_keeps_each_levels_1000_best_anchors_before_nms(tmp_path: Path) -> None:
+    rng = np.random.default_rng(RNG_SEED + 1)
+    size, strides = 264, [8, 16, 32, 64]
+    anchors = [math.ceil(size / s) ** 2 for s in strides]  # 1089, 289, 81, 25
+    scores = [np.zeros((a, 1), dtype=np.float32) for a in anchors]
+    order = rng.permutation(anchors[0])  # 1000 confident anchors, 89 less so: cut by top-k
+    scores[0][order[:1000], 0] = rng.uniform(0.85, 0.95, size=1000)
+    scores[0][order[1000:], 0] = rng.uniform(0.4, 0.6, size=89)
+    dists = [rng.normal(size=(a, 32)).astype(np.float32) * 3 for a in anchors]
+    outputs = {f"transpose_{2 * k}.tmp_0": s[None] for k, s in enumerate(scores)}
+    outputs |= {f"transpose_{2 * k + 1}.tmp_0": d[None] for k, d in enumerate(dists)}
+    path = constant_model(
+        tmp_path / "picodet.onnx",
+        outputs,
+        input_name="image",
+        input_shape=(1, 3, size, size),
+        output_shapes={name: list(v.shape) for name, v in outputs.items()},
+    )
+    c = card(
+        "detection",
+        ["defect"],
+        size=size,
+        input={"name": "image", "color": "RGB"},
+        detection={"score_threshold": 0.25, "nms_iou": 0.5, "max_detections": 3000},
+    )
+    decoded = load(path, c).run(zeros(1, 3, size, size))
+    want = ref_picodet(scores, dists, strides, (size, size), 0.25, 0.5, 3000)
+    assert_same_boxes(decoded.detections[0], want)
+    # without the cut some of the 89 would be detections: the case tests the cut
+    uncut = ref_picodet(scores, dists, strides, (size, size), 0.25, 0.5, 3000, nms_top_k=2000)
+    assert (uncut[:, 4] < 0.7).any() and not (want[:, 4] < 0.7).any()
 
 
 # --------------------------------------------------------------------------- PaddleSeg
