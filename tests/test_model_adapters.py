@@ -163,7 +163,9 @@ def test_ultralytics_raw_decodes_to_original_pixels(
 
 def test_nms_included_and_separate_outputs(tmp_path: Path) -> None:
     rows = np.array([[[24, 28, 40, 36, 0.9, 1], [0, 0, 0, 0, 0, 0]]], dtype=np.float32)
-    c = card("detection", ["scratch", "pit"], size=64, input={"resize_mode": "letterbox"})
+    # three classes: with two, (batch, K, 6) would also read as RT-DETR's (batch, K, 4 + 2)
+    three = ["scratch", "pit", "crack"]
+    c = card("detection", three, size=64, input={"resize_mode": "letterbox"})
     model = load(tmp_path, {"dets": rows}, c, input_shape=("N", 1, 64, 64))
     assert model.convention == "nms_included"
     det = model.run(np.zeros((1, 1, 64, 64), np.float32), [(128, 64)]).detections[0]
@@ -203,7 +205,8 @@ def test_ambiguous_graph_is_refused_and_the_card_settles_it(tmp_path: Path) -> N
     signature = {"out": ["N", 6, 6]}  # 4 + 2 classes rows, or 6 rows of x1 y1 x2 y2 score class
     two = ModelCard.model_validate(card("detection", ["a", "b"]))
     with pytest.raises(
-        ModelError, match=r"reads as nms_included or ultralytics_raw; set output\.convention"
+        ModelError,
+        match=r"reads as nms_included or ultralytics_raw or rtdetr; set output\.convention",
     ):
         detect_convention(signature, two)
     with pytest.raises(ModelError, match="reads as no known convention"):
@@ -296,3 +299,47 @@ def test_class_names_come_from_metadata_props_when_the_card_has_none(tmp_path: P
         load(tmp_path, {"out": logits}, c)
     with pytest.raises(ModelError, match=r"\(model: 3 classes, card: 2\)"):
         load(tmp_path, {"out": logits}, c, metadata={"classes": '["good", "dent"]'})
+
+
+def _greedy_reference(boxes: np.ndarray, scores: np.ndarray, thr: float) -> list[int]:
+    """The greedy rule written plainly: in descending score (ties in input order), keep a box
+    unless its IoU with an already kept box is above ``thr``."""
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih
+        return iw * ih / union if union > 0 else 0.0
+
+    kept: list[int] = []
+    for i in sorted(range(len(scores)), key=lambda i: (-scores[i], i)):
+        if all(iou(boxes[i], boxes[k]) <= thr for k in kept):
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_blocked_nms_is_the_greedy_rule_box_for_box(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 700  # more than two blocks of 256
+    xy = rng.uniform(0, 100, size=(n, 2)).round()  # integer corners: exact IoU ties occur
+    wh = rng.uniform(2, 30, size=(n, 2)).round()
+    boxes = np.column_stack([xy, xy + wh])
+    scores = rng.choice(np.linspace(0.05, 1, 40), size=n)  # many equal scores
+    for thr in (0.3, 0.5):
+        want = _greedy_reference(boxes, scores, thr)
+        assert nms(boxes, scores, thr).tolist() == want
+        assert nms(boxes, scores, thr, max_keep=37).tolist() == want[:37]
+    classes = rng.integers(0, 3, size=n)
+    want = sorted(
+        (
+            i
+            for c in range(3)
+            for i in np.flatnonzero(classes == c)[
+                _greedy_reference(boxes[classes == c], scores[classes == c], 0.45)
+            ]
+        ),
+        key=lambda i: (-scores[i], i),
+    )
+    assert batched_nms(boxes, scores, classes, 0.45).tolist() == want
+    assert batched_nms(boxes, scores, classes, 0.45, max_keep=50).tolist() == want[:50]

@@ -57,18 +57,33 @@ class InputSpec(_Strict):
 #: output conventions per task (docs/model-conventions.md)
 CONVENTIONS: dict[str, tuple[str, ...]] = {
     "classification": ("classifier",),
-    "detection": ("ultralytics_raw", "nms_included", "boxes_scores_labels"),
+    "detection": (
+        "ultralytics_raw",
+        "nms_included",
+        "boxes_scores_labels",
+        "rtdetr",
+        "torchvision",
+        "mmdeploy_end2end",
+        "paddle_nms",
+        "gfl_raw",
+    ),
     "anomaly": ("anomalib",),
-    "segmentation": ("segmentation_classes", "segmentation_defect_map"),
+    "segmentation": ("segmentation_classes", "segmentation_defect_map", "segmentation_labels"),
 }
 Convention = Literal[
     "classifier",
     "ultralytics_raw",
     "nms_included",
     "boxes_scores_labels",
+    "rtdetr",
+    "torchvision",
+    "mmdeploy_end2end",
+    "paddle_nms",
+    "gfl_raw",
     "anomalib",
     "segmentation_classes",
     "segmentation_defect_map",
+    "segmentation_labels",
 ]
 
 
@@ -80,8 +95,11 @@ class OutputSpec(_Strict):
     ``sigmoid`` (independent per-class probabilities, multi-label) or ``sigmoid_logits``
     (auditkit applies the sigmoid per class). ``name`` is the output of single-output
     conventions (default: the model's only output). ``names`` maps roles to output names for
-    multi-output conventions: ``boxes``/``scores``/``labels`` and ``pred_score``/
-    ``anomaly_map``/``pred_label``/``pred_mask`` (default: those names).
+    multi-output conventions: ``boxes``/``scores``/``labels``, ``dets``/``labels``
+    (MMDeploy), ``bbox``/``bbox_num`` (PaddleDetection NMS) and ``pred_score``/
+    ``anomaly_map``/``pred_label``/``pred_mask`` (default: those names; PaddleDetection's are
+    found by shape). ``label_offset`` is subtracted from a detector's class labels to index the
+    card's classes (default: 1 for ``torchvision``, whose label 0 is the background, else 0).
     """
 
     name: str | None = None
@@ -90,6 +108,7 @@ class OutputSpec(_Strict):
     names: dict[str, str] = Field(default_factory=dict)
     #: detection boxes in input pixels (default) or normalised to [0, 1] of the input size
     box_units: Literal["pixels", "normalized"] = "pixels"
+    label_offset: int | None = Field(default=None, ge=0)
 
     def output_name(self, role: str) -> str:
         return self.names.get(role, role)
@@ -111,6 +130,9 @@ class DetectionSpec(_Strict):
     max_detections: int = Field(default=300, ge=1)
     match_iou: float = Field(default=0.5, gt=0, le=1)
     class_agnostic_nms: bool = False
+    #: GFL/PP-PicoDet heads without NMS: the stride of each head level (default: read from
+    #: each level's anchor count and the input size)
+    strides: list[int] | None = None
 
 
 class MapSpec(_Strict):

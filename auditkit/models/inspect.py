@@ -7,14 +7,23 @@ card and graph.
 
 Counting rules (stated in the output, docs/model-conventions.md):
 
-* **parameters**: the number of elements of every graph initializer (weights, biases, and any
-  other constant tensor stored as an initializer); ``Constant`` nodes are not counted.
+* **parameters**: the number of elements of every tensor stored in the graph, as an
+  initializer or as the ``value`` of a ``Constant`` node (Paddle2ONNX keeps the weights there),
+  in the main graph and its subgraphs, except what is graph structure rather than a weight:
+  ``int64`` tensors (ONNX requires shapes, axes and indices to be ``int64``; no exporter stores
+  weights so), 0-d scalars (the ``* 0.5`` or ``+ 2`` of an exported expression; a weight has
+  at least one axis), and tensors read only as settings (Resize ``roi``/``scales``/``sizes``,
+  Upsample ``scales``, Pad ``pads``/``axes``). Counted separately as ``parameters_by_source``
+  (``initializers``, ``constant_nodes``).
 * **FLOPs per image**: ``2 x MACs`` (one multiply-add = 2 FLOPs) of the ``Conv``, ``Gemm`` and
-  ``MatMul`` nodes, with the batch dimension set to 1 and shapes from ONNX shape inference
-  (symbolic input sizes taken from the card). ``Conv``: MACs = ``prod(output shape) x
-  (C_in / group) x prod(kernel)``; ``Gemm``: ``M x N x K``; ``MatMul``: ``prod(output shape) x
-  K``. Biases, activations, pooling and normalisation are not counted. Nodes whose shapes
-  cannot be inferred are listed in ``flops_uncounted``.
+  ``MatMul`` nodes, with the batch dimension set to 1 and shapes from ONNX shape inference.
+  Dynamic input dimensions (symbolic, or ``-1`` as Paddle2ONNX writes them) are fixed first:
+  batch 1, height and width from ``input_size`` (``--input-size HxW``) or else the card's
+  input, channels from the card. ``Conv``: MACs = ``prod(output shape) x (C_in / group) x
+  prod(kernel)``; ``Gemm``: ``M x N x K``; ``MatMul``: ``prod(output shape) x K``. Biases,
+  activations, pooling and normalisation are not counted. Nodes whose shapes cannot be
+  inferred are listed in ``flops_uncounted`` and summarised per op type in
+  ``flops_uncounted_by_op``.
 """
 
 from __future__ import annotations
@@ -73,38 +82,129 @@ def _graph_inputs(model: Any) -> list[Any]:
     return [i for i in model.graph.input if i.name not in initializers]
 
 
+_INT64 = 7  # onnx.TensorProto.INT64
+
+
+def _subgraphs(graph: Any) -> list[Any]:
+    """The graph and every subgraph of its nodes (If, Loop, Scan bodies), depth first."""
+    out = [graph]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == 5:  # GRAPH
+                out += _subgraphs(attr.g)
+            elif attr.type == 10:  # GRAPHS
+                for g in attr.graphs:
+                    out += _subgraphs(g)
+    return out
+
+
+#: inputs that are graph settings, not weights, by op type and input position (ONNX spec):
+#: Resize ``roi``/``scales``/``sizes``, Upsample ``scales``, Pad ``pads``/``axes``
+STRUCTURAL_INPUTS = {"Resize": {1, 2, 3}, "Upsample": {1}, "Pad": {1, 3}}
+
+
+def _structural(graphs: list[Any]) -> set[str]:
+    """Tensor names every consumer of which reads as a setting (:data:`STRUCTURAL_INPUTS`)."""
+    uses: dict[str, list[bool]] = {}
+    for g in graphs:
+        for node in g.node:
+            positions = STRUCTURAL_INPUTS.get(node.op_type, set())
+            for k, name in enumerate(node.input):
+                uses.setdefault(name, []).append(k in positions)
+    return {name for name, flags in uses.items() if all(flags)}
+
+
+def _tensor_elements(tensor: Any, settings: set[str], name: str | None = None) -> int:
+    """Elements of a stored tensor, 0 for one that is no weight (module docstring)."""
+    dims = list(tensor.dims)
+    if tensor.data_type == _INT64 or not dims or (name or tensor.name) in settings:
+        return 0
+    return int(np.prod(dims, dtype=np.int64))
+
+
+def _constant_elements(node: Any, settings: set[str]) -> int:
+    """Elements of a ``Constant`` node's value (tensor, sparse tensor or float list)."""
+    if node.output[0] in settings:
+        return 0
+    total = 0
+    for attr in node.attribute:
+        if attr.name == "value":
+            total += _tensor_elements(attr.t, settings, node.output[0])
+        elif attr.name == "sparse_value":
+            total += _tensor_elements(attr.sparse_tensor.values, settings, node.output[0])
+        elif attr.name == "value_floats":
+            total += len(attr.floats)
+    return total
+
+
+def parameters_by_source(model: Any) -> dict[str, int]:
+    """``{"initializers", "constant_nodes"}``: elements of stored weights (module docstring)."""
+    graphs = _subgraphs(model.graph)
+    settings = _structural(graphs)
+    inits = sum(_tensor_elements(t, settings) for g in graphs for t in g.initializer)
+    consts = sum(
+        _constant_elements(n, settings) for g in graphs for n in g.node if n.op_type == "Constant"
+    )
+    return {"initializers": int(inits), "constant_nodes": int(consts)}
+
+
 def parameter_count(model: Any) -> int:
-    """Elements of all initializers (the rule in the module docstring)."""
-    return int(sum(int(np.prod(list(i.dims), dtype=np.int64)) for i in model.graph.initializer))
+    """Elements of the stored weight tensors (the rule in the module docstring)."""
+    return sum(parameters_by_source(model).values())
 
 
-def _fix_input_dims(model: Any, card: ModelCard | None) -> None:
-    """Batch 1; other symbolic input dims from the card where the input is the card's."""
-    for value in _graph_inputs(model):
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``"HxW"`` (``640x640``, ``480X640``) -> ``(height, width)``; else a one-line error."""
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise ModelError(f"input size must be HxW in pixels, e.g. 640x640, got {text!r}")
+
+
+def _dynamic(d: Any) -> bool:
+    return not d.HasField("dim_value") or d.dim_value <= 0
+
+
+def _fix_input_dims(
+    model: Any, card: ModelCard | None, input_size: tuple[int, int] | None = None
+) -> None:
+    """Batch 1; other dynamic dims of a rank-4 image input from ``input_size`` and the card
+    (the card's input, or the only rank-4 input when there is no card)."""
+    inputs = _graph_inputs(model)
+    images = [v for v in inputs if len(v.type.tensor_type.shape.dim) == 4]
+    for value in inputs:
         dims = value.type.tensor_type.shape.dim
         wanted: list[int | None] = [None] * len(dims)
         if dims:
             wanted[0] = 1
-        if card is not None and value.name == card.input.name and len(dims) == 4:
-            spec = card.input
-            rest = (
-                (spec.channels, spec.height, spec.width)
-                if spec.layout == "NCHW"
-                else (spec.height, spec.width, spec.channels)
+        is_image = (
+            value.name == card.input.name if card is not None else images == [value]
+        ) and len(dims) in (3, 4)
+        if is_image:
+            spec = card.input if card is not None else None
+            height, width = input_size or ((spec.height, spec.width) if spec else (None, None))
+            channels = spec.channels if spec else None
+            nhwc = spec is not None and spec.layout == "NHWC"
+            # a rank-3 image input (one image, no batch axis) has no batch to set
+            wanted[len(dims) - 3 :] = (
+                [height, width, channels] if nhwc else [channels, height, width]
             )
-            wanted[1:] = list(rest)
         for d, want in zip(dims, wanted, strict=True):
-            if want is not None and not d.HasField("dim_value"):
+            if want is not None and _dynamic(d):
+                d.Clear()
                 d.dim_value = want
 
 
-def flops_per_image(model: Any, card: ModelCard | None = None) -> dict[str, Any]:
-    """``{"flops", "macs", "by_op", "uncounted"}`` per image (rules in the module docstring)."""
+def flops_per_image(
+    model: Any, card: ModelCard | None = None, input_size: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """``{"flops", "macs", "by_op", "uncounted", "uncounted_by_op"}`` per image (rules in the
+    module docstring); ``input_size`` is ``(height, width)``."""
     import onnx
 
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    _fix_input_dims(work, card)
+    _fix_input_dims(work, card, input_size)
     try:
         inferred = onnx.shape_inference.infer_shapes(work, data_prop=True)
     except Exception:  # an invalid graph: count nothing rather than fail the inspection
@@ -124,6 +224,7 @@ def flops_per_image(model: Any, card: ModelCard | None = None) -> dict[str, Any]
 
     by_op = dict.fromkeys(COUNTED_OPS, 0)
     uncounted: list[str] = []
+    uncounted_by_op: dict[str, int] = {}
     for node in graph.node:
         if node.op_type not in COUNTED_OPS:
             continue
@@ -142,6 +243,7 @@ def flops_per_image(model: Any, card: ModelCard | None = None) -> dict[str, Any]
             macs = int(np.prod(y, dtype=np.int64) if y else 1) * int(a[-1])
         if macs is None:
             uncounted.append(label)
+            uncounted_by_op[node.op_type] = uncounted_by_op.get(node.op_type, 0) + 1
         else:
             by_op[node.op_type] += macs
     macs_total = int(sum(by_op.values()))
@@ -151,9 +253,25 @@ def flops_per_image(model: Any, card: ModelCard | None = None) -> dict[str, Any]
         "macs": macs_total,
         "by_op": {op: 2 * m for op, m in by_op.items()},
         "uncounted": uncounted,
+        "uncounted_by_op": uncounted_by_op,
+        "input_size": _image_input_hw(inferred, card),
         "rule": "FLOPs = 2 x multiply-adds of Conv, Gemm and MatMul at batch 1; "
         "biases, activations, pooling and normalisation not counted",
     }
+
+
+def _image_input_hw(model: Any, card: ModelCard | None) -> list[Any] | None:
+    """``[height, width]`` the image input was counted at (a name where still dynamic)."""
+    if card is not None:
+        inputs = [v for v in _graph_inputs(model) if v.name == card.input.name]
+    else:
+        inputs = [v for v in _graph_inputs(model) if len(_dims(v.type)) == 4]
+    if len(inputs) != 1 or len(_dims(inputs[0].type)) not in (3, 4):
+        return None
+    dims = _dims(inputs[0].type)
+    first = len(dims) - 3  # 1 after a batch axis, 0 without one
+    nhwc = card is not None and card.input.layout == "NHWC"
+    return dims[first : first + 2] if nhwc else dims[first + 1 : first + 3]
 
 
 def metadata_classes(meta: dict[str, str]) -> list[str] | None:
@@ -183,6 +301,7 @@ def complexity(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
     flops = flops_per_image(model, card)
     return {
         "parameters": parameter_count(model),
+        "parameters_by_source": parameters_by_source(model),
         "flops_per_image": flops["flops"],
         "flops_uncounted_nodes": len(flops["uncounted"]),
         "file_bytes": len(data),
@@ -190,8 +309,11 @@ def complexity(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
     }
 
 
-def inspect_model(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
-    """Everything ``auditkit model inspect`` shows, as a JSON-ready dict (module docstring)."""
+def inspect_model(
+    path: Path, card: ModelCard | None = None, input_size: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """Everything ``auditkit model inspect`` shows, as a JSON-ready dict (module docstring);
+    ``input_size`` ``(height, width)`` overrides the card's for the FLOPs count."""
     model, data = _load(path)
     inputs = [
         {"name": v.name, "shape": _dims(v.type), "dtype": _dtype(v.type)}
@@ -203,8 +325,9 @@ def inspect_model(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
     ]
     meta = {p.key: p.value for p in model.metadata_props}
     signature = {o["name"]: list(o["shape"]) for o in outputs}
-    flops = flops_per_image(model, card)
-    convention = _convention(signature, flops["output_shapes"], card, path.name)
+    flops = flops_per_image(model, card, input_size)
+    dtypes = {o["name"]: o["dtype"] for o in outputs}
+    convention = _convention(signature, flops["output_shapes"], card, path.name, dtypes)
     report: dict[str, Any] = {
         "path": str(path),
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -217,12 +340,15 @@ def inspect_model(path: Path, card: ModelCard | None = None) -> dict[str, Any]:
         "outputs": outputs,
         "convention": convention,
         "parameters": parameter_count(model),
+        "parameters_by_source": parameters_by_source(model),
         "flops_per_image": flops["flops"],
+        "flops_input_size": flops["input_size"],
         "flops_by_op": flops["by_op"],
         "flops_uncounted": flops["uncounted"],
+        "flops_uncounted_by_op": flops["uncounted_by_op"],
         "flops_rule": flops["rule"],
         "metadata_classes": metadata_classes(meta),
-        "disagreements": card_disagreements(card, inputs, signature, meta, path.name)
+        "disagreements": card_disagreements(card, inputs, signature, meta, path.name, dtypes)
         if card is not None
         else [],
     }
@@ -234,11 +360,12 @@ def _convention(
     inferred: dict[str, list[Any]],
     card: ModelCard | None,
     model_name: str,
+    dtypes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The convention from the declared output shapes, else from the shapes ONNX shape
     inference gives (an exporter may leave static sizes symbolic)."""
     try:
-        found = detect_convention(signature, card, model_name)
+        found = detect_convention(signature, card, model_name, dtypes)
         source = "card" if card is not None and card.output.convention else "graph"
         return {"name": found, "task": task_of(found), "from": source}
     except ModelError as exc:
@@ -252,7 +379,7 @@ def _convention(
     }
     if merged != signature:
         try:
-            found = detect_convention(merged, card, model_name)
+            found = detect_convention(merged, card, model_name, dtypes)
             return {"name": found, "task": task_of(found), "from": "graph (shape inference)"}
         except ModelError:
             pass
@@ -265,6 +392,7 @@ def card_disagreements(
     signature: dict[str, list[Any]],
     meta: dict[str, str],
     model_name: str,
+    dtypes: dict[str, str] | None = None,
 ) -> list[str]:
     """Every way the card and the graph disagree (input, outputs and class count, and what
     :func:`metadata_disagreements` finds), one line each naming both values."""
@@ -274,7 +402,7 @@ def card_disagreements(
     except ModelError as exc:
         found.append(str(exc))
     try:
-        make_adapter(card, signature, model_name)
+        make_adapter(card, signature, model_name, dtypes)
     except ModelError as exc:
         found.append(str(exc))
     found += metadata_disagreements(card, meta)

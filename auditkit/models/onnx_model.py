@@ -6,6 +6,7 @@ Preprocessing is part of the deployed model (the card declares it); it lives in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,8 @@ import numpy as np
 import onnxruntime as ort
 
 from auditkit.errors import ModelError, first_line
-from auditkit.models.adapters import Adapter, Decoded, Sizes, make_adapter
+from auditkit.models.adapters import Adapter, Decoded, Sizes, auxiliary_inputs, make_adapter
+from auditkit.models.adapters.interface import PADDLE_AUXILIARY_INPUTS
 from auditkit.models.card import InputSpec, ModelCard
 
 
@@ -158,23 +160,26 @@ def read_model_bytes(path: Path) -> bytes:
 
 def check_input(spec: InputSpec, inputs: dict[str, list[Any]], model_name: str) -> None:
     """Refuse (one line, naming both values) a model input that is not the card's: missing,
-    not of rank 4, or of another static size, channel count or layout."""
+    not of rank 4 (or 3: one image without a batch axis, as torchvision detection exports
+    take it), or of another static size, channel count or layout."""
     if spec.name not in inputs:
         raise ModelError(
             f"card input {spec.name!r} is not an input of {model_name} "
             f"(model inputs: {', '.join(inputs)})"
         )
     shape = inputs[spec.name]
-    if len(shape) != 4:
+    if len(shape) not in (3, 4):
         raise ModelError(
-            f"model input {spec.name!r} has rank {len(shape)}, expected 4 ({spec.layout})"
+            f"model input {spec.name!r} has rank {len(shape)}, expected 4 ({spec.layout}) "
+            f"or 3 ({spec.layout[1:]}, one image)"
         )
     expected = (
         (spec.channels, spec.height, spec.width)
         if spec.layout == "NCHW"
         else (spec.height, spec.width, spec.channels)
     )
-    for axis, (got, want) in enumerate(zip(shape[1:], expected, strict=True), start=1):
+    first = len(shape) - 3  # 1 after a batch axis, 0 without one
+    for axis, (got, want) in enumerate(zip(shape[first:], expected, strict=True), start=first):
         if isinstance(got, int) and got > 0 and got != want:
             raise ModelError(
                 f"model input {spec.name!r} has shape {shape}, but the card declares "
@@ -192,6 +197,8 @@ class DeployedModel:
     sha256: str = ""
     session: ort.InferenceSession | None = None
     adapter: Adapter | None = None
+    #: feeds besides the image (PaddleDetection's im_shape, scale_factor), set at load
+    _auxiliary: tuple[str, ...] = ()
 
     @classmethod
     def load(
@@ -238,16 +245,38 @@ class DeployedModel:
         assert self.session is not None
         inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
         check_input(self.card.input, inputs, self.path.name)
-        signature = {o.name: list(o.shape) for o in self.session.get_outputs()}
-        self.adapter = make_adapter(self.card, signature, self.path.name)
+        unfed = [
+            n for n in inputs if n != self.card.input.name and n not in PADDLE_AUXILIARY_INPUTS
+        ]
+        if unfed:
+            raise ModelError(
+                f"model input(s) {', '.join(unfed)} of {self.path.name} are not the card's "
+                f"input {self.card.input.name!r} and auditkit cannot feed them (it feeds the "
+                f"image and PaddleDetection's {', '.join(PADDLE_AUXILIARY_INPUTS)})"
+            )
+        self._auxiliary = tuple(n for n in inputs if n in PADDLE_AUXILIARY_INPUTS)
+        outputs = self.session.get_outputs()
+        signature = {o.name: list(o.shape) for o in outputs}
+        dtypes = {o.name: str(o.type) for o in outputs}
+        self.adapter = make_adapter(self.card, signature, self.path.name, dtypes)
 
     @property
     def fixed_batch(self) -> int | None:
-        """The input's static batch size, or None when the batch axis is dynamic."""
-        assert self.session is not None
+        """The input's static batch size, or None when the batch axis is dynamic; 1 when the
+        output convention decodes one image per call (torchvision, PP-PicoDet heads)."""
+        assert self.session is not None and self.adapter is not None
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        if self.adapter.one_image_per_call or self._unbatched:
+            return 1
         first = inputs[self.card.input.name][0]
         return first if isinstance(first, int) and first > 0 else None
+
+    @functools.cached_property
+    def _unbatched(self) -> bool:
+        """The image input has no batch axis (rank 3): one image per call, fed as ``(C, H, W)``."""
+        assert self.session is not None
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        return len(inputs[self.card.input.name]) == 3
 
     @property
     def convention(self) -> str:
@@ -264,9 +293,19 @@ class DeployedModel:
         """Predictions for one batch: summary scores, per-image errors, and detections and
         maps in original-image pixels when ``sizes`` (``(width, height)`` per image) is given."""
         assert self.session is not None and self.adapter is not None
-        raw = self.session.run(
-            self.adapter.output_names, {self.card.input.name: batch.astype(np.float32, copy=False)}
-        )
+        tensor = batch.astype(np.float32, copy=False)
+        if self._unbatched:
+            if len(tensor) != 1:
+                raise ModelError(
+                    f"{self.path.name} takes one image without a batch axis, got a batch of "
+                    f"{len(tensor)}"
+                )
+            tensor = tensor[0]
+        feeds = {self.card.input.name: tensor}
+        if self._auxiliary:
+            spec = self.card.input
+            feeds.update(auxiliary_inputs(self._auxiliary, len(batch), (spec.height, spec.width)))
+        raw = self.session.run(self.adapter.output_names, feeds)
         decoded = self.adapter.decode([np.asarray(r) for r in raw], sizes)
         if self.card.task == "classification" and self.card.output.kind == "probabilities":
             check_probabilities(decoded.scores, self.path.name, self.adapter.output_names[0])

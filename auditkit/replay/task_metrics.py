@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from auditkit.models.adapters import CLASS_INDEX_MAPS
 from auditkit.models.card import ModelCard
 from auditkit.replay.task_outputs import GT_BOX_COLUMNS, NpzArrays
 
@@ -144,7 +145,7 @@ def _pixel_entries(
         if label_key:
             labels = map_reader.get(str(rows["file"].iat[i]), label_key)
             # a class-index map: pixels of a positive class; a pred_mask: its foreground
-            classes_map = convention == "segmentation_classes"
+            classes_map = convention in CLASS_INDEX_MAPS
             pred = np.isin(labels, positive) if classes_map else labels > 0
             return _resized(pred.astype(np.float32), true_mask(i).shape) > 0.5
         return score_map(i) >= card.maps.pixel_threshold
@@ -172,7 +173,7 @@ def _pixel_entries(
         entries = segmentation_entries(
             _Lazy(n, true_mask), _Lazy(n, score_map), _Lazy(n, pred_mask)
         )
-        if convention == "segmentation_classes" and (rows["label_key"] != "").all():
+        if convention in CLASS_INDEX_MAPS and (rows["label_key"] != "").all():
             classes = {card.classes[k]: k for k in positive}
             entries += class_overlap_entries(
                 _Lazy(n, pred_classes), _Lazy(n, true_classes), classes

@@ -129,11 +129,11 @@ class UltralyticsRawAdapter(_DetectionAdapter):
             boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
             boxes = self._scale(boxes)
             s, c = score[keep], best[keep].astype(np.float64)
+            top = spec.max_detections
             if spec.class_agnostic_nms:
-                kept = nms(boxes, s, spec.nms_iou)
+                kept = nms(boxes, s, spec.nms_iou, top)
             else:
-                kept = batched_nms(boxes, s, c, spec.nms_iou)
-            kept = kept[: spec.max_detections]
+                kept = batched_nms(boxes, s, c, spec.nms_iou, top)
             per_image.append(np.column_stack([boxes[kept], s[kept], c[kept]]))
             errors.append("")
         return self._finish(per_image, errors, sizes)

@@ -25,6 +25,11 @@ from auditkit.models.card import ModelCard
 Sizes = Sequence[tuple[int, int]] | None
 #: output name -> static shape (int, or a str/None for a symbolic dimension)
 Signature = dict[str, list[Any]]
+#: output name -> element type, as NumPy names it (``float32``, ``int64``); onnxruntime's
+#: ``tensor(int64)`` is accepted too
+Dtypes = dict[str, str] | None
+#: the auxiliary inputs of PaddleDetection exports, fed by :func:`auxiliary_inputs`
+PADDLE_AUXILIARY_INPUTS = ("im_shape", "scale_factor")
 
 NAN_ERROR = "model output contains NaN or infinity"
 #: tolerance of the [0, 1] check on declared probabilities (float32 rounding of a softmax)
@@ -47,6 +52,30 @@ class Decoded:
     detections: list[np.ndarray] | None = None
     maps: list[np.ndarray] | None = None
     label_maps: list[np.ndarray] | None = field(default=None)
+
+
+def is_integer(dtypes: Dtypes, name: str) -> bool:
+    """Whether output ``name`` is declared with an integer element type."""
+    if not dtypes or name not in dtypes:
+        return False
+    kind = dtypes[name].removeprefix("tensor(").removesuffix(")")
+    return kind.startswith(("int", "uint"))
+
+
+def auxiliary_inputs(
+    names: Sequence[str], batch: int, input_hw: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """Feeds for PaddleDetection's auxiliary inputs among ``names``: ``im_shape`` = the model
+    input's ``(height, width)`` and ``scale_factor`` = ``(1, 1)`` per image, float32
+    ``(batch, 2)``. With a scale factor of 1 the model's boxes stay in input pixels, and
+    auditkit maps them to the original image by the card's ``resize_mode`` (as for every
+    other detector) instead of the model dividing by the resize ratio."""
+    feeds: dict[str, np.ndarray] = {}
+    if "im_shape" in names:
+        feeds["im_shape"] = np.tile(np.asarray(input_hw, dtype=np.float32), (batch, 1))
+    if "scale_factor" in names:
+        feeds["scale_factor"] = np.ones((batch, 2), dtype=np.float32)
+    return feeds
 
 
 def finite_rows(*arrays: np.ndarray) -> np.ndarray:
@@ -112,10 +141,14 @@ class Adapter(ABC):
     """Turns one convention's raw outputs into predictions."""
 
     convention: str = ""
+    #: the export decodes only the first image of a batch (torchvision, PP-PicoDet heads):
+    #: replay feeds one image per inference call
+    one_image_per_call: bool = False
 
-    def __init__(self, card: ModelCard, signature: Signature) -> None:
+    def __init__(self, card: ModelCard, signature: Signature, dtypes: Dtypes = None) -> None:
         self.card = card
         self.signature = signature
+        self.dtypes = dtypes
 
     @property
     def output_names(self) -> list[str]:

@@ -184,3 +184,57 @@ class SegmentationDefectMapAdapter(_MapAdapter):
             for i in range(planes.shape[0])
         ]
         return Decoded(scores=scores, errors=errors, maps=maps)
+
+
+class SegmentationLabelsAdapter(_MapAdapter):
+    """``segmentation_labels`` (PaddleSeg's default export, ``--output_op argmax``): one integer
+    output ``(batch, H, W)`` or ``(batch, 1, H, W)``, the class index of each pixel (int32 or
+    int64). The label map is that output; the defect map is 1 where the class is a positive
+    class, else 0; the summary score of a class is 1 when any pixel has it, else 0. A pixel
+    value outside the card's classes makes the image an ``error`` row."""
+
+    convention = "segmentation_labels"
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.card.classes)
+
+    def check(self, model_name: str) -> None:
+        name, _ = self.single_shape(model_name)
+        self._check_map(name, model_name)
+
+    def decode(self, raw: list[np.ndarray], sizes: Sizes) -> Decoded:
+        values = np.asarray(raw[0])
+        if not np.issubdtype(values.dtype, np.integer):
+            values = np.asarray(values, dtype=np.float64)
+            if not np.isfinite(values).all() or (values != np.round(values)).any():
+                raise ModelError(
+                    f"model output {self.output_names[0]!r} is not a class-index map "
+                    f"(dtype {values.dtype}, non-integer values); PaddleSeg's probability "
+                    "export is the segmentation_classes convention"
+                )
+        planes = _planes(values.astype(np.int64), self.output_names[0])
+        card = self.card
+        n_cls = len(card.classes)
+        positive = [card.classes.index(c) for c in card.positive_classes]
+        n = planes.shape[0]
+        flat = planes.reshape(n, -1)
+        errors = [""] * n
+        scores = np.zeros((n, n_cls), dtype=np.float64)
+        maps, label_maps = [], []
+        for i in range(n):
+            size = sizes[i] if sizes is not None else None
+            bad = (flat[i] < 0) | (flat[i] >= n_cls)
+            if bad.any():
+                errors[i] = (
+                    f"model output has class index {int(flat[i][bad][0])}, not one of the "
+                    f"card's {n_cls} classes (0..{n_cls - 1})"
+                )
+                plane = np.zeros(planes.shape[1:], dtype=np.int64)
+            else:
+                plane = planes[i]
+                scores[i, np.unique(plane)] = 1.0
+            defect = np.isin(plane, positive).astype(np.float32)
+            maps.append(self._to_original(defect, size, nearest=False))
+            label_maps.append(self._to_original(plane, size, nearest=True))
+        return Decoded(scores=scores, errors=errors, maps=maps, label_maps=label_maps)
