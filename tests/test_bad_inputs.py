@@ -559,3 +559,21 @@ def test_a_manifest_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) ->
     assert (
         one_line(result, 5) == f"error: manifest {tmp_path / 'manifest.csv'} is not a regular file"
     )
+
+
+def test_data_check_finds_a_truncated_image_after_weasyprint_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WeasyPrint sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import (a library using
+    auditkit may have imported it): ``data check`` still reports the truncated file, as the
+    replay does, and leaves the process-wide setting as it found it."""
+    from PIL import ImageFile
+
+    manifest = write_dataset(tmp_path / "data", n=4)
+    write_truncated(tmp_path / "data" / "images" / "img002.png")
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    problems = check_data(manifest)["problems"]
+    assert [(Path(p["path"]).name, p["detail"]) for p in problems] == [
+        ("img002.png", REASONS[17])
+    ]
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from auditkit.data.build import scan_files
+from auditkit.data.images import strict_decoding
 from auditkit.data.interface import PROBLEM_KINDS, Loaded, LoadOptions, Problem
 from auditkit.data.loaders import load
 from auditkit.data.masks import COCO_PREFIX
@@ -163,7 +164,8 @@ def _class_problems(
 def check_data(data: Path, options: LoadOptions | None = None) -> dict[str, Any]:
     """Load ``data`` and describe it: the ``data check --json`` object (docs/data-formats.md)."""
     options = replace(options or LoadOptions(), probe=True)
-    loaded = load(data, options)
+    with strict_decoding():  # a truncated image is a problem, whatever was imported before
+        loaded = load(data, options)
     dataset = loaded.dataset
     samples = dataset.samples
     images = loaded.images if loaded.images is not None else pd.DataFrame()

@@ -11,6 +11,8 @@ Imports Pillow and NumPy only: decode worker processes (``--decode-processes``) 
   or oversized file (its types vary: ``OSError``, ``SyntaxError``, ``EOFError``,
   ``struct.error``, ``DecompressionBombError``, ...) into the reason an ``unreadable`` row shows,
   without the Python repr of the file object Pillow puts in some messages.
+* :func:`strict_decoding`: a truncated file fails to decode, whatever an imported library set
+  process-wide (WeasyPrint sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import).
 * :func:`exact_depth`: a 16-bit greyscale image becomes 32-bit float pixels on the 8-bit scale,
   ``v * 255 / 65535``, instead of Pillow's conversion to ``L``, which clips every value above
   255 (nearly the whole image) to white. Pixels whose range cannot be known from the file
@@ -19,13 +21,15 @@ Imports Pillow and NumPy only: decode worker processes (``--decode-processes``) 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from auditkit.errors import first_line
 
@@ -41,6 +45,20 @@ _KINDS = (
     (stat.S_ISDIR, "a folder"),
     (stat.S_ISSOCK, "a socket"),
 )
+
+
+@contextlib.contextmanager
+def strict_decoding() -> Iterator[None]:
+    """Truncated images fail to decode inside the block, whatever an imported library set
+    process-wide (WeasyPrint sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import, which
+    would fill the missing pixels with grey: the replay would score them and ``data check``
+    pass them). The previous setting is restored on leaving."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
 class NotRegularFile(OSError):

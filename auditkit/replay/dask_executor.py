@@ -81,13 +81,14 @@ def _run_task(spec: _ModelSpec, batches: list[tuple[np.ndarray, list[str]]]) -> 
     """On a worker: decode and score whole batches, as the local executor does; per batch
     ``(rows, status, error, scores, decode seconds, inference seconds, extras)``, the extras
     being the detections and maps of detection, anomaly and segmentation models."""
+    from auditkit.data.images import strict_decoding
     from auditkit.replay.decoding import decode_batch
-    from auditkit.replay.pipeline import _score_task_batch, _strict_decoding
+    from auditkit.replay.pipeline import _score_task_batch
 
     model = _worker_model(spec)
     n_classes = len(model.score_columns)
     out = []
-    with _strict_decoding():
+    with strict_decoding():
         for rows, paths in batches:
             batch = decode_batch(paths, model.card.input)
             status, error, scores, infer_s, extras = _score_task_batch(

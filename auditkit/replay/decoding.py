@@ -99,7 +99,7 @@ def decode_batch(paths: Sequence[str | Path], spec: InputSpec) -> DecodedBatch:
 def _start_worker(max_image_pixels: int | None, replay_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with(replay_pid)
-    # the replay's own decoding rules (pipeline._strict_decoding), whatever the worker imported
+    # the replay's own decoding rules (data.images.strict_decoding), whatever the worker imported
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     Image.MAX_IMAGE_PIXELS = max_image_pixels
 

@@ -20,7 +20,6 @@ as an uninterrupted one. An image that cannot be read or decoded becomes a row w
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import os
@@ -39,9 +38,9 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import PIL
-from PIL import ImageFile
 
 import auditkit
+from auditkit.data.images import strict_decoding
 from auditkit.data.manifest import Dataset
 from auditkit.energy.model import add_worker_cpu
 from auditkit.errors import InputError, first_line
@@ -553,19 +552,6 @@ def predictions_table(
     return table
 
 
-@contextlib.contextmanager
-def _strict_decoding() -> Iterator[None]:
-    """Truncated images must fail to decode, whatever an imported library set process-wide
-    (WeasyPrint sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` on import, which would fill
-    the missing pixels with grey and score them)."""
-    before = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = before
-
-
 def _stale_outputs(run: RunDir) -> None:
     """A fresh replay removes the previous run's tables first: a directory that holds shards
     but no run.json is visibly unfinished (``evaluate`` refuses it)."""
@@ -599,7 +585,7 @@ def replay(
     """
     settings = settings or ReplaySettings()
     _check_executor(settings)  # before touching the run directory
-    with _strict_decoding(), system_allocator(), RunDir(out).create().writing():
+    with strict_decoding(), system_allocator(), RunDir(out).create().writing():
         try:
             return _replay(
                 dataset,
