@@ -440,6 +440,12 @@ def _judge_entry(ctx: _Ctx, entry: dict[str, Any], check_n: bool = True) -> dict
     n = entry.get("n")
     value = entry.get("value")
     row = _new_row(entry)
+    if value is None and entry.get("no_threshold"):
+        # no threshold proves the escape target with the defective parts tested
+        target = entry.get("target")
+        return _insufficient(
+            ctx, row, "no_certified_threshold", target=target, n=entry.get("n_defective") or 0
+        )
     if value is None:
         return _insufficient(ctx, row, "no_value", n=n or 0)
     if ctx.metric in ENERGY_METRICS and entry.get("method") != "measured":
