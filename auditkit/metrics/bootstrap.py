@@ -158,7 +158,8 @@ def evaluate_boxes(
     d_box = detections[list(BOX_COLUMNS)].to_numpy(dtype=np.float64)
     d_score = detections["score"].to_numpy(dtype=np.float64)
     gt_count = np.zeros((len(names), len(ids)), dtype=np.int64)
-    det_image, det_matched = [], []
+    det_image: list[npt.NDArray[np.intp]] = []
+    det_matched: list[npt.NDArray[np.bool_]] = []
     for k, name in enumerate(names):
         gk = np.flatnonzero(g_cls == name)
         dk = np.flatnonzero(d_cls == name)
@@ -183,7 +184,7 @@ def evaluate_boxes(
             dets = np.concatenate(kept)
             m = np.concatenate(flags, axis=1)
             glob = np.argsort(-d_score[dets], kind="mergesort")
-            det_image.append(d_img[dets][glob])
+            det_image.append(d_img[dets][glob].astype(np.intp))
             det_matched.append(m[:, glob])
         else:
             det_image.append(np.zeros(0, dtype=np.intp))

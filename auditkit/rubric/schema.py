@@ -112,13 +112,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
     # escaped parts per million at the stated production prevalence
     "escaped_ppm": MetricInfo("estimate", None),
     # detection: box-matched inspection rates at the card's match IoU
-    **{
-        name: MetricInfo("rate", c, sliceable=True, tasks=_DET)
-        for name, c in (
-            ("detection_escape_rate", "defective"),
-            ("detection_overkill_rate", "good"),
-        )
-    },
+    "detection_escape_rate": MetricInfo("rate", "defective", sliceable=True, tasks=_DET),
+    "detection_overkill_rate": MetricInfo("rate", "good", sliceable=True, tasks=_DET),
     "box_miss_rate": MetricInfo("rate", "boxes", tasks=_DET),
     "recall_at_iou": MetricInfo("rate", "boxes", tasks=_DET, params=frozenset({"iou"})),
     "false_calls_per_image": MetricInfo("estimate", "images", tasks=_DET),

@@ -1,0 +1,472 @@
+"""Task-aware rubrics, task metrics with intervals, the certified zero-escape operating point
+and escaped ppm (issue 14, items 1-3 and 7). References: pycocotools, scikit-learn, SciPy,
+statsmodels and hand-worked fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+from sklearn.metrics import f1_score, roc_auc_score
+from statsmodels.stats.proportion import proportion_confint
+
+from auditkit.errors import RubricError
+from auditkit.metrics.bootstrap import evaluate_boxes, weighted_ap, weighted_auroc, weighted_f1
+from auditkit.metrics.compute import operating_point_entries
+from auditkit.metrics.stats import cluster_bootstrap, part_weights, percentile_bounds
+from auditkit.metrics.tasks import Bootstrap, detection_entries
+from auditkit.rubric.evaluate import evaluate
+from auditkit.rubric.schema import load_rubric
+
+CLASSES = ["scratch", "pit"]
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "r.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+RUBRIC = """schema: auditkit.rubric/v1
+id: t
+version: 1.0.0
+title: t
+applicability: {{task: {task}}}
+criteria:
+{criteria}
+"""
+
+
+def _rubric(tmp_path: Path, task: str, criteria: str) -> object:
+    return load_rubric(_write(tmp_path, RUBRIC.format(task=task, criteria=criteria)))
+
+
+# ----------------------------------------------------------------- a rubric for the wrong task
+
+
+def test_classification_rubric_refuses_a_detection_run() -> None:
+    loaded = load_rubric("industrial-aoi-acceptance")
+    with pytest.raises(RubricError, match="judges classification models.*task is detection"):
+        evaluate({"task": "detection", "metrics": []}, loaded)
+    # run.json's card says the task when metrics.json (older runs) does not
+    with pytest.raises(RubricError, match="task is anomaly"):
+        evaluate({"metrics": []}, loaded, run={"model": {"card": {"task": "anomaly"}}})
+
+
+def test_detection_rubric_refuses_classification_and_anomaly_takes_both(tmp_path: Path) -> None:
+    with pytest.raises(RubricError, match="task is classification"):
+        evaluate({"metrics": []}, load_rubric("industrial-aoi-detection"))
+    anomaly = load_rubric("anomaly-inspection")
+    assert anomaly.rubric.applicability.tasks == ("anomaly", "segmentation")
+    evaluate({"task": "segmentation", "metrics": []}, anomaly)  # accepted: data gaps only
+
+
+def test_a_detection_metric_in_a_classification_rubric_is_refused(tmp_path: Path) -> None:
+    crit = """  - id: a
+    title: a
+    metric: {name: map_50}
+    requirement: {op: ">=", threshold: 0.5}
+    severity: major"""
+    with pytest.raises(RubricError, match="map_50 is measured for detection models only"):
+        _rubric(tmp_path, "classification", crit)
+    assert _rubric(tmp_path, "detection", crit).rubric.criteria[0].statistic == "lower_bound"
+
+
+def test_required_params_and_their_values_are_checked(tmp_path: Path) -> None:
+    base = """  - id: a
+    title: a
+    metric: {{name: overkill_at_escape_target{params}}}
+    requirement: {{op: "<=", threshold: 0.1}}
+    severity: major"""
+    with pytest.raises(RubricError, match="needs params target"):
+        _rubric(tmp_path, "anomaly", base.format(params=""))
+    with pytest.raises(RubricError, match="target"):
+        _rubric(tmp_path, "anomaly", base.format(params=", params: {target: 1.5}"))
+
+
+def test_cli_audit_refuses_the_wrong_rubric_before_replaying(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from auditkit.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            "sample_data/steel-coco/annotations.json",
+            "--model",
+            "sample_data/models/steel-det.onnx",
+            "--rubric",
+            "industrial-aoi-acceptance",
+            "--out",
+            str(out),
+        ],
+    )
+    assert isinstance(result.exception, RubricError)
+    assert "task is detection" in str(result.exception)
+    assert not out.exists()  # refused before the replay wrote anything
+
+
+# ----------------------------------------------------------------- detection fixture
+
+
+def _fixture() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Four parts, one image each. p1 scratch found; p2 pit with a high-scoring box of the
+    wrong place (rejected, but no box matches: an escape by boxes, a catch by image score);
+    p3 good and clean; p4 good with a false call."""
+    samples = pd.DataFrame(
+        {
+            "sample_id": ["a", "b", "c", "d"],
+            "part_id": ["p1", "p2", "p3", "p4"],
+            "label": ["scratch", "pit", "good", "good"],
+            "is_defect": [True, True, False, False],
+            "status": ["ok"] * 4,
+            "line": ["L1", "L1", "L2", "L2"],
+        }
+    )
+    gt = pd.DataFrame(
+        {
+            "sample_id": ["a", "b"],
+            "class": ["scratch", "pit"],
+            "x1": [10.0, 10.0],
+            "y1": [10.0, 10.0],
+            "x2": [30.0, 30.0],
+            "y2": [30.0, 30.0],
+        }
+    )
+    det = pd.DataFrame(
+        {
+            "sample_id": ["a", "b", "d"],
+            "class": ["scratch", "pit", "scratch"],
+            "score": [0.9, 0.8, 0.6],
+            "x1": [11.0, 60.0, 5.0],
+            "y1": [11.0, 60.0, 5.0],
+            "x2": [30.0, 80.0, 15.0],
+            "y2": [30.0, 80.0, 15.0],
+        }
+    )
+    return samples, gt, det
+
+
+def test_box_matched_escape_differs_from_the_image_score_escape() -> None:
+    samples, gt, det = _fixture()
+    entries = detection_entries(
+        samples,
+        gt,
+        det,
+        classes=CLASSES,
+        match_iou=0.5,
+        score_threshold=0.5,
+        level=0.95,
+        method="clopper_pearson",
+        sided="one",
+        bootstrap=Bootstrap(resamples=50, seed=3),
+    )
+    by = {(e["name"], tuple(sorted(e["slice"].items()))): e for e in entries}
+    esc = by[("detection_escape_rate", ())]
+    # by image score both defective parts are rejected (escape 0/2); by boxes p2 escaped
+    assert (esc["k"], esc["n"]) == (1, 2)
+    low, high = proportion_confint(1, 2, alpha=0.10, method="beta")  # one-sided 95 %
+    assert esc["interval"]["low"] == pytest.approx(low)
+    assert esc["interval"]["high"] == pytest.approx(high)
+    ovk = by[("detection_overkill_rate", ())]
+    assert (ovk["k"], ovk["n"]) == (1, 2)
+    assert by[("detection_escape_rate", (("defect_class", "pit"),))]["k"] == 1
+    assert by[("detection_escape_rate", (("defect_class", "scratch"),))]["k"] == 0
+    assert by[("detection_overkill_rate", (("line", "L2"),))]["k"] == 1
+    # IoU of the scratch match: 19*19 / (20*20) = 0.9025 -> matched at 0.5; the pit box: 0
+    recall = [e for e in entries if e["name"] == "recall_at_iou"]
+    assert [(e["iou"], e["k"], e["n"]) for e in recall] == [(0.5, 1, 2)]
+    # false calls: b's box (no match) and d's box -> 2 of 4 images
+    assert by[("false_calls_per_image", ())]["value"] == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------- COCO AP against pycocotools
+
+
+def _random_boxes(rng: np.random.Generator, n_img: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    g, d = [], []
+    for i in range(n_img):
+        for _ in range(rng.integers(0, 3)):
+            x, y = rng.uniform(0, 80, 2)
+            w, h = rng.uniform(5, 30, 2)
+            c = CLASSES[rng.integers(0, 2)]
+            g.append((f"i{i}", c, x, y, x + w, y + h))
+            for _ in range(rng.integers(0, 3)):  # near-misses and hits
+                j = rng.normal(0, 4, 4)
+                d.append(
+                    (f"i{i}", c, rng.uniform(), x + j[0], y + j[1], x + w + j[2], y + h + j[3])
+                )
+        for _ in range(rng.integers(0, 2)):  # false calls
+            x, y = rng.uniform(0, 80, 2)
+            d.append((f"i{i}", CLASSES[rng.integers(0, 2)], rng.uniform(), x, y, x + 10, y + 10))
+    gt = pd.DataFrame(g, columns=["sample_id", "class", "x1", "y1", "x2", "y2"])
+    det = pd.DataFrame(d, columns=["sample_id", "class", "score", "x1", "y1", "x2", "y2"])
+    det[["x1", "y1"]] = det[["x1", "y1"]].clip(lower=0)
+    det["x2"] = np.maximum(det["x2"], det["x1"])
+    det["y2"] = np.maximum(det["y2"], det["y1"])
+    return gt, det
+
+
+def _pycocotools(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str]) -> np.ndarray:
+    """pycocotools' precision[T, R, K] (area all, maxDets 100) for these tables."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    img = {s: i + 1 for i, s in enumerate(ids)}
+    cat = {c: k + 1 for k, c in enumerate(CLASSES)}
+
+    def anns(t: pd.DataFrame, score: bool) -> list[dict[str, object]]:
+        out = []
+        for j, r in enumerate(t.itertuples(index=False)):
+            w, h = r.x2 - r.x1, r.y2 - r.y1
+            a = {"id": j + 1, "image_id": img[r.sample_id], "category_id": cat[r[1]]}
+            a.update(bbox=[r.x1, r.y1, w, h], area=w * h, iscrowd=0)
+            if score:
+                a["score"] = r.score
+            out.append(a)
+        return out
+
+    base = {
+        "images": [{"id": i} for i in img.values()],
+        "categories": [{"id": k} for k in cat.values()],
+    }
+    cg, cd = COCO(), COCO()
+    cg.dataset = {**base, "annotations": anns(gt, False)}
+    cd.dataset = {**base, "annotations": anns(det, True)}
+    cg.createIndex()
+    cd.createIndex()
+    ev = COCOeval(cg, cd, "bbox")
+    ev.params.imgIds = list(img.values())
+    ev.evaluate()
+    ev.accumulate()
+    p = np.asarray(ev.eval["precision"])[:, :, :, 0, 2]
+    return np.where(p > -1, p, np.nan)
+
+
+def _ap_from_precision(p: np.ndarray) -> np.ndarray:
+    return np.nanmean(p, axis=1) if np.isfinite(p).any() else p[:, 0, :]
+
+
+def test_weighted_ap_equals_pycocotools_with_weights_one_and_on_duplicated_images() -> None:
+    rng = np.random.default_rng(11)
+    gt, det = _random_boxes(rng, 30)
+    ids = [f"i{i}" for i in range(30)]
+    ev = evaluate_boxes(gt, det, image_ids=ids, classes=CLASSES)
+    ours = weighted_ap(ev, np.ones(30))[0]  # (T, K)
+    ref = np.nanmean(_pycocotools(gt, det, ids), axis=1)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+    # a resample: image weights 0..3; pycocotools on the images copied that many times
+    w = rng.integers(0, 4, 30)
+    rows_g, rows_d, dup_ids = [], [], []
+    for i, sid in enumerate(ids):
+        for c in range(w[i]):
+            new = f"{sid}#{c}"
+            dup_ids.append(new)
+            rows_g.append(gt[gt["sample_id"] == sid].assign(sample_id=new))
+            rows_d.append(det[det["sample_id"] == sid].assign(sample_id=new))
+    ref_dup = np.nanmean(_pycocotools(pd.concat(rows_g), pd.concat(rows_d), dup_ids), axis=1)
+    np.testing.assert_allclose(weighted_ap(ev, w)[0], ref_dup, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------- bootstrap reproduced
+
+
+def test_bootstrap_weights_are_the_cluster_bootstrap_resamples() -> None:
+    rng = np.random.default_rng(5)
+    parts = np.repeat(np.arange(40), rng.integers(1, 3, 40)).astype(str)
+    d = rng.random(parts.size) < 0.4
+    s = rng.random(parts.size) + d * 0.3
+    weights = part_weights(parts, n_resamples=200, seed=42)
+    ours = weighted_auroc(d, s, weights)
+    # the same seed, row resampling: the statistic on the resampled rows, resample by resample
+    values: list[float] = []
+
+    def stat(rows: np.ndarray) -> float | None:
+        if d[rows].all() or not d[rows].any():
+            values.append(np.nan)
+            return None
+        values.append(roc_auc_score(d[rows], s[rows]))
+        return values[-1]
+
+    res = cluster_bootstrap(stat, parts, n_resamples=200, seed=42, level=0.90)
+    np.testing.assert_allclose(ours, values[1:], rtol=0, atol=1e-12)  # [0]: the estimate
+    low, high = percentile_bounds(ours, level=0.95, sided="one")
+    assert (low, high) == pytest.approx((res.low, res.high))  # one-sided 95 % = two-sided 90 %
+    # sample weights in scikit-learn give the same AUROC and F1
+    r = s > 0.8
+    assert ours[7] == pytest.approx(roc_auc_score(d, s, sample_weight=weights[7]))
+    assert weighted_f1(d, r, weights[7])[0] == pytest.approx(
+        f1_score(d, r, sample_weight=weights[7])
+    )
+
+
+def test_recorded_seed_reproduces_the_intervals_of_the_metrics() -> None:
+    samples, gt, det = _fixture()
+    kwargs = dict(
+        classes=CLASSES,
+        match_iou=0.5,
+        score_threshold=0.5,
+        level=0.95,
+        method="clopper_pearson",
+        sided="one",
+    )
+    a = detection_entries(samples, gt, det, bootstrap=Bootstrap(resamples=80, seed=9), **kwargs)
+    b = detection_entries(samples, gt, det, bootstrap=Bootstrap(resamples=80, seed=9), **kwargs)
+    fc = next(e for e in a if e["name"] == "false_calls_per_image")
+    assert fc == next(e for e in b if e["name"] == "false_calls_per_image")
+    assert (fc["interval"]["seed"], fc["interval"]["resamples"]) == (9, 80)
+    w = part_weights(samples["part_id"].to_numpy(), n_resamples=80, seed=9)
+    calls = np.array([0.0, 1.0, 0.0, 1.0])
+    expected = percentile_bounds(w @ calls / w.sum(axis=1), level=0.95, sided="one")
+    assert (fc["interval"]["low"], fc["interval"]["high"]) == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------- zero-escape operating point
+
+
+def _brute_force(d: np.ndarray, s: np.ndarray, target: float, level: float) -> float | None:
+    best = None
+    for t in np.unique(s):
+        fn = int((d & (s < t)).sum())
+        n = int(d.sum())
+        upper = 1.0 if fn == n else st.beta.ppf(level, fn + 1, n - fn)
+        if upper <= target and (best is None or t > best):
+            best = float(t)
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_zero_escape_threshold_matches_a_brute_force_scan(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 400
+    d = rng.random(n) < 0.5
+    s = np.round(rng.normal(d * 2.5, 1.0), 2)  # rounded: ties
+    line = rng.choice(["L1", "L2"], n)
+    target = 0.05
+    entries = operating_point_entries(d, s, target, slices={"line": line}, level=0.95)
+    for e in entries:
+        mask = np.ones(n, bool) if not e["slice"] else line == e["slice"]["line"]
+        expect = _brute_force(d[mask], s[mask], target, 0.95)
+        if e["name"] == "escape_certified_threshold":
+            assert e["value"] == expect
+            if expect is not None:
+                fn = int((d[mask] & (s[mask] < expect)).sum())
+                assert e["escape"]["k"] == fn
+                assert e["escape"]["certified_upper"] <= target
+        else:  # overkill_at_escape_target: good parts at or above the threshold, exact bounds
+            if expect is None:
+                assert e["value"] is None and e["no_threshold"]
+                continue
+            fp = int((~d[mask] & (s[mask] >= expect)).sum())
+            ng = int((~d[mask]).sum())
+            assert (e["k"], e["n"]) == (fp, ng)
+            lo, hi = proportion_confint(fp, ng, alpha=0.10, method="beta")
+            assert e["interval"]["high"] == pytest.approx(hi)
+            assert e["interval"]["low"] == pytest.approx(lo)
+
+
+def test_too_few_defective_parts_certify_nothing_and_the_criterion_says_why(
+    tmp_path: Path,
+) -> None:
+    d = np.array([True] * 20 + [False] * 20)
+    s = np.r_[np.linspace(0.6, 1, 20), np.linspace(0, 0.5, 20)]
+    # 0 escapes in 20: upper bound 1 - 0.05^(1/20) = 13.9 % > 5 %: no threshold qualifies
+    entries = operating_point_entries(d, s, 0.05)
+    assert entries[0]["value"] is None
+    crit = """  - id: z
+    title: z
+    metric: {name: overkill_at_escape_target, params: {target: 0.05}}
+    requirement: {op: "<=", threshold: 0.1}
+    severity: blocker"""
+    verdicts = evaluate({"task": "anomaly", "metrics": entries}, _rubric(tmp_path, "anomaly", crit))
+    c = verdicts["criteria"][0]
+    assert c["outcome"] == "INCONCLUSIVE"
+    assert c["reason_code"] == "no_certified_threshold"
+    assert "20 defective parts" in c["reason"]
+
+
+def test_a_criterion_reads_the_operating_point_of_its_target(tmp_path: Path) -> None:
+    d = np.array([True] * 300 + [False] * 100)
+    s = np.r_[np.linspace(0.5, 1.0, 300), np.linspace(0.0, 0.52, 100)]
+    entries = operating_point_entries(d, s, 0.01) + operating_point_entries(d, s, 0.05)
+    crit = """  - id: z
+    title: z
+    metric: {name: overkill_at_escape_target, params: {target: 0.01}}
+    requirement: {op: "<=", threshold: 0.2}
+    severity: blocker"""
+    verdicts = evaluate({"task": "anomaly", "metrics": entries}, _rubric(tmp_path, "anomaly", crit))
+    c = verdicts["criteria"][0]
+    # 0 escapes in 300 bound the escape at 0.99 %: the highest such threshold is 0.5; the good
+    # parts at or above it: linspace(0, 0.52, 100) >= 0.5 -> 4 of 100
+    assert (c["k"], c["n"]) == (4, 100)
+    hi = st.beta.ppf(0.95, 5, 96)
+    assert c["high"] == pytest.approx(hi)
+    assert c["outcome"] == "PASS"
+
+
+# ----------------------------------------------------------------- estimates and params
+
+
+def test_ap_of_a_class_and_bootstrap_bounds_decide(tmp_path: Path) -> None:
+    interval = {"low": 0.31, "high": 0.5, "method": "cluster_bootstrap", "level": 0.95}
+    metrics = {
+        "task": "detection",
+        "metrics": [
+            {
+                "name": "ap",
+                "slice": {"class": "pit"},
+                "value": 0.4,
+                "k": None,
+                "n": None,
+                "interval": {**interval, "sided": "one"},
+            },
+            {
+                "name": "ap",
+                "slice": {"class": "crack"},
+                "value": 0.1,
+                "k": None,
+                "n": None,
+                "interval": {
+                    "low": 0.05,
+                    "high": 0.2,
+                    "method": "cluster_bootstrap",
+                    "level": 0.95,
+                    "sided": "one",
+                },
+            },
+        ],
+    }
+    crit = """  - id: a
+    title: a
+    metric: {{name: ap, params: {{class: {c}}}}}
+    requirement: {{op: ">=", threshold: 0.3}}
+    severity: blocker"""
+    pit = evaluate(metrics, _rubric(tmp_path, "detection", crit.format(c="pit")))
+    assert pit["verdict"] == "ACCEPT"  # lower bound 0.31 >= 0.3
+    crack = evaluate(metrics, _rubric(tmp_path, "detection", crit.format(c="crack")))
+    assert crack["verdict"] == "REJECT"  # upper bound 0.2 < 0.3
+    assert crack["criteria"][0]["bound"] == 0.2
+
+
+def test_escaped_ppm_at_a_stated_prevalence() -> None:
+    from auditkit.metrics.classification import Rate
+    from auditkit.metrics.compute import _ppm_entry
+
+    class Overall:
+        def rate(self, name: str) -> Rate:
+            return {"escape_rate": Rate(4, 100), "overkill_rate": Rate(2, 200)}[name]
+
+    e = _ppm_entry(Overall(), (0.002, "site"), 0.95, "clopper_pearson", "one")
+    # hand-worked: 1e6 * 0.002*0.04 / (0.002*0.04 + 0.998*0.99) = 80.9 ppm
+    assert e["value"] == pytest.approx(1e6 * 0.00008 / (0.00008 + 0.998 * 0.99))
+    assert (e["prevalence"], e["prevalence_source"]) == (0.002, "site")
+    hi_e = st.beta.ppf(0.975, 5, 96)  # each rate at 97.5 %: Bonferroni over the two
+    hi_o = st.beta.ppf(0.975, 3, 198)
+    assert e["interval"]["high"] == pytest.approx(
+        1e6 * 0.002 * hi_e / (0.002 * hi_e + 0.998 * (1 - hi_o))
+    )
