@@ -79,12 +79,14 @@ BASELINE_OF = {"v2": "v1"}  # candidate -> production model, replayed on the sam
 
 def applicable_rubrics(model: Model) -> list[str]:
     rubrics = sorted((ROOT / "rubrics").glob("*.yaml"))
-    names = [
-        p.stem
-        for p in rubrics
-        if (yaml.safe_load(p.read_text()).get("applicability") or {}).get("task", "classification")
-        == model.task
-    ]
+
+    def tasks(path: Path) -> list[str]:
+        task = (yaml.safe_load(path.read_text()).get("applicability") or {}).get(
+            "task", "classification"
+        )
+        return list(task) if isinstance(task, list) else [task]
+
+    names = [p.stem for p in rubrics if model.task in tasks(p)]
     return names or [DEFAULT_RUBRIC]
 
 

@@ -4,6 +4,9 @@ statsmodels and hand-worked fixtures."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import load_rubric
 
 CLASSES = ["scratch", "pit"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write(tmp_path: Path, text: str) -> str:
@@ -49,7 +53,7 @@ def _rubric(tmp_path: Path, task: str, criteria: str) -> object:
 
 def test_classification_rubric_refuses_a_detection_run() -> None:
     loaded = load_rubric("industrial-aoi-acceptance")
-    with pytest.raises(RubricError, match="judges classification models.*task is detection"):
+    with pytest.raises(RubricError, match=r"judges classification models.*task is detection"):
         evaluate({"task": "detection", "metrics": []}, loaded)
     # run.json's card says the task when metrics.json (older runs) does not
     with pytest.raises(RubricError, match="task is anomaly"):
@@ -87,28 +91,102 @@ def test_required_params_and_their_values_are_checked(tmp_path: Path) -> None:
         _rubric(tmp_path, "anomaly", base.format(params=", params: {target: 1.5}"))
 
 
-def test_cli_audit_refuses_the_wrong_rubric_before_replaying(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from auditkit.cli import app
-
-    out = tmp_path / "run"
-    result = CliRunner().invoke(
-        app,
-        [
-            "audit",
-            "sample_data/steel-coco/annotations.json",
-            "--model",
-            "sample_data/models/steel-det.onnx",
-            "--rubric",
-            "industrial-aoi-acceptance",
-            "--out",
-            str(out),
-        ],
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditkit", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=600,
     )
-    assert isinstance(result.exception, RubricError)
-    assert "task is detection" in str(result.exception)
+
+
+def test_cli_audit_refuses_the_wrong_rubric_before_replaying(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = _cli(
+        "audit",
+        "sample_data/steel-coco/annotations.json",
+        "--model",
+        "sample_data/models/steel-det.onnx",
+        "--rubric",
+        "industrial-aoi-acceptance",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 5, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "judges classification models, but the model card's task is detection" in lines[0]
     assert not out.exists()  # refused before the replay wrote anything
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model", "data", "metadata", "rubric", "decisive"),
+    [
+        (
+            "steel-det",
+            "sample_data/steel-coco/annotations.json",
+            "sample_data/steel-coco/metadata.csv",
+            "industrial-aoi-detection",
+            "det-escape-overall",
+        ),
+        (
+            "steel-det",
+            "sample_data/steel-yolo",
+            "sample_data/steel-yolo/metadata.csv",
+            "industrial-aoi-detection",
+            "det-escape-overall",
+        ),
+        (
+            "steel-anomaly",
+            "sample_data/steel-mvtec/steel",
+            "sample_data/steel-mvtec/metadata.csv",
+            "anomaly-inspection",
+            "anomaly-escape-overall",
+        ),
+    ],
+)
+def test_bundled_task_audits_end_decided_signed_and_recomputed(
+    tmp_path: Path, model: str, data: str, metadata: str, rubric: str, decisive: str
+) -> None:
+    out = tmp_path / "run"
+    result = _cli(
+        "audit",
+        data,
+        "--model",
+        f"sample_data/models/{model}.onnx",
+        "--metadata",
+        metadata,
+        "--rubric",
+        rubric,
+        "--out",
+        str(out),
+        "--no-progress",
+        "--prevalence",
+        "0.002",
+    )
+    verdicts = json.loads((out / "verdicts.json").read_text(encoding="utf-8"))
+    assert verdicts["verdict"] in ("ACCEPT", "REJECT"), verdicts["undecided"]
+    assert result.returncode == verdicts["exit_code"], result.stderr
+    assert "VERIFIED" in result.stdout
+    crit = next(c for c in verdicts["criteria"] if c["id"] == decisive)
+    # the escape blocker is decided by its own exact bound from k and n
+    low, high = proportion_confint(crit["k"], crit["n"], alpha=0.10, method="beta")
+    assert (crit["low"], crit["high"]) == pytest.approx((low, high))
+    assert crit["outcome"] == ("FAIL" if low > crit["threshold"] else crit["outcome"])
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["bootstrap"]["seed"] == 0 and metrics["bootstrap"]["resamples"] == 1000
+    assert metrics["prevalence"] == {"value": 0.002, "source": "site"}
+    verify = _cli(
+        "verify",
+        str(out / "report.pdf"),
+        "--trust",
+        str(out / "dev-keys" / "ca.pem"),
+        "--recompute",
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 # ----------------------------------------------------------------- detection fixture
