@@ -1152,7 +1152,7 @@ def rubric_list() -> None:
 
     for name in shipped_rubrics():
         r = load_rubric(name).rubric
-        _say(f"{name}  {r.version}  {r.title}")
+        _say(f"{name}  {r.version}  {','.join(r.applicability.tasks)}  {r.title}")
 
 
 @rubric_app.command("show")
