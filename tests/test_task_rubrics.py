@@ -290,13 +290,15 @@ def _random_boxes(rng: np.random.Generator, n_img: int) -> tuple[pd.DataFrame, p
     return gt, det
 
 
-def _pycocotools(gt: pd.DataFrame, det: pd.DataFrame, ids: list[str]) -> np.ndarray:
-    """pycocotools' precision[T, R, K] (area all, maxDets 100) for these tables."""
+def _pycocotools(
+    gt: pd.DataFrame, det: pd.DataFrame, ids: list[str], classes: list[str] = CLASSES
+) -> np.ndarray:
+    """pycocotools' precision[T, R, K] (area all, maxDets 100) for these tables, -1 as NaN."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     img = {s: i + 1 for i, s in enumerate(ids)}
-    cat = {c: k + 1 for k, c in enumerate(CLASSES)}
+    cat = {c: k + 1 for k, c in enumerate(classes)}
 
     def anns(t: pd.DataFrame, score: bool) -> list[dict[str, object]]:
         out = []
@@ -548,3 +550,24 @@ def test_escaped_ppm_at_a_stated_prevalence() -> None:
     assert e["interval"]["high"] == pytest.approx(
         1e6 * 0.002 * hi_e / (0.002 * hi_e + 0.998 * (1 - hi_o))
     )
+
+
+def test_weighted_ap_edge_cases_equal_pycocotools() -> None:
+    """scratch: ground truth, only missed detections; pit: ground truth, no detection at all;
+    and a third class with detections but no ground truth (pycocotools -1: NaN)."""
+    classes = ["scratch", "pit", "crack"]
+    gt = pd.DataFrame(
+        [("i0", "scratch", 0, 0, 10, 10), ("i1", "pit", 0, 0, 10, 10)],
+        columns=["sample_id", "class", "x1", "y1", "x2", "y2"],
+    )
+    det = pd.DataFrame(
+        [("i0", "scratch", 0.9, 50, 50, 60, 60), ("i1", "crack", 0.5, 0, 0, 10, 10)],
+        columns=["sample_id", "class", "score", "x1", "y1", "x2", "y2"],
+    )
+    ids = ["i0", "i1"]
+    ours = weighted_ap(evaluate_boxes(gt, det, image_ids=ids, classes=classes), np.ones(2))[0]
+    precision = _pycocotools(gt, det, ids, classes)
+    ref = precision.mean(axis=1)  # NaN where pycocotools has -1 (no ground truth)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    np.testing.assert_allclose(ours[:, :2], ref[:, :2], atol=1e-12)
+    assert np.all(ours[:, :2] == 0) and np.isnan(ours[:, 2]).all()

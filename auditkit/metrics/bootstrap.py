@@ -204,27 +204,43 @@ def weighted_ap(ev: BoxEvaluation, weights: npt.ArrayLike) -> _F:
     eps = np.spacing(1)
     for k in range(n_k):
         npig = w @ ev.gt_count[k].astype(np.float64)  # (R,)
-        tp_flags = ev.det_matched[k].astype(np.float64)  # (T, D)
+        matched = ev.det_matched[k]
+        # past the last matched detection recall stays and precision only falls: no recall
+        # point samples there and the monotone envelope before it is unchanged, so cut it off
+        hits = np.flatnonzero(matched.any(axis=0))
+        keep = int(hits[-1]) + 1 if hits.size else min(1, matched.shape[1])
+        tp_flags = matched[:, :keep].astype(np.float64)  # (T, D)
+        det_image = ev.det_image[k][:keep]
         n_det = tp_flags.shape[1]
         for start in range(0, n_res, _CHUNK):
-            wd = w[start : start + _CHUNK][:, ev.det_image[k]]  # (r, D)
+            wd = w[start : start + _CHUNK][:, det_image]  # (r, D)
             tp = np.cumsum(wd[:, None, :] * tp_flags[None], axis=2)
-            fp = np.cumsum(wd[:, None, :] * (1.0 - tp_flags)[None], axis=2)
+            fp = np.cumsum(wd, axis=1)[:, None, :] - tp
             with np.errstate(divide="ignore", invalid="ignore"):
                 rc = tp / npig[start : start + _CHUNK, None, None]
             pr = tp / (fp + tp + eps)
             pr = np.maximum.accumulate(pr[..., ::-1], axis=2)[..., ::-1]
-            for r in range(wd.shape[0]):
-                if npig[start + r] <= 0:
-                    continue
-                for t in range(n_t):
-                    q = np.zeros(RECALL_POINTS.size)
-                    if n_det:
-                        idx = np.searchsorted(rc[r, t], RECALL_POINTS, side="left")
-                        ok = idx < n_det
-                        q[ok] = pr[r, t, idx[ok]]
-                    out[start + r, t, k] = q.mean()
+            q = _sample_at_recall(rc, pr) if n_det else np.zeros((*rc.shape[:2], 1))
+            ap_k = q.mean(axis=2)
+            ap_k[npig[start : start + _CHUNK] <= 0] = np.nan
+            out[start : start + wd.shape[0], :, k] = ap_k
     return out
+
+
+def _sample_at_recall(rc: _F, pr: _F) -> _F:
+    """pycocotools' ``q[j] = pr[searchsorted(rc, recThrs[j], "left")]`` (0 past the end) for
+    every row of (R, T, D) arrays at once. ``rc`` is non-decreasing along D, so the first d with
+    ``rc[d] >= thr_j`` is the number of d whose count of thresholds ``<= rc[d]`` is at most j:
+    the same float comparisons, vectorised."""
+    n_res, n_t, n_det = rc.shape
+    n_thr = RECALL_POINTS.size
+    pos = np.searchsorted(RECALL_POINTS, rc, side="right")  # thresholds <= rc[d], in 0..n_thr
+    rows = np.arange(n_res * n_t).reshape(n_res, n_t, 1)
+    counts = np.bincount((rows * (n_thr + 1) + pos).ravel(), minlength=n_res * n_t * (n_thr + 1))
+    first = np.cumsum(counts.reshape(n_res, n_t, n_thr + 1), axis=2)[..., :n_thr]
+    inside = first < n_det
+    q = np.take_along_axis(pr, np.minimum(first, n_det - 1), axis=2)
+    return np.where(inside, q, 0.0)
 
 
 # --------------------------------------------------------------------------- pixels
