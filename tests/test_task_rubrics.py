@@ -571,3 +571,33 @@ def test_weighted_ap_edge_cases_equal_pycocotools() -> None:
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
     np.testing.assert_allclose(ours[:, :2], ref[:, :2], atol=1e-12)
     assert np.all(ours[:, :2] == 0) and np.isnan(ours[:, 2]).all()
+
+
+def test_iou_dice_per_class_intervals_from_the_resampled_pixel_counts() -> None:
+    from auditkit.metrics.tasks import class_overlap_entries
+
+    rng = np.random.default_rng(4)
+    true = [rng.integers(0, 3, (6, 6)) for _ in range(5)]
+    pred = [np.where(rng.random((6, 6)) < 0.7, t, rng.integers(0, 3, (6, 6))) for t in true]
+    parts = ["p1", "p1", "p2", "p3", "p4"]
+    boot = Bootstrap(resamples=60, seed=8)
+    entries = class_overlap_entries(pred, true, {"a": 1, "b": 2}, parts=parts, bootstrap=boot)
+    w = part_weights(np.array(parts, dtype=object), n_resamples=60, seed=8)
+    for e in entries:
+        v = {"a": 1, "b": 2}[e["slice"]["class"]]
+        # each resample: the images drawn, concatenated, IoU / Dice by plain counting
+        values = []
+        for row in w:
+            t = np.concatenate(
+                [np.repeat(true[i].ravel()[None], c, 0).ravel() for i, c in enumerate(row) if c]
+            )
+            p = np.concatenate(
+                [np.repeat(pred[i].ravel()[None], c, 0).ravel() for i, c in enumerate(row) if c]
+            )
+            inter, tt, pp = np.sum((t == v) & (p == v)), np.sum(t == v), np.sum(p == v)
+            values.append(
+                inter / (tt + pp - inter) if e["name"] == "iou" else 2 * inter / (tt + pp)
+            )
+        assert (e["interval"]["low"], e["interval"]["high"]) == pytest.approx(
+            percentile_bounds(values, level=0.95, sided="one")
+        )

@@ -448,15 +448,43 @@ def class_overlap_entries(
     pred_labels: Sequence[npt.ArrayLike],
     true_labels: Sequence[npt.ArrayLike],
     classes: Mapping[str, int],
+    *,
+    parts: Sequence[Any] | None = None,
+    bootstrap: Bootstrap | None = None,
 ) -> list[dict[str, Any]]:
     """``iou`` and ``dice`` per class (slice ``{"class": name}``) of class-index maps,
-    accumulated over all images (:func:`auditkit.metrics.segmentation.iou_dice`)."""
+    accumulated over all images (:func:`auditkit.metrics.segmentation.iou_dice`). With
+    ``bootstrap`` and ``parts`` (each image's part): cluster-bootstrap intervals from each
+    image's intersection, true and predicted pixel counts per class, summed with the
+    resample's weights."""
+    n = len(true_labels)
     table = iou_dice(pred_labels, true_labels, classes=classes)
+    boot: dict[tuple[str, str], dict[str, Any] | None] = {}
+    if bootstrap is not None and parts is not None and n:
+        per = [iou_dice([pred_labels[i]], [true_labels[i]], classes=classes) for i in range(n)]
+        inter = np.array([t["intersection"].to_numpy() for t in per], dtype=np.float64)
+        true = np.array([t["n_true"].to_numpy() for t in per], dtype=np.float64)
+        pred = np.array([t["n_pred"].to_numpy() for t in per], dtype=np.float64)
+        w = bootstrap.weights(list(parts)).astype(np.float64)
+        i_w, t_w, p_w = w @ inter, w @ true, w @ pred  # (R, K)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(t_w + p_w > 0, i_w / (t_w + p_w - i_w), np.nan)
+            dice = np.where(t_w + p_w > 0, 2 * i_w / (t_w + p_w), np.nan)
+        for k, cls in enumerate(table.index):
+            boot[("iou", str(cls))] = bootstrap.interval(iou[:, k])
+            boot[("dice", str(cls))] = bootstrap.interval(dice[:, k])
     out: list[dict[str, Any]] = []
     for name in ("iou", "dice"):
         for cls in table.index:
             value = float(table.loc[cls, name])
             out.append(
-                _entry(name, value, unit="pixel", slice_={"class": str(cls)}, n=len(true_labels))
+                _entry(
+                    name,
+                    value,
+                    unit="pixel",
+                    slice_={"class": str(cls)},
+                    n=n,
+                    interval=boot.get((name, str(cls))),
+                )
             )
     return out

@@ -180,17 +180,22 @@ def _pixel_entries(
     n = len(rows)
     try:
         part_of = dict(zip(samples["sample_id"].astype(str), samples["part_id"], strict=True))
+        parts = [str(part_of[str(sid)]) for sid in rows["sample_id"]]
         entries = segmentation_entries(
             _Lazy(n, true_mask),
             _Lazy(n, score_map),
             _Lazy(n, pred_mask),
-            parts=[str(part_of[str(sid)]) for sid in rows["sample_id"]],
+            parts=parts,
             bootstrap=bootstrap,
         )
         if convention == "segmentation_classes" and (rows["label_key"] != "").all():
             classes = {card.classes[k]: k for k in positive}
             entries += class_overlap_entries(
-                _Lazy(n, pred_classes), _Lazy(n, true_classes), classes
+                _Lazy(n, pred_classes),
+                _Lazy(n, true_classes),
+                classes,
+                parts=parts,
+                bootstrap=bootstrap,
             )
         return entries
     finally:
