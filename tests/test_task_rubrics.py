@@ -601,3 +601,57 @@ def test_iou_dice_per_class_intervals_from_the_resampled_pixel_counts() -> None:
         assert (e["interval"]["low"], e["interval"]["high"]) == pytest.approx(
             percentile_bounds(values, level=0.95, sided="one")
         )
+
+
+def test_map_and_image_auroc_per_slice_equal_the_reference_on_the_slice() -> None:
+    from auditkit.metrics.detection import coco_metrics
+    from auditkit.metrics.tasks import anomaly_entries
+
+    rng = np.random.default_rng(21)
+    gt, det = _random_boxes(rng, 24)
+    ids = [f"i{i}" for i in range(24)]
+    samples = pd.DataFrame(
+        {
+            "sample_id": ids,
+            "part_id": [f"p{i // 2}" for i in range(24)],
+            "label": ["good"] * 24,
+            "is_defect": [bool(i in set(gt["sample_id"])) for i in ids],
+            "status": ["ok"] * 24,
+            "line": rng.choice(["L1", "L2"], 24),
+        }
+    )
+    entries = detection_entries(
+        samples,
+        gt,
+        det,
+        classes=CLASSES,
+        match_iou=0.5,
+        score_threshold=0.5,
+        level=0.95,
+        method="clopper_pearson",
+        sided="one",
+        bootstrap=Bootstrap(resamples=30, seed=1),
+    )
+    for line in ("L1", "L2"):
+        keep = samples.loc[samples["line"] == line, "sample_id"].tolist()
+        ref = coco_metrics(
+            gt[gt["sample_id"].isin(keep)],
+            det[det["sample_id"].isin(keep)],
+            image_ids=keep,
+            classes=CLASSES,
+        )
+        got = {e["name"]: e for e in entries if e["slice"] == {"line": line}}
+        assert got["map_50"]["value"] == pytest.approx(ref["map_50"], abs=1e-12)
+        assert got["map_50_95"]["value"] == pytest.approx(ref["map"], abs=1e-12)
+        assert got["map_50"]["n"] == len(keep)
+        assert got["map_50"]["interval"]["low"] <= got["map_50"]["interval"]["high"]
+    scores = pd.DataFrame({"sample_id": ids, "score": rng.random(24) + samples["is_defect"] * 0.4})
+    auroc = {
+        e["slice"].get("line"): e
+        for e in anomaly_entries(samples, scores, Bootstrap(resamples=30, seed=1))
+        if e["name"] == "image_auroc"
+    }
+    for line in ("L1", "L2"):
+        m = (samples["line"] == line).to_numpy()
+        expect = roc_auc_score(samples["is_defect"][m], scores["score"][m])
+        assert auroc[line]["value"] == pytest.approx(expect)

@@ -186,18 +186,40 @@ def detection_entries(
     coco = coco_metrics(gt, detections, image_ids=ids, classes=classes)
     parts_of_images = ok["part_id"].astype(str).tolist()
     boot: dict[str, dict[str, Any] | None] = {}
+    sliced: list[dict[str, Any]] = []
     if bootstrap is not None and ids:
         from auditkit.metrics.bootstrap import evaluate_boxes, weighted_ap
 
-        ap = weighted_ap(
-            evaluate_boxes(gt, detections, image_ids=ids, classes=classes),
-            bootstrap.weights(parts_of_images),
-        )
+        evaluation = evaluate_boxes(gt, detections, image_ids=ids, classes=classes)
+        ap = weighted_ap(evaluation, bootstrap.weights(parts_of_images))
         with np.errstate(all="ignore"), _quiet():
             boot["map"] = bootstrap.interval(np.nanmean(ap, axis=(1, 2)))
             boot["map_50"] = bootstrap.interval(np.nanmean(ap[:, 0, :], axis=1))
             for k, cls in enumerate(classes):
                 boot[f"ap/{cls}"] = bootstrap.interval(np.nanmean(ap[:, :, k], axis=1))
+        # per metadata slice: the images of the slice weigh 1, the others 0 (equal to
+        # pycocotools on the slice's images); resamples draw the slice's parts
+        for slice_, mask in _slice_masks(ok):
+            point = weighted_ap(evaluation, mask.astype(np.float64))[0]
+            weights = np.zeros((bootstrap.resamples, len(ids)), dtype=np.int64)
+            weights[:, mask] = bootstrap.weights(ok["part_id"].astype(str)[mask].tolist())
+            resampled = weighted_ap(evaluation, weights)
+            n_slice = int(mask.sum())
+            with np.errstate(all="ignore"), _quiet():
+                for name, value, res in (
+                    ("map_50_95", np.nanmean(point), np.nanmean(resampled, axis=(1, 2))),
+                    ("map_50", np.nanmean(point[0]), np.nanmean(resampled[:, 0, :], axis=1)),
+                ):
+                    sliced.append(
+                        _entry(
+                            name,
+                            float(value),
+                            unit="image",
+                            slice_=slice_,
+                            n=n_slice,
+                            interval=bootstrap.interval(res),
+                        )
+                    )
     out = [
         _entry(name, coco[name], unit="image", n=len(ids), interval=boot.get(name))
         for name in COCO_NAMES
@@ -206,6 +228,7 @@ def detection_entries(
         out.append(
             _entry("map_50_95", coco["map"], unit="image", n=len(ids), interval=boot.get("map"))
         )
+        out += sliced
     for key, name in (("ap_per_class", "ap"), ("ap50_per_class", "ap_50")):
         for cls, value in coco[key].items():
             interval = boot.get(f"ap/{cls}") if name == "ap" else None
@@ -257,22 +280,35 @@ def detection_entries(
             )
         )
     false_calls = (decisions["n_detections"] - decisions["n_matched"]).to_numpy(dtype=np.float64)
-    weights = bootstrap.weights(parts_of_images) if ids else None
-    resampled = None
-    if weights is not None:
+    calls: npt.NDArray[np.float64] | None = None
+    if ids:
+        calls_w = bootstrap.weights(parts_of_images)
         with np.errstate(all="ignore"):
-            resampled = (weights @ false_calls) / weights.sum(axis=1)
+            calls = (calls_w @ false_calls) / calls_w.sum(axis=1)
     out.append(
         _entry(
             "false_calls_per_image",
             float(false_calls.mean()) if ids else None,
             unit="image",
             n=len(ids),
-            interval=bootstrap.interval(resampled) if resampled is not None else None,
+            interval=bootstrap.interval(calls) if calls is not None else None,
             extra=settings,
         )
     )
     out += _detection_slices(ok, decisions, parts, level, method, sided, settings)
+    return out
+
+
+def _slice_masks(rows: pd.DataFrame) -> list[tuple[dict[str, str], npt.NDArray[np.bool_]]]:
+    """``(slice, row mask)`` per value of every metadata column of ``rows`` (sorted; empty
+    values are ``"(missing)"``), as :func:`auditkit.metrics.compute.compute_metrics` slices."""
+    from auditkit.metrics.classification import metadata_columns, normalise_slice_values
+
+    out = []
+    for col in metadata_columns(rows):
+        values = normalise_slice_values(rows[col].reset_index(drop=True)).to_numpy()
+        for v in sorted(set(values.tolist())):
+            out.append(({col: str(v)}, values == v))
     return out
 
 
@@ -381,9 +417,34 @@ def anomaly_entries(
 
         weights = bootstrap.weights(joined["part_id"].tolist())
         interval = bootstrap.interval(weighted_auroc(labels, scores, weights))
+    sliced: list[dict[str, Any]] = []
+    if bootstrap is not None:
+        from auditkit.metrics.bootstrap import weighted_auroc
+
+        meta = samples.drop(columns=["part_id", "is_defect"]).merge(
+            joined[["sample_id"]], on="sample_id"
+        )
+        for slice_, mask in _slice_masks(meta):
+            d, sc = labels[mask], scores[mask]
+            both_here = 0 < d.sum() < d.size
+            slice_interval = None
+            if both_here:
+                slice_w = bootstrap.weights(joined["part_id"][mask].tolist())
+                slice_interval = bootstrap.interval(weighted_auroc(d, sc, slice_w))
+            sliced.append(
+                _entry(
+                    "image_auroc",
+                    image_auroc(d, sc) if both_here else None,
+                    unit="image",
+                    slice_=slice_,
+                    n=int(mask.sum()),
+                    interval=slice_interval,
+                )
+            )
     f1, threshold = f1_max(labels, scores) if labels.any() else (None, None)
     return [
         _entry("image_auroc", auroc, unit="image", n=n, interval=interval),
+        *sliced,
         _entry("image_f1_max", f1, unit="image", n=n, extra={"threshold": threshold}),
     ]
 

@@ -117,8 +117,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "box_miss_rate": MetricInfo("rate", "boxes", tasks=_DET),
     "recall_at_iou": MetricInfo("rate", "boxes", tasks=_DET, params=frozenset({"iou"})),
     "false_calls_per_image": MetricInfo("estimate", "images", tasks=_DET),
-    "map_50": MetricInfo("estimate", None, tasks=_DET),
-    "map_50_95": MetricInfo("estimate", None, tasks=_DET),
+    "map_50": MetricInfo("estimate", None, sliceable=True, tasks=_DET),
+    "map_50_95": MetricInfo("estimate", None, sliceable=True, tasks=_DET),
     "ap": MetricInfo(
         "estimate",
         None,
@@ -127,7 +127,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
         params=frozenset({"class"}),
     ),
     # anomaly and segmentation
-    "image_auroc": MetricInfo("estimate", None, tasks=frozenset({"anomaly"})),
+    "image_auroc": MetricInfo("estimate", None, sliceable=True, tasks=frozenset({"anomaly"})),
     "image_f1_max": MetricInfo("value", None, tasks=frozenset({"anomaly"})),
     "pixel_auroc": MetricInfo("estimate", None, tasks=_PIX),
     "aupro": MetricInfo("estimate", None, tasks=_PIX),
