@@ -655,3 +655,19 @@ def test_map_and_image_auroc_per_slice_equal_the_reference_on_the_slice() -> Non
         m = (samples["line"] == line).to_numpy()
         expect = roc_auc_score(samples["is_defect"][m], scores["score"][m])
         assert auroc[line]["value"] == pytest.approx(expect)
+
+
+def test_f1_keeps_its_point_default_and_may_be_bounded(tmp_path: Path) -> None:
+    crit = """  - id: f
+    title: f
+    metric: {{name: f1}}
+    requirement: {{op: ">=", threshold: 0.9{stat}}}
+    severity: major"""
+    point = _rubric(tmp_path, "classification", crit.format(stat=""))
+    assert point.rubric.criteria[0].statistic == "point"
+    bound = _rubric(tmp_path, "classification", crit.format(stat=", statistic: lower_bound"))
+    entry = {"name": "f1", "slice": {}, "value": 0.95, "k": None, "n": None}
+    entry["interval"] = {"low": 0.88, "high": 0.97, "level": 0.95, "sided": "one"}
+    verdicts = evaluate({"metrics": [entry]}, bound)
+    assert verdicts["criteria"][0]["outcome"] == "INCONCLUSIVE"  # 0.88 < 0.9 <= 0.95
+    assert evaluate({"metrics": [entry]}, point)["criteria"][0]["outcome"] == "PASS"

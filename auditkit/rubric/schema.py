@@ -62,6 +62,9 @@ class MetricInfo:
     tasks: frozenset[str] | None = None
     params: frozenset[str] = frozenset()
     required: frozenset[str] = frozenset()
+    #: an estimate judged on its point value unless the criterion names a bound (``f1``, a
+    #: value before it had an interval: rubrics written then keep their meaning)
+    point_default: bool = False
 
 
 _RATE_COUNTS: dict[str, Counts] = {
@@ -103,7 +106,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "escape_rate_change": MetricInfo("paired", "defective"),
     "overkill_rate_change": MetricInfo("paired", "good"),
     # F1 of the part decisions at the operating threshold, cluster-bootstrap interval
-    "f1": MetricInfo("estimate", None),
+    "f1": MetricInfo("estimate", None, point_default=True),
     # the certified zero-escape operating point (docs/metrics.md): overkill at the highest
     # threshold whose upper escape bound meets params.target
     "overkill_at_escape_target": MetricInfo(
@@ -399,6 +402,8 @@ class Criterion(_Strict):
         if self.metric.resolved_aggregate == "homogeneity":
             return "p_value"
         if self.metric.resolved_aggregate == "ratio" or METRICS[self.metric.name] == "value":
+            return "point"
+        if METRIC_INFO[self.metric.name].point_default:
             return "point"
         return "upper_bound" if req.op == "<=" else "lower_bound"
 
