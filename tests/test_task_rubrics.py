@@ -671,3 +671,32 @@ def test_f1_keeps_its_point_default_and_may_be_bounded(tmp_path: Path) -> None:
     verdicts = evaluate({"metrics": [entry]}, bound)
     assert verdicts["criteria"][0]["outcome"] == "INCONCLUSIVE"  # 0.88 < 0.9 <= 0.95
     assert evaluate({"metrics": [entry]}, point)["criteria"][0]["outcome"] == "PASS"
+
+
+def test_pixel_auroc_and_aupro_per_slice_are_those_of_the_slice_images() -> None:
+    from auditkit.metrics.segmentation import aupro
+    from auditkit.metrics.tasks import segmentation_entries
+
+    rng = np.random.default_rng(6)
+    masks = [(rng.random((8, 8)) < 0.2).astype(np.uint8) * 255 for _ in range(8)]
+    maps = [np.round((m > 0) * 0.4 + rng.random((8, 8)) * 0.6, 2) for m in masks]  # ties
+    preds = [mp >= 0.5 for mp in maps]
+    line = np.array(["L1", "L2"] * 4)
+    slices = [({"line": v}, line == v) for v in ("L1", "L2")]
+    entries = segmentation_entries(
+        masks,
+        maps,
+        preds,
+        parts=[f"p{i}" for i in range(8)],
+        bootstrap=Bootstrap(resamples=40, seed=2),
+        slices=slices,
+    )
+    for slice_, mask in slices:
+        got = {e["name"]: e for e in entries if e["slice"] == slice_}
+        fg = np.concatenate([masks[i].ravel() > 127 for i in np.flatnonzero(mask)])
+        sc = np.concatenate([maps[i].ravel() for i in np.flatnonzero(mask)])
+        assert got["pixel_auroc"]["value"] == pytest.approx(roc_auc_score(fg, sc))
+        sub_masks = [masks[i] for i in np.flatnonzero(mask)]
+        sub_maps = [maps[i] for i in np.flatnonzero(mask)]
+        assert got["aupro"]["value"] == pytest.approx(aupro(sub_masks, sub_maps, bins=None))
+        assert got["aupro"]["n"] == 4 and got["aupro"]["interval"]["seed"] == 2

@@ -40,6 +40,7 @@ __all__ = [
     "detection_entries",
     "model_entries",
     "segmentation_entries",
+    "slice_masks",
 ]
 
 #: COCO numbers written for a detector, in this order (names of :func:`coco_metrics`)
@@ -199,7 +200,7 @@ def detection_entries(
                 boot[f"ap/{cls}"] = bootstrap.interval(np.nanmean(ap[:, :, k], axis=1))
         # per metadata slice: the images of the slice weigh 1, the others 0 (equal to
         # pycocotools on the slice's images); resamples draw the slice's parts
-        for slice_, mask in _slice_masks(ok):
+        for slice_, mask in slice_masks(ok):
             point = weighted_ap(evaluation, mask.astype(np.float64))[0]
             weights = np.zeros((bootstrap.resamples, len(ids)), dtype=np.int64)
             weights[:, mask] = bootstrap.weights(ok["part_id"].astype(str)[mask].tolist())
@@ -299,7 +300,22 @@ def detection_entries(
     return out
 
 
-def _slice_masks(rows: pd.DataFrame) -> list[tuple[dict[str, str], npt.NDArray[np.bool_]]]:
+class _Subset(Sequence[Any]):
+    """The items ``index`` of a (lazy) sequence, read when asked for."""
+
+    def __init__(self, items: Sequence[Any], index: npt.NDArray[np.intp]) -> None:
+        self._items, self._index = items, index
+
+    def __len__(self) -> int:
+        return int(self._index.size)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._items[int(j)] for j in self._index[i]]
+        return self._items[int(self._index[i])]
+
+
+def slice_masks(rows: pd.DataFrame) -> list[tuple[dict[str, str], npt.NDArray[np.bool_]]]:
     """``(slice, row mask)`` per value of every metadata column of ``rows`` (sorted; empty
     values are ``"(missing)"``), as :func:`auditkit.metrics.compute.compute_metrics` slices."""
     from auditkit.metrics.classification import metadata_columns, normalise_slice_values
@@ -424,7 +440,7 @@ def anomaly_entries(
         meta = samples.drop(columns=["part_id", "is_defect"]).merge(
             joined[["sample_id"]], on="sample_id"
         )
-        for slice_, mask in _slice_masks(meta):
+        for slice_, mask in slice_masks(meta):
             d, sc = labels[mask], scores[mask]
             both_here = 0 < d.sum() < d.size
             slice_interval = None
@@ -457,6 +473,7 @@ def segmentation_entries(
     fpr_limit: float = 0.3,
     parts: Sequence[Any] | None = None,
     bootstrap: Bootstrap | None = None,
+    slices: Sequence[tuple[dict[str, str], npt.NDArray[np.bool_]]] = (),
 ) -> list[dict[str, Any]]:
     """Pixel metrics over images with a known ground truth (a mask, or no defect):
     ``pixel_auroc``, ``aupro`` (to FPR ``fpr_limit``, normalised), and ``iou``/``dice`` of the
@@ -467,10 +484,14 @@ def segmentation_entries(
     part for all four, from per-image histograms over
     :data:`auditkit.metrics.bootstrap.BOOTSTRAP_BINS` score bins
     (:func:`auditkit.metrics.bootstrap.pixel_image_stats`; the point values keep the finer
-    binning of :mod:`auditkit.metrics.segmentation`)."""
+    binning of :mod:`auditkit.metrics.segmentation`). ``slices``: ``(slice, image mask)`` pairs;
+    ``pixel_auroc`` and ``aupro`` are also given over the images of each (values by the
+    functions of :mod:`auditkit.metrics.segmentation` on those images; intervals from
+    resamples of the slice's parts)."""
     n = len(masks)
     out: list[dict[str, Any]] = []
     boot: dict[str, dict[str, Any] | None] = {}
+    sliced: list[dict[str, Any]] = []
     if bootstrap is not None and parts is not None and n:
         from auditkit.metrics import bootstrap as wb
 
@@ -483,6 +504,30 @@ def segmentation_entries(
             "iou": bootstrap.interval(iou),
             "dice": bootstrap.interval(dice),
         }
+        part_list = [str(p) for p in parts]
+        for slice_, mask in slices:
+            idx = np.flatnonzero(mask)
+            slice_w = np.zeros((bootstrap.resamples, n), dtype=np.int64)
+            slice_w[:, idx] = bootstrap.weights([part_list[i] for i in idx])
+            for name, fn, resampled in (
+                ("pixel_auroc", pixel_auroc, wb.weighted_pixel_auroc(stats, slice_w)),
+                ("aupro", aupro, wb.weighted_aupro(stats, slice_w, fpr_limit)),
+            ):
+                try:
+                    slice_value: float | None = fn(_Subset(masks, idx), _Subset(maps, idx))
+                except ValueError:
+                    slice_value = None
+                sliced.append(
+                    _entry(
+                        name,
+                        slice_value,
+                        unit="pixel",
+                        slice_=slice_,
+                        n=int(idx.size),
+                        interval=bootstrap.interval(resampled) if slice_value is not None else None,
+                        extra={"fpr_limit": fpr_limit} if name == "aupro" else None,
+                    )
+                )
     for name, fn in (("pixel_auroc", pixel_auroc), ("aupro", aupro)):
         try:
             value: float | None = fn(masks, maps)
@@ -490,6 +535,7 @@ def segmentation_entries(
             value = None
         extra = {"fpr_limit": fpr_limit} if name == "aupro" else {}
         out.append(_entry(name, value, unit="pixel", n=n, extra=extra, interval=boot.get(name)))
+    out += sliced
     table = iou_dice(pred_masks, masks)
     for name in ("iou", "dice"):
         out.append(

@@ -110,7 +110,7 @@ def _pixel_entries(
     convention: str,
     bootstrap: Bootstrap | None = None,
 ) -> list[dict[str, Any]]:
-    from auditkit.metrics.tasks import class_overlap_entries, segmentation_entries
+    from auditkit.metrics.tasks import class_overlap_entries, segmentation_entries, slice_masks
 
     maps = pd.read_parquet(run_path / "maps.parquet")
     maps = maps[maps["map_key"] != ""]
@@ -187,6 +187,11 @@ def _pixel_entries(
             _Lazy(n, pred_mask),
             parts=parts,
             bootstrap=bootstrap,
+            slices=slice_masks(
+                samples.set_index(samples["sample_id"].astype(str)).loc[
+                    rows["sample_id"].astype(str).tolist()
+                ]
+            ),
         )
         if convention == "segmentation_classes" and (rows["label_key"] != "").all():
             classes = {card.classes[k]: k for k in positive}

@@ -132,8 +132,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
     # anomaly and segmentation
     "image_auroc": MetricInfo("estimate", None, sliceable=True, tasks=frozenset({"anomaly"})),
     "image_f1_max": MetricInfo("value", None, tasks=frozenset({"anomaly"})),
-    "pixel_auroc": MetricInfo("estimate", None, tasks=_PIX),
-    "aupro": MetricInfo("estimate", None, tasks=_PIX),
+    "pixel_auroc": MetricInfo("estimate", None, sliceable=True, tasks=_PIX),
+    "aupro": MetricInfo("estimate", None, sliceable=True, tasks=_PIX),
     **{
         name: MetricInfo("estimate", None, sliceable=True, tasks=_PIX, params=frozenset({"class"}))
         for name in ("iou", "dice")
