@@ -700,3 +700,33 @@ def test_pixel_auroc_and_aupro_per_slice_are_those_of_the_slice_images() -> None
         sub_maps = [maps[i] for i in np.flatnonzero(mask)]
         assert got["aupro"]["value"] == pytest.approx(aupro(sub_masks, sub_maps, bins=None))
         assert got["aupro"]["n"] == 4 and got["aupro"]["interval"]["seed"] == 2
+
+
+def test_prevalence_sources_in_order_and_a_bad_one_refused(tmp_path: Path) -> None:
+    from auditkit.audit import stated_prevalence
+    from auditkit.models.card import load_card
+
+    card = load_card(ROOT / "sample_data/models/steel-anomaly.card.yaml")
+    with_claim = card.model_copy(
+        update={"declared": card.declared.model_copy(update={"production_prevalence": 0.004})}
+    )
+    loaded = load_rubric("anomaly-inspection")
+    assert stated_prevalence({}, loaded, card) is None
+    assert stated_prevalence({}, loaded, with_claim) == (0.004, "card")
+    crit = """  - id: a
+    title: a
+    metric: {name: escape_rate}
+    requirement: {op: "<=", threshold: 0.05}
+    severity: major"""
+    text = RUBRIC.format(task="anomaly", criteria=crit).replace(
+        "applicability: {task: anomaly}",
+        "applicability: {task: anomaly, production_prevalence: 0.003}",
+    )
+    own = load_rubric(_write(tmp_path, text))
+    assert stated_prevalence({}, own, with_claim) == (0.003, "rubric")
+    assert stated_prevalence({"prevalence": 0.001}, own, with_claim) == (0.001, "site")
+    result = _cli("evaluate", str(tmp_path / "no-run"), "--prevalence", "1.5")
+    assert result.returncode == 5
+    assert result.stderr.strip().splitlines() == [
+        "error: prevalence 1.5: a share of defective parts in (0, 1)"
+    ]
