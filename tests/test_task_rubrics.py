@@ -179,6 +179,29 @@ def test_bundled_task_audits_end_decided_signed_and_recomputed(
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["bootstrap"]["seed"] == 0 and metrics["bootstrap"]["resamples"] == 1000
     assert metrics["prevalence"] == {"value": 0.002, "source": "site"}
+    if model == "steel-anomaly":
+        # the recorded seed reproduces the image AUROC interval from the run files alone:
+        # scikit-learn on the images of the parts each resample draws
+        samples = pd.read_parquet(out / "samples.parquet")
+        scores = pd.read_parquet(out / "predictions.parquet")
+        joined = samples.merge(scores[["sample_id", "score"]], on="sample_id")
+        d = joined["is_defect"].to_numpy(bool)
+        s = joined["score"].to_numpy(float)
+
+        def auroc(rows: np.ndarray) -> float | None:
+            return roc_auc_score(d[rows], s[rows]) if 0 < d[rows].sum() < rows.size else None
+
+        rec = metrics["bootstrap"]
+        res = cluster_bootstrap(
+            auroc,
+            joined["part_id"].astype(str).to_numpy(),
+            n_resamples=rec["resamples"],
+            seed=rec["seed"],
+            level=0.90,  # two-sided 90 %: the one-sided 95 % bounds
+        )
+        entry = next(e for e in metrics["metrics"] if e["name"] == "image_auroc" and not e["slice"])
+        assert entry["interval"]["low"] == pytest.approx(res.low, abs=1e-12)
+        assert entry["interval"]["high"] == pytest.approx(res.high, abs=1e-12)
     verify = _cli(
         "verify",
         str(out / "report.pdf"),
