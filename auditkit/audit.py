@@ -26,7 +26,7 @@ from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, rep
 from auditkit.replay.task_metrics import task_metric_entries
 from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
-from auditkit.rubric.schema import check_task, load_rubric
+from auditkit.rubric.schema import LoadedRubric, check_task, load_rubric
 from auditkit.run import (
     BASELINE_FILE,
     BASELINE_FORMAT,
@@ -278,11 +278,13 @@ def run_metrics(
 def write_metrics_only(run_dir: Path, prevalence: float | None = None) -> dict[str, Any]:
     """``auditkit evaluate RUN`` without a rubric: write ``metrics.json`` (95 %, one-sided
     Clopper–Pearson) and remove a ``verdicts.json`` that no longer matches it;
-    ``prevalence`` (``--prevalence``): for ``escaped_ppm``."""
+    ``prevalence`` (``--prevalence``, else the card's ``declared.production_prevalence``):
+    for ``escaped_ppm``."""
     run = RunDir(run_dir)
-    metrics = run_metrics(
-        run_dir, prevalence=(prevalence, "site") if prevalence is not None else None
-    )
+    run.require_replay()
+    card = ModelCard.model_validate(run.read_json(run.run_json, RUN_FORMAT)["model"]["card"])
+    given = {"prevalence": prevalence} if prevalence is not None else {}
+    metrics = run_metrics(run_dir, prevalence=stated_prevalence(given, None, card))
     run.write_json(run.metrics, metrics)
     run.verdicts.unlink(missing_ok=True)
     set_aside_stale_report(run_dir)  # the verdicts it shows are gone
@@ -362,7 +364,7 @@ def run_evaluate(
 
 
 def stated_prevalence(
-    params: dict[str, float], loaded: Any, card: ModelCard
+    params: dict[str, float], loaded: LoadedRubric | None, card: ModelCard
 ) -> tuple[float, str] | None:
     """The production prevalence for ``escaped_ppm`` and where it was stated, first found of:
     ``--prevalence`` / ``--param prevalence=P`` (``site``), the rubric's
@@ -373,7 +375,7 @@ def stated_prevalence(
         if not 0.0 < value < 1.0:
             raise InputError(f"prevalence {value!r}: a share of defective parts in (0, 1)")
         return value, "site"
-    if loaded.rubric.applicability.production_prevalence is not None:
+    if loaded is not None and loaded.rubric.applicability.production_prevalence is not None:
         return float(loaded.rubric.applicability.production_prevalence), "rubric"
     declared = getattr(card.declared, "production_prevalence", None)
     if isinstance(declared, (int, float)) and 0.0 < float(declared) < 1.0:
