@@ -753,3 +753,47 @@ def test_prevalence_sources_in_order_and_a_bad_one_refused(tmp_path: Path) -> No
     assert result.stderr.strip().splitlines() == [
         "error: prevalence 1.5: a share of defective parts in (0, 1)"
     ]
+
+
+def test_f1_per_slice_is_scikit_learn_f1_of_the_slice_parts() -> None:
+    from auditkit.metrics.compute import compute_metrics
+
+    rng = np.random.default_rng(13)
+    n = 60
+    is_defect = rng.random(n) < 0.5
+    samples = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n)],
+            "part_id": [f"p{i}" for i in range(n)],
+            "path": [f"s{i}.png" for i in range(n)],
+            "sha256": ["0" * 64] * n,
+            "label": np.where(is_defect, "scratch", "good"),
+            "is_defect": is_defect,
+            "status": ["ok"] * n,
+            "error": [""] * n,
+            "line": rng.choice(["L1", "L2"], n),
+        }
+    )
+    score = np.clip(rng.normal(is_defect * 0.4 + 0.3, 0.2), 0, 1)
+    predictions = pd.DataFrame(
+        {
+            "sample_id": samples["sample_id"],
+            "score": score,
+            "pred_label": np.where(score >= 0.5, "scratch", "good"),
+            "is_reject": score >= 0.5,
+        }
+    )
+    metrics = compute_metrics(
+        samples,
+        predictions,
+        classes=["good", "scratch"],
+        positive_classes=["scratch"],
+        bootstrap=Bootstrap(resamples=50, seed=5),
+    )
+    for line in ("L1", "L2"):
+        e = next(
+            e for e in metrics["metrics"] if e["name"] == "f1" and e["slice"] == {"line": line}
+        )
+        m = (samples["line"] == line).to_numpy()
+        assert e["value"] == pytest.approx(f1_score(is_defect[m], score[m] >= 0.5))
+        assert e["n"] == int(m.sum()) and e["interval"]["resamples"] == 50

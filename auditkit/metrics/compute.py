@@ -380,7 +380,8 @@ def compute_metrics(
         Offline throughput in images per second; no throughput metric when None.
     bootstrap
         When given, ``f1`` gets a cluster-bootstrap interval over the scored parts
-        (:class:`auditkit.metrics.tasks.Bootstrap`).
+        (:class:`auditkit.metrics.tasks.Bootstrap`), and an entry per part-level metadata
+        slice (``n`` = the slice's parts) with an interval over the slice's parts.
     escape_targets
         Escape rates to certify: per target, the zero-escape operating point
         (:func:`operating_point_entries`: ``escape_certified_threshold`` and
@@ -453,6 +454,30 @@ def compute_metrics(
             "interval": f1_interval,
         }
     )
+    if bootstrap is not None:
+        # F1 per part-level metadata slice, with a bootstrap over the slice's parts
+        from auditkit.metrics.bootstrap import weighted_f1
+
+        for cols in specs:
+            if len(cols) != 1 or cols[0] not in part_level:
+                continue
+            values = scored[cols[0]].astype(str).to_numpy()
+            for v in sorted(set(values.tolist())):
+                m = values == v
+                d, r = p_defect[m], p_reject[m]
+                den = int(2 * (d & r).sum() + (d ^ r).sum())
+                weights = bootstrap.weights(scored["part_id"][m].tolist())
+                rows.add_other(
+                    {
+                        "name": "f1",
+                        "slice": {cols[0]: str(v)},
+                        "unit": "part",
+                        "value": 2 * int((d & r).sum()) / den if den else None,
+                        "k": None,
+                        "n": int(m.sum()),
+                        "interval": bootstrap.interval(weighted_f1(d, r, weights)),
+                    }
+                )
     if prevalence is not None:
         rows.add_other(_ppm_entry(overall, prevalence, level, method, sided))
 

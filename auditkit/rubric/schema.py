@@ -106,7 +106,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "escape_rate_change": MetricInfo("paired", "defective"),
     "overkill_rate_change": MetricInfo("paired", "good"),
     # F1 of the part decisions at the operating threshold, cluster-bootstrap interval
-    "f1": MetricInfo("estimate", None, point_default=True),
+    "f1": MetricInfo("estimate", None, sliceable=True, point_default=True),
     # the certified zero-escape operating point (docs/metrics.md): overkill at the highest
     # threshold whose upper escape bound meets params.target
     "overkill_at_escape_target": MetricInfo(
@@ -482,6 +482,11 @@ class Criterion(_Strict):
             raise ValueError(
                 f"[metric.aggregate] metric {metric.name} is not measured per slice: "
                 "aggregate overall"
+            )
+        if aggregate in ("difference", "ratio", "homogeneity") and info.kind != "rate":
+            raise ValueError(
+                f"[metric.aggregate] aggregate {aggregate} compares rates between slices; "
+                f"{metric.name} is not a rate: aggregate each or worst"
             )
         cols = metric.slice_by or []
         if DEFECT_CLASS in cols and (
