@@ -55,14 +55,14 @@ def test_classification_rubric_refuses_a_detection_run() -> None:
     loaded = load_rubric("industrial-aoi-acceptance")
     with pytest.raises(RubricError, match=r"judges classification models.*task is detection"):
         evaluate({"task": "detection", "metrics": []}, loaded)
-    # run.json's card says the task when metrics.json (older runs) does not
-    with pytest.raises(RubricError, match="task is anomaly"):
-        evaluate({"metrics": []}, loaded, run={"model": {"card": {"task": "anomaly"}}})
+    # a metrics.json written before the task was recorded is judged as it was when signed
+    # (verify --recompute of an older report); `evaluate RUN` checks the card itself
+    evaluate({"metrics": []}, loaded, run={"model": {"card": {"task": "anomaly"}}})
 
 
 def test_detection_rubric_refuses_classification_and_anomaly_takes_both(tmp_path: Path) -> None:
     with pytest.raises(RubricError, match="task is classification"):
-        evaluate({"metrics": []}, load_rubric("industrial-aoi-detection"))
+        evaluate({"task": "classification", "metrics": []}, load_rubric("industrial-aoi-detection"))
     anomaly = load_rubric("anomaly-inspection")
     assert anomaly.rubric.applicability.tasks == ("anomaly", "segmentation")
     evaluate({"task": "segmentation", "metrics": []}, anomaly)  # accepted: data gaps only
@@ -179,6 +179,12 @@ def test_bundled_task_audits_end_decided_signed_and_recomputed(
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["bootstrap"]["seed"] == 0 and metrics["bootstrap"]["resamples"] == 1000
     assert metrics["prevalence"] == {"value": 0.002, "source": "site"}
+    # evaluating the run again with the classification rubric: refused before anything changes
+    before = (out / "verdicts.json").read_bytes()
+    wrong = _cli("evaluate", str(out), "--rubric", "industrial-aoi-acceptance")
+    assert wrong.returncode == 5 and len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr
+    assert f"task is {'detection' if model == 'steel-det' else 'anomaly'}" in wrong.stderr
+    assert (out / "verdicts.json").read_bytes() == before
     if model == "steel-anomaly":
         # the recorded seed reproduces the image AUROC interval from the run files alone:
         # scikit-learn on the images of the parts each resample draws

@@ -18,8 +18,9 @@ the risk of a false accept). A blocker that was not evaluated (SKIPPED) makes th
 best HOLD unless the rubric made it conditional on the missing input (``requires``); a modelled
 energy figure is never judged (INCONCLUSIVE).
 
-A rubric judges the models of its ``applicability.task`` only: :func:`evaluate` refuses a run of
-another task (:class:`~auditkit.errors.RubricError`, exit 5) before judging anything. A criterion's
+A rubric judges the models of its ``applicability.task`` only: :func:`evaluate` refuses
+metrics of another task (``metrics.json`` ``task``; :class:`~auditkit.errors.RubricError`,
+exit 5) before judging anything. A criterion's
 ``params`` choose among the entries of its metric: ``class`` the entry of that class (``ap``,
 ``iou``, ``dice``), ``iou`` and ``target`` the entry recorded with that value (``recall_at_iou``,
 ``overkill_at_escape_target``). Estimates (bootstrap intervals) are judged on the interval
@@ -1052,7 +1053,11 @@ def evaluate(
     params=verdicts["params"], run=run_json, baseline=verdicts.get("baseline"))``.
     """
     rubric = loaded.rubric
-    check_task(loaded, run_task(metrics, run))
+    if metrics.get("task"):
+        # a metrics.json written before the task was recorded is judged as it was then, so a
+        # report signed earlier still recomputes; `evaluate` and `audit` check the card's task
+        # before they compute a new one
+        check_task(loaded, str(metrics["task"]))
     defaults = rubric.defaults.statistics
     params = params or {}
     gaps = _run_gaps(metrics) + _applicability_gaps(loaded, metrics)
@@ -1101,15 +1106,6 @@ def evaluate(
     if baseline is not None:
         out["baseline"] = baseline
     return out
-
-
-def run_task(metrics: dict[str, Any], run: dict[str, Any] | None = None) -> str:
-    """The task of the model a run replayed: ``metrics.json`` ``task``, else the model card in
-    ``run.json``, else ``classification`` (runs written before tasks were recorded)."""
-    task = metrics.get("task")
-    if not task and run:
-        task = ((run.get("model") or {}).get("card") or {}).get("task")
-    return str(task or "classification")
 
 
 def _matches(rule: str) -> Callable[[dict[str, Any]], bool]:
