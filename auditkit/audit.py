@@ -26,7 +26,7 @@ from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, rep
 from auditkit.replay.task_metrics import task_metric_entries
 from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.rubric.evaluate import evaluate
-from auditkit.rubric.schema import load_rubric
+from auditkit.rubric.schema import LoadedRubric, check_task, load_rubric
 from auditkit.run import (
     BASELINE_FILE,
     BASELINE_FORMAT,
@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from auditkit.energy.protocol import EnergyRun
 
 DEFAULT_RUBRIC = "industrial-aoi-acceptance"
+#: escape rates whose certified operating point every metrics.json has (docs/metrics.md)
+ESCAPE_TARGETS = (0.01, 0.05)
+#: cluster-bootstrap resamples of every bootstrap interval
+BOOTSTRAP_RESAMPLES = 1000
 #: where :func:`set_aside_stale_report` moves a report whose verdicts no longer exist
 STALE_REPORT = "report.stale.pdf"
 
@@ -193,14 +197,21 @@ def run_metrics(
     method: str = "clopper_pearson",
     sided: str = "one",
     intersections: list[list[str]] | None = None,
+    escape_targets: list[float] | None = None,
+    prevalence: tuple[float, str] | None = None,
 ) -> dict[str, Any]:
     """Compute the full metric set of a replayed run (``metrics.json`` content, not written).
 
     ``intersections``: slicings by several columns to add to the one-column slicings (those
     naming a column the samples lack are left out: the rubric reports them as data gaps).
+    ``escape_targets``: escape rates whose certified operating point is written (default
+    :data:`ESCAPE_TARGETS`, plus those given); ``prevalence``: ``(pi, source)`` for
+    ``escaped_ppm``. Bootstrap intervals: :data:`BOOTSTRAP_RESAMPLES` resamples by part, seeded
+    with the replay's ``--seed`` (run.json ``replay.seed``), recorded in ``bootstrap``.
     """
     from auditkit.metrics.classification import metadata_columns
     from auditkit.metrics.compute import compute_metrics  # scipy.stats: ~1 s, not for replay
+    from auditkit.metrics.tasks import Bootstrap
 
     run = RunDir(run_dir)
     run.require_replay()
@@ -217,6 +228,13 @@ def run_metrics(
     if intersections:
         meta = metadata_columns(samples)
         slice_columns = [*meta, *(cols for cols in intersections if set(cols) <= set(meta))]
+    seed = info.get("replay", {}).get("seed")
+    bootstrap = Bootstrap(
+        level=level,
+        sided=sided,
+        resamples=BOOTSTRAP_RESAMPLES,
+        seed=int(seed) if isinstance(seed, int) else 0,
+    )
     metrics = compute_metrics(
         samples,
         predictions,
@@ -229,23 +247,44 @@ def run_metrics(
         latency_e2e_s=latency,
         throughput_ips=info["replay"].get("offline_throughput_ips"),
         slice_columns=slice_columns,
+        bootstrap=bootstrap,
+        escape_targets=sorted({*ESCAPE_TARGETS, *(escape_targets or [])}),
+        prevalence=prevalence,
     )
     from auditkit.energy.protocol import metric_entries
 
     metrics["metrics"].extend(metric_entries(info.get("energy")))
     # detection, anomaly and segmentation metrics, and the model's size and compute
     metrics["metrics"] += task_metric_entries(
-        run.path, info, card, samples, predictions, level=level, method=method, sided=sided
+        run.path,
+        info,
+        card,
+        samples,
+        predictions,
+        level=level,
+        method=method,
+        sided=sided,
+        bootstrap=bootstrap,
+    )
+    metrics["task"] = card.task
+    metrics["bootstrap"] = bootstrap.record()
+    metrics["prevalence"] = (
+        {"value": prevalence[0], "source": prevalence[1]} if prevalence is not None else None
     )
     return {"format": METRICS_FORMAT, "run_id": info["run_id"], **metrics}
 
 
 @holding_run_dir
-def write_metrics_only(run_dir: Path) -> dict[str, Any]:
+def write_metrics_only(run_dir: Path, prevalence: float | None = None) -> dict[str, Any]:
     """``auditkit evaluate RUN`` without a rubric: write ``metrics.json`` (95 %, one-sided
-    Clopper–Pearson) and remove a ``verdicts.json`` that no longer matches it."""
+    Clopper–Pearson) and remove a ``verdicts.json`` that no longer matches it;
+    ``prevalence`` (``--prevalence``, else the card's ``declared.production_prevalence``):
+    for ``escaped_ppm``."""
     run = RunDir(run_dir)
-    metrics = run_metrics(run_dir)
+    run.require_replay()
+    card = ModelCard.model_validate(run.read_json(run.run_json, RUN_FORMAT)["model"]["card"])
+    given = {"prevalence": prevalence} if prevalence is not None else {}
+    metrics = run_metrics(run_dir, prevalence=stated_prevalence(given, None, card))
     run.write_json(run.metrics, metrics)
     run.verdicts.unlink(missing_ok=True)
     set_aside_stale_report(run_dir)  # the verdicts it shows are gone
@@ -276,15 +315,23 @@ def run_evaluate(
         for c in loaded.rubric.criteria
         if c.metric is not None and c.metric.intersect and c.metric.slice_by
     ]
+    info = run.read_json(run.run_json, RUN_FORMAT)
+    card = ModelCard.model_validate(info["model"]["card"])
+    check_task(loaded, card.task)  # before anything is computed or written
+    targets = [
+        float(c.metric.params["target"])
+        for c in loaded.rubric.criteria
+        if c.metric is not None and "target" in c.metric.params
+    ]
     metrics = run_metrics(
         run_dir,
         level=stats.confidence_level,
         method=stats.interval,
         sided=stats.sided,
         intersections=intersections,
+        escape_targets=targets,
+        prevalence=stated_prevalence(params or {}, loaded, card),
     )
-    info = run.read_json(run.run_json, RUN_FORMAT)
-    card = ModelCard.model_validate(info["model"]["card"])
     paired = (
         compare_runs(run_dir, baseline, level=stats.confidence_level, sided=stats.sided)
         if baseline is not None
@@ -314,6 +361,26 @@ def run_evaluate(
     else:
         (run.path / BASELINE_FILE).unlink(missing_ok=True)
     return verdicts
+
+
+def stated_prevalence(
+    params: dict[str, float], loaded: LoadedRubric | None, card: ModelCard
+) -> tuple[float, str] | None:
+    """The production prevalence for ``escaped_ppm`` and where it was stated, first found of:
+    ``--prevalence`` / ``--param prevalence=P`` (``site``), the rubric's
+    ``applicability.production_prevalence`` (``rubric``), the model card's
+    ``declared.production_prevalence`` (``card``). None: no escaped-ppm figure."""
+    if "prevalence" in params:
+        value = float(params["prevalence"])
+        if not 0.0 < value < 1.0:
+            raise InputError(f"prevalence {value!r}: a share of defective parts in (0, 1)")
+        return value, "site"
+    if loaded is not None and loaded.rubric.applicability.production_prevalence is not None:
+        return float(loaded.rubric.applicability.production_prevalence), "rubric"
+    declared = getattr(card.declared, "production_prevalence", None)
+    if isinstance(declared, (int, float)) and 0.0 < float(declared) < 1.0:
+        return float(declared), "card"
+    return None
 
 
 def baseline_document(run_id: str, baseline_dir: Path, paired: dict[str, Any]) -> dict[str, Any]:

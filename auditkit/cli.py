@@ -128,6 +128,14 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", help="Site parameter NAME=NUMBER for `threshold_ref: site.NAME`."),
 ]
+PrevalenceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--prevalence",
+        help="Production prevalence of defective parts (e.g. 0.002) for escaped ppm; the same "
+        "as --param prevalence=P.",
+    ),
+]
 BaselineOpt = Annotated[
     Path | None,
     typer.Option(
@@ -358,7 +366,7 @@ class _ReportOptions:
         return passphrase
 
 
-def _params(raw: list[str] | None) -> dict[str, float]:
+def _params(raw: list[str] | None, prevalence: float | None = None) -> dict[str, float]:
     params: dict[str, float] = {}
     for item in raw or []:
         name, sep, value = item.partition("=")
@@ -368,6 +376,12 @@ def _params(raw: list[str] | None) -> dict[str, float]:
             params[name.strip()] = float(value)
         except ValueError:
             raise InputError(f"--param {item!r}: expected NAME=NUMBER") from None
+    if prevalence is not None:
+        params["prevalence"] = float(prevalence)
+    if "prevalence" in params and not 0.0 < params["prevalence"] < 1.0:
+        raise InputError(
+            f"prevalence {params['prevalence']!r}: a share of defective parts in (0, 1)"
+        )
     return params
 
 
@@ -619,6 +633,16 @@ def _print_verify(path: Path, trust: list[Path] | None) -> bool:
     return result.ok
 
 
+def _check_rubric_task(loaded: Any, model: Path, card: Path | None) -> None:
+    """Refuse, before the replay, a rubric for another task than the model card's (exit 5)."""
+    from auditkit.models.card import card_beside, load_card
+    from auditkit.rubric.schema import check_task
+
+    card_path = card or card_beside(model)
+    if card_path.is_file():  # a missing card is refused by the replay with its own message
+        check_task(loaded, load_card(card_path).task)
+
+
 @app.command()
 def audit(
     data: DataArg,
@@ -633,6 +657,7 @@ def audit(
     tsa: TsaOpt = None,
     lang: LangOpt = "en",
     param: ParamOpt = None,
+    prevalence: PrevalenceOpt = None,
     batch_size: BatchOpt = 32,
     threads: ThreadsOpt = 1,
     decode_threads: DecodeOpt = 1,
@@ -685,8 +710,8 @@ def audit(
     )
     opts = _ReplayOptions.from_command(locals())
     _check_replay_options(opts)
-    params = _params(param)
-    load_rubric(rubric)
+    params = _params(param, prevalence)
+    _check_rubric_task(load_rubric(rubric), model, card)
     run = RunDir(out)
     if run.path.is_dir():
         run.refuse_links()
@@ -788,6 +813,7 @@ def evaluate_cmd(
         ),
     ] = None,
     param: ParamOpt = None,
+    prevalence: PrevalenceOpt = None,
     baseline: BaselineOpt = None,
     junit: JunitOpt = None,
     markdown: MarkdownOpt = None,
@@ -797,7 +823,7 @@ def evaluate_cmd(
     """Compute metrics and judge them against a rubric. Exit code = verdict (0/1/3/4).
 
     A signed report.pdf whose verdicts no longer match is moved to report.stale.pdf."""
-    params = _params(param)
+    params = _params(param, prevalence)
     with _noting_stale_report(run):
         _evaluate(run, rubric, params, baseline, junit, markdown, json_file, fail_on)
 
@@ -840,7 +866,7 @@ def _evaluate(
             raise typer.BadParameter(
                 "--baseline, --junit, --markdown and --json need --rubric", param_hint="--rubric"
             )
-        metrics = write_metrics_only(run)
+        metrics = write_metrics_only(run, params.get("prevalence"))
         _say(f"metrics.json: {len(metrics['metrics'])} metrics written to {run / 'metrics.json'}")
         _say("no rubric given: no verdict (use --rubric NAME to judge them)")
         return
@@ -1126,7 +1152,7 @@ def rubric_list() -> None:
 
     for name in shipped_rubrics():
         r = load_rubric(name).rubric
-        _say(f"{name}  {r.version}  {r.title}")
+        _say(f"{name}  {r.version}  {','.join(r.applicability.tasks)}  {r.title}")
 
 
 @rubric_app.command("show")

@@ -4,8 +4,9 @@
 
 Builds the seed-2026 sample (the images of the bundled sample sets) with its box and mask
 ground truth in a temporary folder, replays ``steel-det`` and ``steel-anomaly`` through
-auditkit (onnxruntime only), evaluates against the default rubric, renders an unsigned report,
-and prints the task metrics.
+auditkit (onnxruntime only), evaluates each against its task's shipped rubric
+(``industrial-aoi-detection``, ``anomaly-inspection``), renders an unsigned report, and prints
+the task metrics.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from auditkit.models.onnx_model import DeployedModel  # noqa: E402
 from auditkit.replay.pipeline import ReplaySettings, replay  # noqa: E402
 from auditkit.sample.layouts import write_dataset  # noqa: E402
 
+#: each model is judged by the shipped rubric of its task (a classification rubric refuses them)
+RUBRIC = {"steel-det": "industrial-aoi-detection", "steel-anomaly": "anomaly-inspection"}
 SHOWN = {
     "steel-det": (
         "map",
@@ -66,7 +69,7 @@ def main() -> None:
             run = Path(tmp) / f"run-{name}"
             replay(data, model, run, ReplaySettings(scenario="offline"), card_path=card_path)
             metrics = run_metrics(run)["metrics"]
-            verdicts = run_evaluate(run)
+            verdicts = run_evaluate(run, RUBRIC[name])
             report = run_report(run, sign=False)
             print(
                 f"\n{name} ({model.convention}): verdict {verdicts['verdict']}, "

@@ -77,14 +77,17 @@ MODELS = {
 BASELINE_OF = {"v2": "v1"}  # candidate -> production model, replayed on the same images
 
 
+def rubric_tasks(path: Path) -> list[str]:
+    """The tasks a rubric file judges (``applicability.task``: one or a list)."""
+    task = (yaml.safe_load(path.read_text()).get("applicability") or {}).get(
+        "task", "classification"
+    )
+    return list(task) if isinstance(task, list) else [task]
+
+
 def applicable_rubrics(model: Model) -> list[str]:
     rubrics = sorted((ROOT / "rubrics").glob("*.yaml"))
-    names = [
-        p.stem
-        for p in rubrics
-        if (yaml.safe_load(p.read_text()).get("applicability") or {}).get("task", "classification")
-        == model.task
-    ]
+    names = [p.stem for p in rubrics if model.task in rubric_tasks(p)]
     return names or [DEFAULT_RUBRIC]
 
 
@@ -117,7 +120,7 @@ SUBSET = [
     DEMO,
     Cell("v1", DEFAULT_RUBRIC, "zh", "unsigned", False),
     Cell("v2", DEFAULT_RUBRIC, "en", "countersigned", True),
-    Cell("det", DEFAULT_RUBRIC, "zh", "signed", False),
+    Cell("det", "industrial-aoi-detection", "zh", "signed", False),  # a detector's own rubric
 ]
 
 
@@ -295,7 +298,14 @@ def test_matrix_covers_every_model_rubric_language_and_signing() -> None:
     assert {c.model for c in cells} == set(MODELS)
     assert {(c.lang, c.signing) for c in cells} == {(lang, s) for lang in LANGS for s in SIGNINGS}
     shipped = {p.stem for p in (ROOT / "rubrics").glob("*.yaml")}
-    assert {c.rubric for c in cells if c.model == "v1"} == shipped
+    # every shipped rubric is rendered with a model of its task; v1 with every classification one
+    assert {c.rubric for c in cells} == shipped
+    classification = {
+        p.stem for p in (ROOT / "rubrics").glob("*.yaml") if "classification" in rubric_tasks(p)
+    }
+    assert {c.rubric for c in cells if c.model == "v1"} == classification
+    assert {c.rubric for c in cells if c.model == "det"} == {"industrial-aoi-detection"}
+    assert {c.rubric for c in cells if c.model == "anomaly"} == {"anomaly-inspection"}
     assert any(c.baseline for c in cells)
     assert set(SUBSET) <= set(cells)
 

@@ -453,6 +453,7 @@ SAMPLE_ARGS: dict[str, Any] = {
     "images": 2000,
     "share": 0.0,
     "share_limit": 0.01,
+    "target": 0.05,
     "compared": 50,
     "needed": 10,
     "difference": 0.0004,

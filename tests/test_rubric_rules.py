@@ -425,8 +425,12 @@ def test_custom_verdict_policy_and_gate() -> None:
         (("severity: blocker", "severity: blocker\n  colour: red"), r"criteria\.0\.colour"),
         (("counts: defective", "counts: good"), r"criteria\.0\.sample\.counts: escape_rate"),
         (
+            ("name: escape_rate", "name: kappa\n    slice_by: [line]\n    aggregate: difference"),
+            r"criteria\.0\.metric\.aggregate: metric kappa is not measured per slice",
+        ),
+        (
             ("name: escape_rate", "name: f1\n    slice_by: [line]\n    aggregate: difference"),
-            r"criteria\.0\.metric\.aggregate: metric f1 is not measured per slice",
+            r"criteria\.0\.metric\.aggregate: aggregate difference compares rates",
         ),
     ],
 )

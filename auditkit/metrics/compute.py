@@ -7,7 +7,7 @@ ints, floats, strings, None; deterministic order; floats not rounded).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,20 +23,31 @@ from auditkit.metrics.classification import (
     class_confusion_matrix,
     cohen_kappa,
     confusion_counts,
+    escaped_ppm,
     f2_score,
     metadata_columns,
     pr_auc,
     roc_auc,
+    threshold_for_escape,
 )
 from auditkit.metrics.efficiency import LATENCY_QUANTILES, latency_summary
 from auditkit.metrics.groups import rate_difference, rate_ratio, slice_counts
-from auditkit.metrics.stats import INTERVAL_METHODS, binomial_intervals, tail_probability
+from auditkit.metrics.stats import (
+    INTERVAL_METHODS,
+    binomial_interval,
+    binomial_intervals,
+    tail_probability,
+)
+
+if TYPE_CHECKING:
+    from auditkit.metrics.tasks import Bootstrap
 
 __all__ = [
     "METRICS_FORMAT",
     "OVERALL_RATES",
     "SLICE_RATES",
     "compute_metrics",
+    "operating_point_entries",
 ]
 
 METRICS_FORMAT = "auditkit.metrics/1"
@@ -177,6 +188,160 @@ def _spread_entries(
     return entries
 
 
+def _ppm_entry(
+    overall: Any, prevalence: tuple[float, str], level: float, method: str, sided: str
+) -> dict[str, Any]:
+    """``escaped_ppm`` at the stated prevalence; its bounds hold together at ``level`` as the
+    run's other bounds do (``sided="two"``: each at ``(1 + level) / 2``)."""
+    pi, source = prevalence
+    each = level if sided == "one" else (1.0 + level) / 2.0
+    ppm = escaped_ppm(
+        overall.rate("escape_rate"), overall.rate("overkill_rate"), pi, level=each, method=method
+    )
+    interval = None
+    if ppm.low is not None and ppm.high is not None:
+        interval = {
+            "low": ppm.low,
+            "high": ppm.high,
+            "method": f"{method}_bonferroni",
+            "level": level,
+            "sided": sided,
+        }
+    return {
+        "name": "escaped_ppm",
+        "slice": {},
+        "unit": "part",
+        "value": ppm.value,
+        "k": None,
+        "n": None,
+        "interval": interval,
+        "prevalence": float(pi),
+        "prevalence_source": source,
+    }
+
+
+def operating_point_entries(
+    is_defect: npt.ArrayLike,
+    score: npt.ArrayLike,
+    target: float,
+    *,
+    slices: dict[str, npt.NDArray[Any]] | None = None,
+    level: float = 0.95,
+    method: str = "clopper_pearson",
+    sided: str = "one",
+) -> list[dict[str, Any]]:
+    """The certified zero-escape operating point for an escape ``target``, overall and per
+    slice: :func:`auditkit.metrics.classification.threshold_for_escape`, the highest threshold
+    (reject when ``score >= threshold``) whose one-sided upper bound on the escape rate (at
+    ``level``; ``sided="two"``: the upper end of the two-sided interval, one-sided at ``(1 +
+    level) / 2``) is at most ``target``, and what it costs.
+
+    Two entries per slice (slice ``{}`` then ``{column: value}`` in sorted order, unit
+    ``part``):
+
+    * ``escape_certified_threshold``: ``value`` the threshold (null when no threshold
+      qualifies, e.g. too few defective parts: 0 escapes in n bound the rate at
+      ``1 - (1 - level)^(1/n)``), ``target``, ``bound_level``, and ``escape`` / ``overkill``
+      ``{k, n, value, low, high}`` there (exact bounds);
+    * ``overkill_at_escape_target``: the overkill rate at that threshold as a rate entry
+      (``k``, ``n``, exact ``interval``), with ``target`` and ``threshold``; ``value`` null and
+      ``no_threshold`` true when none qualifies. A rubric criterion reads it with
+      ``params: {target: T}``.
+    """
+    d = np.asarray(is_defect, dtype=bool)
+    s = np.asarray(score, dtype=np.float64)
+    bound_level = level if sided == "one" else (1.0 + level) / 2.0
+    groups: list[tuple[dict[str, str], npt.NDArray[np.bool_]]] = [({}, np.ones(d.size, bool))]
+    for col, values in (slices or {}).items():
+        for v in sorted(set(values.tolist())):
+            groups.append(({col: str(v)}, values == v))
+    out: list[dict[str, Any]] = []
+    for slice_, mask in groups:
+        point = threshold_for_escape(d[mask], s[mask], target, level=bound_level, method=method)
+        n_good = int((~d[mask]).sum())
+        n_def = int(d[mask].sum())
+        common = {"target": float(target), "bound_level": bound_level}
+        if point is None:
+            out.append(
+                {
+                    "name": "escape_certified_threshold",
+                    "slice": slice_,
+                    "unit": "part",
+                    "value": None,
+                    "k": None,
+                    "n": n_def,
+                    "interval": None,
+                    **common,
+                    "escape": None,
+                    "overkill": None,
+                }
+            )
+            out.append(
+                {
+                    "name": "overkill_at_escape_target",
+                    "slice": slice_,
+                    "unit": "part",
+                    "value": None,
+                    "k": None,
+                    "n": n_good,
+                    "interval": None,
+                    **common,
+                    "threshold": None,
+                    "no_threshold": True,
+                    "n_defective": n_def,
+                }
+            )
+            continue
+
+        def rate(k: int, n: int) -> dict[str, Any]:
+            lo, hi = (
+                binomial_interval(k, n, level=level, method=method, sided=sided)
+                if n
+                else (None, None)
+            )
+            return {"k": k, "n": n, "value": k / n if n else None, "low": lo, "high": hi}
+
+        esc, ovk = point.escape, point.overkill
+        ovk_rate = rate(ovk.k, ovk.n)
+        out.append(
+            {
+                "name": "escape_certified_threshold",
+                "slice": slice_,
+                "unit": "part",
+                "value": point.threshold,
+                "k": None,
+                "n": esc.n,
+                "interval": None,
+                **common,
+                "escape": {**rate(esc.k, esc.n), "certified_upper": point.escape_upper},
+                "overkill": ovk_rate,
+            }
+        )
+        interval = None
+        if ovk.n:
+            interval = {
+                "low": ovk_rate["low"],
+                "high": ovk_rate["high"],
+                "method": method,
+                "level": level,
+                "sided": sided,
+            }
+        out.append(
+            {
+                "name": "overkill_at_escape_target",
+                "slice": slice_,
+                "unit": "part",
+                "value": ovk_rate["value"],
+                "k": ovk.k,
+                "n": ovk.n,
+                "interval": interval,
+                **common,
+                "threshold": point.threshold,
+            }
+        )
+    return out
+
+
 def compute_metrics(
     samples: pd.DataFrame,
     predictions: pd.DataFrame,
@@ -190,6 +355,9 @@ def compute_metrics(
     slice_columns: Sequence[str | Sequence[str]] | None = None,
     latency_e2e_s: npt.ArrayLike | None = None,
     throughput_ips: float | None = None,
+    bootstrap: Bootstrap | None = None,
+    escape_targets: Sequence[float] = (),
+    prevalence: tuple[float, str] | None = None,
 ) -> dict[str, Any]:
     """The content of ``metrics.json`` (``auditkit.metrics/1``), everything but ``run_id``.
 
@@ -210,6 +378,18 @@ def compute_metrics(
         ``timings.parquet``); no latency metrics when None.
     throughput_ips
         Offline throughput in images per second; no throughput metric when None.
+    bootstrap
+        When given, ``f1`` gets a cluster-bootstrap interval over the scored parts
+        (:class:`auditkit.metrics.tasks.Bootstrap`), and an entry per part-level metadata
+        slice (``n`` = the slice's parts) with an interval over the slice's parts.
+    escape_targets
+        Escape rates to certify: per target, the zero-escape operating point
+        (:func:`operating_point_entries`: ``escape_certified_threshold`` and
+        ``overkill_at_escape_target``, overall and per part-level metadata slice).
+    prevalence
+        ``(pi, source)``: production prevalence of defective parts and where it was stated
+        (``cli``, ``site``, ``rubric``, ``card``); adds ``escaped_ppm`` (escape and overkill
+        rates reweighted to ``pi``, :func:`auditkit.metrics.classification.escaped_ppm`).
 
     Metrics, in this order (all rates with ``value = k / n``, ``k``, ``n`` and an interval;
     ``value`` and ``interval`` null when ``n == 0``):
@@ -257,6 +437,12 @@ def compute_metrics(
         rate = overall.rate(name)
         rows.add(name, {}, "part", rate.k, rate.n)
     f1_den = 2 * tp + fp + fn
+    f1_interval = None
+    if bootstrap is not None and len(scored):
+        from auditkit.metrics.bootstrap import weighted_f1
+
+        resampled = weighted_f1(p_defect, p_reject, bootstrap.weights(scored["part_id"].tolist()))
+        f1_interval = bootstrap.interval(resampled)
     rows.add_other(
         {
             "name": "f1",
@@ -265,9 +451,35 @@ def compute_metrics(
             "value": 2 * tp / f1_den if f1_den else None,
             "k": None,
             "n": None,
-            "interval": None,
+            "interval": f1_interval,
         }
     )
+    if bootstrap is not None:
+        # F1 per part-level metadata slice, with a bootstrap over the slice's parts
+        from auditkit.metrics.bootstrap import weighted_f1
+
+        for cols in specs:
+            if len(cols) != 1 or cols[0] not in part_level:
+                continue
+            values = scored[cols[0]].astype(str).to_numpy()
+            for v in sorted(set(values.tolist())):
+                m = values == v
+                d, r = p_defect[m], p_reject[m]
+                den = int(2 * (d & r).sum() + (d ^ r).sum())
+                weights = bootstrap.weights(scored["part_id"][m].tolist())
+                rows.add_other(
+                    {
+                        "name": "f1",
+                        "slice": {cols[0]: str(v)},
+                        "unit": "part",
+                        "value": 2 * int((d & r).sum()) / den if den else None,
+                        "k": None,
+                        "n": int(m.sum()),
+                        "interval": bootstrap.interval(weighted_f1(d, r, weights)),
+                    }
+                )
+    if prevalence is not None:
+        rows.add_other(_ppm_entry(overall, prevalence, level, method, sided))
 
     for name, value in (
         ("f2", f2_score(p_defect, p_reject)),
@@ -283,6 +495,18 @@ def compute_metrics(
         scored_score = part_score[parts["scored"].to_numpy(dtype=bool)]
         rows.add_other(_value_entry("roc_auc", roc_auc(p_defect, scored_score)))
         rows.add_other(_value_entry("pr_auc", pr_auc(p_defect, scored_score)))
+        slicings = [cols[0] for cols in specs if len(cols) == 1 and cols[0] in part_level]
+        for target in dict.fromkeys(float(t) for t in escape_targets):
+            for entry in operating_point_entries(
+                p_defect,
+                scored_score,
+                target,
+                slices={c: scored[c].astype(str).to_numpy() for c in slicings},
+                level=level,
+                method=method,
+                sided=sided,
+            ):
+                rows.add_other(entry)
 
     # 2. escape rate per defect class, part level
     defective = scored[p_defect]

@@ -64,6 +64,8 @@ __all__ = [
     "newcombe_interval",
     "newcombe_intervals",
     "paired_difference_interval",
+    "part_weights",
+    "percentile_bounds",
     "quantile_bounds",
     "tail_probability",
     "zero_failure_sample_size",
@@ -562,3 +564,47 @@ def cluster_bootstrap(
         seed=int(seed),
         n_parts=int(n_parts),
     )
+
+
+def part_weights(
+    parts: npt.ArrayLike, *, n_resamples: int = 1000, seed: int = 0
+) -> npt.NDArray[np.int64]:
+    """The resamples of :func:`cluster_bootstrap` as weights: row ``r`` holds, for every row
+    (image) of ``parts``, how many times resample ``r`` drew its part.
+
+    The draws are exactly :func:`cluster_bootstrap`'s (parts factorised in sorted order, one
+    ``rng.integers(0, n_parts, size=n_parts)`` per resample from ``numpy.random.default_rng(
+    seed)``), so a statistic computed with these weights equals that statistic on the
+    resampled rows: a weighted sum over the resampled rows is ``weights @ values``.
+    Shape ``(n_resamples, len(parts))``.
+    """
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be >= 1")
+    codes, uniques = pd.factorize(np.asarray(parts, dtype=object).ravel(), sort=True)
+    if codes.size == 0:
+        raise ValueError("no rows to resample")
+    n_parts = len(uniques)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_resamples, codes.size), dtype=np.int64)
+    for i in range(n_resamples):
+        drawn = np.bincount(rng.integers(0, n_parts, size=n_parts), minlength=n_parts)
+        out[i] = drawn[codes]
+    return out
+
+
+def percentile_bounds(
+    values: npt.ArrayLike, *, level: float = 0.95, sided: str = "one"
+) -> tuple[float | None, float | None]:
+    """Percentile bootstrap bounds of resampled statistics (NaN resamples left out).
+
+    ``sided="one"``: the ``1 - level`` and ``level`` quantiles (two one-sided bounds at
+    ``level``); ``"two"``: the ``(1 - level)/2`` and ``(1 + level)/2`` quantiles. numpy's linear
+    interpolation. ``(None, None)`` when fewer than 2 resamples have a value.
+    """
+    a = tail_probability(level, sided)
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return None, None
+    lo, hi = np.quantile(v, [a, 1.0 - a])
+    return float(lo), float(hi)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from PIL import Image
 from auditkit.models.adapters import CLASS_INDEX_MAPS
 from auditkit.models.card import ModelCard
 from auditkit.replay.task_outputs import GT_BOX_COLUMNS, NpzArrays
+
+if TYPE_CHECKING:  # scipy.stats loads in ~1 s: not at replay time
+    from auditkit.metrics.tasks import Bootstrap
 
 
 class _Lazy(Sequence[np.ndarray]):
@@ -54,9 +57,11 @@ def task_metric_entries(
     level: float,
     method: str,
     sided: str,
+    bootstrap: Bootstrap | None = None,
 ) -> list[dict[str, Any]]:
     """The ``metrics.json`` entries of the task files in ``run_path`` (and the model's size and
-    compute from run.json), via :mod:`auditkit.metrics.tasks`.
+    compute from run.json), via :mod:`auditkit.metrics.tasks`; ``bootstrap``: how their
+    cluster-bootstrap intervals are drawn (none without).
 
     Pixel metrics use the images with a map and a known ground truth: a readable mask, or no
     defect (an all-background mask). A defective image without a mask is left out. A map whose
@@ -89,19 +94,24 @@ def task_metric_entries(
             level=level,
             method=method,
             sided=sided,
+            bootstrap=bootstrap,
         )
     if card.task == "anomaly":
-        entries += anomaly_entries(samples, predictions)
+        entries += anomaly_entries(samples, predictions, bootstrap)
     if card.task in ("anomaly", "segmentation") and (run_path / "maps.parquet").exists():
         convention = str(info.get("model", {}).get("convention", ""))
-        entries += _pixel_entries(run_path, card, samples, convention)
+        entries += _pixel_entries(run_path, card, samples, convention, bootstrap)
     return entries
 
 
 def _pixel_entries(
-    run_path: Path, card: ModelCard, samples: pd.DataFrame, convention: str
+    run_path: Path,
+    card: ModelCard,
+    samples: pd.DataFrame,
+    convention: str,
+    bootstrap: Bootstrap | None = None,
 ) -> list[dict[str, Any]]:
-    from auditkit.metrics.tasks import class_overlap_entries, segmentation_entries
+    from auditkit.metrics.tasks import class_overlap_entries, segmentation_entries, slice_masks
 
     maps = pd.read_parquet(run_path / "maps.parquet")
     maps = maps[maps["map_key"] != ""]
@@ -170,13 +180,28 @@ def _pixel_entries(
 
     n = len(rows)
     try:
+        part_of = dict(zip(samples["sample_id"].astype(str), samples["part_id"], strict=True))
+        parts = [str(part_of[str(sid)]) for sid in rows["sample_id"]]
         entries = segmentation_entries(
-            _Lazy(n, true_mask), _Lazy(n, score_map), _Lazy(n, pred_mask)
+            _Lazy(n, true_mask),
+            _Lazy(n, score_map),
+            _Lazy(n, pred_mask),
+            parts=parts,
+            bootstrap=bootstrap,
+            slices=slice_masks(
+                samples.set_index(samples["sample_id"].astype(str)).loc[
+                    rows["sample_id"].astype(str).tolist()
+                ]
+            ),
         )
         if convention in CLASS_INDEX_MAPS and (rows["label_key"] != "").all():
             classes = {card.classes[k]: k for k in positive}
             entries += class_overlap_entries(
-                _Lazy(n, pred_classes), _Lazy(n, true_classes), classes
+                _Lazy(n, pred_classes),
+                _Lazy(n, true_classes),
+                classes,
+                parts=parts,
+                bootstrap=bootstrap,
             )
         return entries
     finally:

@@ -18,6 +18,14 @@ the risk of a false accept). A blocker that was not evaluated (SKIPPED) makes th
 best HOLD unless the rubric made it conditional on the missing input (``requires``); a modelled
 energy figure is never judged (INCONCLUSIVE).
 
+A rubric judges the models of its ``applicability.task`` only: :func:`evaluate` refuses
+metrics of another task (``metrics.json`` ``task``; :class:`~auditkit.errors.RubricError`,
+exit 5) before judging anything. A criterion's
+``params`` choose among the entries of its metric: ``class`` the entry of that class (``ap``,
+``iou``, ``dice``), ``iou`` and ``target`` the entry recorded with that value (``recall_at_iou``,
+``overkill_at_escape_target``). Estimates (bootstrap intervals) are judged on the interval
+``metrics.json`` gives them, which must be at the criterion's level and sidedness.
+
 Every criterion carries the figures of the one row that decides it (``slice``, ``value``,
 ``bound``, ``k``, ``n``, ``low``, ``high`` and the level of each bound), and every reason is a
 code with arguments (:mod:`auditkit.rubric.reasons`) beside its English text.
@@ -60,12 +68,14 @@ from auditkit.rubric.reasons import english, note, with_text
 from auditkit.rubric.schema import (
     METRIC_INFO,
     METRICS,
+    RATE_ALIAS,
     Criterion,
     LoadedRubric,
     MetricSpec,
     Outcome,
     Statistics,
     VerdictPolicy,
+    check_task,
 )
 
 # worst first: the order in which a sliced criterion's outcome is chosen
@@ -250,7 +260,10 @@ def _entries(
 ) -> list[dict[str, Any]]:
     """Entries of ``name`` sliced by exactly ``cols`` (no columns: the overall entry), kept
     by ``spec.filter``."""
-    wanted = set(cols)
+    params = dict(spec.params) if spec else {}
+    chosen_class = params.pop("class", None)
+    params.pop("method", None)
+    wanted = set(cols) | ({"class"} if chosen_class is not None else set())
     found = []
     for entry in metrics.get("metrics", []):
         if entry.get("name") != name:
@@ -260,8 +273,19 @@ def _entries(
             continue
         if spec and any(str(sub.get(c)) not in set(map(str, v)) for c, v in spec.filter.items()):
             continue
+        if chosen_class is not None and str(sub.get("class")) != str(chosen_class):
+            continue
+        if not all(_same_param(entry.get(k), v) for k, v in params.items()):
+            continue
         found.append(entry)
     return found
+
+
+def _same_param(recorded: Any, wanted: Any) -> bool:
+    """An entry's parameter (``iou``, ``target``) equals the criterion's: numbers to 1e-9."""
+    if isinstance(recorded, (int, float)) and isinstance(wanted, (int, float)):
+        return abs(float(recorded) - float(wanted)) <= 1e-9
+    return recorded == wanted
 
 
 @dataclass(frozen=True)
@@ -417,6 +441,12 @@ def _judge_entry(ctx: _Ctx, entry: dict[str, Any], check_n: bool = True) -> dict
     n = entry.get("n")
     value = entry.get("value")
     row = _new_row(entry)
+    if value is None and entry.get("no_threshold"):
+        # no threshold proves the escape target with the defective parts tested
+        target = entry.get("target")
+        return _insufficient(
+            ctx, row, "no_certified_threshold", target=target, n=entry.get("n_defective") or 0
+        )
     if value is None:
         return _insufficient(ctx, row, "no_value", n=n or 0)
     if ctx.metric in ENERGY_METRICS and entry.get("method") != "measured":
@@ -548,7 +578,7 @@ def _holm(ctx: _Ctx, rows: list[dict[str, Any]]) -> None:
 def _counts_frame(metric: str, entries: list[dict[str, Any]], cols: list[str]) -> pd.DataFrame:
     """A :func:`auditkit.metrics.groups.slice_counts`-shaped table holding each slice's
     ``(k, n)`` of ``metric`` (enough for every function that reads one rate)."""
-    num, den = RATE_DEFINITIONS[metric]
+    num, den = RATE_DEFINITIONS[RATE_ALIAS.get(metric, metric)]
     rest = next(c for c in den if c not in num)
     data = {c: np.zeros(len(entries), dtype=np.int64) for c in COUNT_COLUMNS}
     data[num[0]] = np.array([int(e["k"]) for e in entries], dtype=np.int64)
@@ -704,7 +734,7 @@ def _judge_metric(
     assert spec is not None
     aggregate = spec.resolved_aggregate
     if aggregate == "overall":
-        entries = _entries(metrics, ctx.metric, [])
+        entries = _entries(metrics, ctx.metric, [], spec)
         if not entries:
             return [], {"code": "no_measurement", "metric": ctx.metric}
         return [_judge_entry(ctx, entries[0])], {}
@@ -1023,6 +1053,11 @@ def evaluate(
     params=verdicts["params"], run=run_json, baseline=verdicts.get("baseline"))``.
     """
     rubric = loaded.rubric
+    if metrics.get("task"):
+        # a metrics.json written before the task was recorded is judged as it was then, so a
+        # report signed earlier still recomputes; `evaluate` and `audit` check the card's task
+        # before they compute a new one
+        check_task(loaded, str(metrics["task"]))
     defaults = rubric.defaults.statistics
     params = params or {}
     gaps = _run_gaps(metrics) + _applicability_gaps(loaded, metrics)

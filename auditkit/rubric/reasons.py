@@ -43,6 +43,8 @@ TEMPLATES: dict[str, str] = {
     "fisher_needs_two": "Fisher's exact test needs exactly 2 slices",
     "no_slice_value": "no slice has a value",
     "no_measurement": "no measurement of {metric} in this run",
+    "no_certified_threshold": "no threshold proves escape <= {target} with the {n} defective "
+    "parts tested",
     "no_measurement_by": "no measurement of {metric} by {by} in this run",
     "modelled_energy": "modelled figure {value}, not a measurement: a criterion on an energy "
     "figure is judged on a measured figure only",
@@ -109,7 +111,7 @@ WORDS: dict[str, str] = {
 }
 
 METRIC_KEYS = frozenset({"value", "bound", "threshold"})
-PERCENT_KEYS = frozenset({"share", "share_limit", "level", "want_level"})
+PERCENT_KEYS = frozenset({"share", "share_limit", "level", "want_level", "target"})
 NUMBER_KEYS = frozenset({"p", "alpha", "difference", "limit"})
 WORD_KEYS = frozenset({"side", "source", "sided", "want_sided", "rubric_unit", "metrics_unit"})
 

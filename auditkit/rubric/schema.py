@@ -35,22 +35,36 @@ OnInsufficient = Literal["inconclusive", "fail"]
 #: ATTESTED: an attestation criterion (printed "attested, not verified"); SKIPPED: a baseline
 #: criterion without ``--baseline``. Neither changes the verdict.
 Outcome = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR", "ATTESTED", "SKIPPED"]
-Counts = Literal["defective", "good", "rejected", "all", "measurements", "parts", "images"]
+Counts = Literal["defective", "good", "rejected", "all", "measurements", "parts", "images", "boxes"]
+#: the model card's ``task``; a rubric names the task(s) it judges (``applicability.task``)
+Task = Literal["classification", "detection", "anomaly", "segmentation"]
+TASKS: tuple[Task, ...] = ("classification", "detection", "anomaly", "segmentation")
 Aggregate = Literal["overall", "each", "worst", "difference", "ratio", "homogeneity"]
 Statistic = Literal["point", "upper_bound", "lower_bound", "p_value"]
 Severity = Literal["blocker", "major", "minor", "info"]
 #: inputs a criterion may be conditional on (``requires``): ``baseline`` = ``--baseline RUN``
 Input = Literal["baseline"]
-MetricKind = Literal["rate", "quantile", "value", "paired"]
+#: rate: k/n with an exact (binomial) interval recomputed from k and n; quantile: order-statistic
+#: bounds; estimate: a value with the interval metrics.json gives it (cluster bootstrap by part);
+#: value: no interval (judged on the point); paired: candidate minus baseline
+MetricKind = Literal["rate", "quantile", "estimate", "value", "paired"]
 
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """What a metric name is: its kind and the units its ``n`` counts (None: no ``n``)."""
+    """What a metric name is: its kind, the units its ``n`` counts (None: no ``n``), whether it
+    is measured per slice, the tasks whose runs write it (None: every task), and the params a
+    criterion may give (``required`` ones must be given) to choose among its entries."""
 
     kind: MetricKind
     counts: Counts | None
     sliceable: bool = False
+    tasks: frozenset[str] | None = None
+    params: frozenset[str] = frozenset()
+    required: frozenset[str] = frozenset()
+    #: an estimate judged on its point value unless the criterion names a bound (``f1``, a
+    #: value before it had an interval: rubrics written then keep their meaning)
+    point_default: bool = False
 
 
 _RATE_COUNTS: dict[str, Counts] = {
@@ -62,6 +76,8 @@ _RATE_COUNTS: dict[str, Counts] = {
     "accuracy": "all",
 }
 _SLICED_RATES = ("escape_rate", "overkill_rate", "detection_rate", "accuracy")
+_DET = frozenset({"detection"})
+_PIX = frozenset({"anomaly", "segmentation"})
 #: Metric names a criterion of kind ``metric`` may read (docs/metrics.md, CONTRACTS.md energy).
 METRIC_INFO: dict[str, MetricInfo] = {
     # metrics.json has these four per slice (auditkit.metrics.compute.SLICE_RATES)
@@ -71,7 +87,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
     },
     **{
         name: MetricInfo("value", None)
-        for name in ("f1", "f2", "balanced_accuracy", "kappa", "roc_auc", "pr_auc")
+        for name in ("f2", "balanced_accuracy", "kappa", "roc_auc", "pr_auc")
     },
     **{f"latency_p{q}_ms": MetricInfo("quantile", "measurements") for q in (50, 90, 99)},
     "throughput_ips": MetricInfo("value", None),
@@ -89,6 +105,47 @@ METRIC_INFO: dict[str, MetricInfo] = {
     # candidate minus baseline on the same parts; needs --baseline
     "escape_rate_change": MetricInfo("paired", "defective"),
     "overkill_rate_change": MetricInfo("paired", "good"),
+    # F1 of the part decisions at the operating threshold, cluster-bootstrap interval
+    "f1": MetricInfo("estimate", None, sliceable=True, point_default=True),
+    # the certified zero-escape operating point (docs/metrics.md): overkill at the highest
+    # threshold whose upper escape bound meets params.target
+    "overkill_at_escape_target": MetricInfo(
+        "rate", "good", sliceable=True, params=frozenset({"target"}), required=frozenset({"target"})
+    ),
+    # escaped parts per million at the stated production prevalence
+    "escaped_ppm": MetricInfo("estimate", None),
+    # detection: box-matched inspection rates at the card's match IoU
+    "detection_escape_rate": MetricInfo("rate", "defective", sliceable=True, tasks=_DET),
+    "detection_overkill_rate": MetricInfo("rate", "good", sliceable=True, tasks=_DET),
+    "box_miss_rate": MetricInfo("rate", "boxes", tasks=_DET),
+    "recall_at_iou": MetricInfo("rate", "boxes", tasks=_DET, params=frozenset({"iou"})),
+    "false_calls_per_image": MetricInfo("estimate", "images", tasks=_DET),
+    "map_50": MetricInfo("estimate", None, sliceable=True, tasks=_DET),
+    "map_50_95": MetricInfo("estimate", None, sliceable=True, tasks=_DET),
+    "ap": MetricInfo(
+        "estimate",
+        None,
+        sliceable=True,
+        tasks=_DET,
+        params=frozenset({"class"}),
+    ),
+    # anomaly and segmentation
+    "image_auroc": MetricInfo("estimate", None, sliceable=True, tasks=frozenset({"anomaly"})),
+    "image_f1_max": MetricInfo("value", None, tasks=frozenset({"anomaly"})),
+    "pixel_auroc": MetricInfo("estimate", None, sliceable=True, tasks=_PIX),
+    "aupro": MetricInfo("estimate", None, sliceable=True, tasks=_PIX),
+    **{
+        name: MetricInfo("estimate", None, sliceable=True, tasks=_PIX, params=frozenset({"class"}))
+        for name in ("iou", "dice")
+    },
+}
+#: metrics whose slices are per class (``slice_by: [class]`` or ``params.class``)
+CLASS_SLICED = frozenset({"ap", "iou", "dice"})
+#: rates counted like another rate of ``RATE_DEFINITIONS`` (for differences between slices)
+RATE_ALIAS = {
+    "detection_escape_rate": "escape_rate",
+    "detection_overkill_rate": "overkill_rate",
+    "overkill_at_escape_target": "overkill_rate",
 }
 #: Backward-compatible view: metric name -> kind.
 METRICS: dict[str, MetricKind] = {name: info.kind for name, info in METRIC_INFO.items()}
@@ -146,11 +203,25 @@ class StatisticsOverride(_Strict):
 
 
 class Applicability(_Strict):
-    task: Literal["classification"] = "classification"
+    #: the task(s) of the models this rubric judges, checked against the run (exit 5)
+    task: Task | list[Task] = "classification"
+    #: production prevalence of defective parts (for escaped ppm) when neither ``--prevalence``
+    #: nor ``--param prevalence=P`` gives one
+    production_prevalence: float | None = Field(default=None, gt=0, lt=1)
     positive_label: str = "defect"
     unit_of_analysis: Literal["part", "image"] = "part"
     slice_keys: list[str] = Field(default_factory=list)
     note: str = ""
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return tuple(self.task) if isinstance(self.task, list) else (self.task,)
+
+    @model_validator(mode="after")
+    def _some_task(self) -> Applicability:
+        if isinstance(self.task, list) and not self.task:
+            raise ValueError("[task] task lists no task")
+        return self
 
 
 class ThresholdPolicy(_Strict):
@@ -254,6 +325,24 @@ class MetricSpec(_Strict):
         return self
 
 
+def _check_params(metric: MetricSpec) -> None:
+    """The values of a metric criterion's params (names are checked by the caller)."""
+    p = metric.params
+    method = p.get("method", "auto")
+    if method not in ("auto", "chi2", "fisher", "monte_carlo"):
+        raise ValueError(
+            "[metric.params.method] homogeneity method: auto, chi2, fisher or monte_carlo"
+        )
+    target = p.get("target", 0.5)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ValueError("[metric.params.target] target: an escape rate strictly between 0 and 1")
+    iou = p.get("iou", 0.5)
+    if isinstance(iou, bool) or not isinstance(iou, (int, float)) or not 0 < iou <= 1:
+        raise ValueError("[metric.params.iou] iou: a number in (0, 1]")
+    if "class" in p and (not isinstance(p["class"], str) or not p["class"]):
+        raise ValueError("[metric.params.class] class: a class name of the model card")
+
+
 class Requirement(_Strict):
     op: Literal["<=", ">="]
     threshold: float | None = None
@@ -314,6 +403,8 @@ class Criterion(_Strict):
             return "p_value"
         if self.metric.resolved_aggregate == "ratio" or METRICS[self.metric.name] == "value":
             return "point"
+        if METRIC_INFO[self.metric.name].point_default:
+            return "point"
         return "upper_bound" if req.op == "<=" else "lower_bound"
 
     @model_validator(mode="after")
@@ -371,30 +462,51 @@ class Criterion(_Strict):
             )
         if self.requirement is None:
             raise ValueError("[requirement] a metric criterion needs requirement")
-        if metric.params:
-            allowed = {"method"} if metric.resolved_aggregate == "homogeneity" else set()
-            extra = sorted(set(metric.params) - allowed)
-            if extra:
-                raise ValueError(
-                    f"[metric.params] metric {metric.name}: unknown params {', '.join(extra)}"
-                )
-            method = metric.params.get("method", "auto")
-            if method not in ("auto", "chi2", "fisher", "monte_carlo"):
-                raise ValueError(
-                    "[metric.params.method] homogeneity method: auto, chi2, fisher or monte_carlo"
-                )
+        allowed = set(info.params) | (
+            {"method"} if metric.resolved_aggregate == "homogeneity" else set()
+        )
+        extra = sorted(set(metric.params) - allowed)
+        if extra:
+            raise ValueError(
+                f"[metric.params] metric {metric.name}: unknown params {', '.join(extra)}"
+                + (f" (it takes {', '.join(sorted(allowed))})" if allowed else "")
+            )
+        absent = sorted(info.required - set(metric.params))
+        if absent:
+            raise ValueError(
+                f"[metric.params] metric {metric.name} needs params {', '.join(absent)}"
+            )
+        _check_params(metric)
         aggregate = metric.resolved_aggregate
         if aggregate != "overall" and not info.sliceable:
             raise ValueError(
                 f"[metric.aggregate] metric {metric.name} is not measured per slice: "
                 "aggregate overall"
             )
-        if DEFECT_CLASS in (metric.slice_by or []) and (
-            metric.name != "escape_rate" or len(metric.slice_by or []) > 1
+        if aggregate in ("difference", "ratio", "homogeneity") and info.kind != "rate":
+            raise ValueError(
+                f"[metric.aggregate] aggregate {aggregate} compares rates between slices; "
+                f"{metric.name} is not a rate: aggregate each or worst"
+            )
+        cols = metric.slice_by or []
+        if DEFECT_CLASS in cols and (
+            metric.name not in ("escape_rate", "detection_escape_rate") or len(cols) > 1
         ):
             raise ValueError(
-                "[metric.slice_by] defect_class slices exist for escape_rate alone "
-                "(not intersected)"
+                "[metric.slice_by] defect_class slices exist for escape_rate and "
+                "detection_escape_rate alone (not intersected)"
+            )
+        if metric.name in CLASS_SLICED and cols and cols != ["class"]:
+            raise ValueError(
+                f"[metric.slice_by] {metric.name} is measured per class: slice_by [class]"
+            )
+        if metric.name in CLASS_SLICED and "class" in metric.params and cols:
+            raise ValueError(
+                "[metric.params.class] give params.class or slice_by [class], not both"
+            )
+        if "class" in cols and metric.name not in CLASS_SLICED:
+            raise ValueError(
+                f"[metric.slice_by] class slices exist for {', '.join(sorted(CLASS_SLICED))}"
             )
         statistic = self.statistic
         if aggregate == "homogeneity" and (statistic != "p_value" or self.requirement.op != ">="):
@@ -453,6 +565,15 @@ class Rubric(_Strict):
                         f"criterion {criterion.id}: maps_to ref {mapping.ref!r} "
                         "is not in references"
                     )
+        tasks = set(self.applicability.tasks)
+        for i, criterion in enumerate(self.criteria):
+            info = METRIC_INFO.get(criterion.metric.name) if criterion.metric else None
+            if criterion.kind == "metric" and info and info.tasks and not tasks & info.tasks:
+                raise ValueError(
+                    f"[criteria.{i}.metric.name] {criterion.metric.name} is measured for "  # type: ignore[union-attr]
+                    f"{' and '.join(sorted(info.tasks))} models only, and the rubric applies to "
+                    f"{' and '.join(self.applicability.tasks)} (applicability.task)"
+                )
         if self.status == "approved" and self.approval is None:
             raise ValueError(
                 "[approval] status approved needs an approval record (approved_by, approved_at)"
@@ -548,6 +669,17 @@ def load_rubric(name_or_path: str) -> LoadedRubric:
         where = f":{line}" if line else ""
         raise RubricError(f"{path}{where}: {_field(loc)}: {message}") from None
     return LoadedRubric(rubric=rubric, path=path, sha256=hashlib.sha256(data).hexdigest())
+
+
+def check_task(loaded: LoadedRubric, task: str) -> None:
+    """Refuse (:class:`RubricError`, exit 5) a rubric that does not judge ``task`` models: a
+    classification rubric must not judge a detector by its score-based image decision."""
+    tasks = loaded.rubric.applicability.tasks
+    if task not in tasks:
+        raise RubricError(
+            f"rubric {loaded.rubric.id} judges {' and '.join(tasks)} models, but the model card's "
+            f"task is {task}: choose a rubric for {task} models (auditkit rubric list)"
+        )
 
 
 def json_schema() -> dict[str, Any]:

@@ -64,6 +64,7 @@ def rubric_table(loaded: LoadedRubric) -> str:
         f"({s.sided}-sided {s.interval}, multiplicity {s.multiplicity}); "
         f"too little data -> {r.defaults.on_insufficient_sample}",
         f"thresholds: {r.threshold_policy.provenance_default} unless stated",
+        f"judges {' and '.join(r.applicability.tasks)} models",
     ]
     if r.approval:
         lines.append(f"approved by {r.approval.approved_by} at {r.approval.approved_at}")
