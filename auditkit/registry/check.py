@@ -117,13 +117,13 @@ def check(location: Location, head: str | None = None) -> CheckResult:
         with session(engine) as s:
             events = list(s.scalars(select(Event).order_by(Event.seq)))
             problems = _chain(events)
-            count, row_problems = _rows(s, events)
-            problems += row_problems + _files(s, location)
             if head is not None and head not in {ev.sha256 for ev in events}:
                 problems.append(
-                    f"the head {head[:16]}… given is not in the log: events after it, or it "
-                    "itself, were removed"
+                    f"the head {head[:16]}… given is not in the log: it, or events before "
+                    "it, were removed or changed"
                 )
+            count, row_problems = _rows(s, events)
+            problems += row_problems + _files(s, location)
             return CheckResult(
                 events=len(events),
                 rows=count,

@@ -36,11 +36,8 @@ def deployments(location: Location) -> list[DeploymentRow]:
     engine = open_registry(location)
     try:
         with session(engine) as s:
-            counts = dict(
-                s.execute(select(Audit.deployment_id, func.count()).group_by(Audit.deployment_id))
-                .tuples()
-                .all()
-            )
+            counted = select(Audit.deployment_id, func.count()).group_by(Audit.deployment_id)
+            counts: dict[int, int] = {dep_id: n for dep_id, n in s.execute(counted)}
             latest: dict[int, Audit] = {}
             for audit in s.scalars(select(Audit).order_by(Audit.id)):
                 key = (audit.signed_at or audit.finished_at or "", audit.id)
@@ -55,7 +52,7 @@ def deployments(location: Location) -> list[DeploymentRow]:
                 .order_by(Organisation.name, Site.name, Station.name, Deployment.model_name)
             )
             rows = []
-            for dep, org, site, station in s.execute(query).tuples():
+            for dep, org, site, station in s.execute(query):
                 last: Audit | None = latest.get(dep.id)
                 rows.append(
                     DeploymentRow(
