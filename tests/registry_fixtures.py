@@ -186,7 +186,10 @@ class Reports:
     ``signed``: the small fixture run signed by the laboratory; ``countersigned``: that file
     with the regulator's countersignature; ``tampered``: ``signed`` with one signed byte changed;
     ``later``: a second audit of the same model (another run, energy figures, a later date);
-    ``run``/``later_run``: their run folders (the evidence the tests read independently)."""
+    ``forged``: a run whose verdicts.json had its slices' figures halved after evaluation,
+    rendered and signed by the laboratory's key past ``auditkit report``'s refusal (so only
+    ``--recompute`` can tell); ``run``/``later_run``: the run folders of ``signed`` and
+    ``later`` (the evidence the tests read independently)."""
 
     lab_ca: Path
     regulator_ca: Path
@@ -195,6 +198,7 @@ class Reports:
     countersigned: Path
     tampered: Path
     later: Path
+    forged: Path
     run: Path
     later_run: Path
 
@@ -207,7 +211,8 @@ class Reports:
 def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
     from auditkit.audit import run_report
     from auditkit.report.keys import create_keys
-    from auditkit.report.sign import countersign_pdf
+    from auditkit.report.render import render_report
+    from auditkit.report.sign import countersign_pdf, sign_pdf
 
     base = tmp_path_factory.mktemp("registry-reports")
     lab = create_keys(base / "lab", common_name="registry test laboratory")
@@ -247,6 +252,25 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
         (later_run / name).write_text(json.dumps(document))
     later = base / "later.pdf"
     run_report(later_run, out=later, sign_key=lab.key, sign_cert=lab.cert, lang="en")
+    forged_run = copy_small_run(base / "forged-run")
+    verdicts = json.loads((forged_run / "verdicts.json").read_text())
+    for crit in verdicts["criteria"]:
+        for row in crit.get("slices") or []:
+            for key in ("value", "low", "high"):
+                if isinstance(row.get(key), float):
+                    row[key] /= 2
+    (forged_run / "verdicts.json").write_text(json.dumps(verdicts, indent=2, sort_keys=True))
+    forged = base / "forged.pdf"
+    forged.write_bytes(
+        sign_pdf(
+            render_report(
+                forged_run, signatory="registry test laboratory", development_key=False, lang="en"
+            ),
+            key_path=lab.key,
+            cert_path=lab.cert,
+            reason="forged",
+        )
+    )
     return Reports(
         lab_ca=lab.ca,
         regulator_ca=regulator.ca,
@@ -255,6 +279,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
         countersigned=countersigned,
         tampered=tampered,
         later=later,
+        forged=forged,
         run=run,
         later_run=later_run,
     )

@@ -236,6 +236,15 @@ def test_untrusted_signer_is_refused_and_logged(
     assert rows(registry, "SELECT * FROM audit") == []
 
 
+def test_recompute_mismatch_is_refused_and_logged(
+    capsys: pytest.CaptureFixture[str], registry: Location, reports: Reports
+) -> None:
+    code, _, err = submit(capsys, registry, reports.forged, deployment_of(reports), reports.lab_ca)
+    sha = hashlib.sha256(reports.forged.read_bytes()).hexdigest()
+    assert_refused_and_logged(registry, code, err, 1, "failed verification: recompute:", sha)
+    assert rows(registry, "SELECT * FROM audit") == []
+
+
 def test_duplicate_is_refused_and_logged(
     capsys: pytest.CaptureFixture[str], registry: Location, reports: Reports
 ) -> None:
@@ -297,6 +306,31 @@ def test_countersignature_needs_the_regulators_trust_root(
         capsys, registry, reports.countersigned, deployment_of(reports), reports.lab_ca
     )
     assert code == 1 and "countersignature" in err and "registry regulator" in err
+
+
+def test_concurrent_submissions_keep_one_chain(registry: Location, reports: Reports) -> None:
+    """Three submissions at once (the same report twice, another once): two accepted, the
+    second copy refused as a duplicate, the events numbered 1..3 in one intact chain."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from auditkit.errors import AuditkitError
+    from auditkit.registry.check import check as check_registry
+    from auditkit.registry.ingest import submit as submit_report
+
+    def one(pdf: Path) -> str:
+        try:
+            return submit_report(registry, pdf, deployment_of(reports), trust=[reports.lab_ca]).kind
+        except AuditkitError as exc:
+            return f"refused {exc.exit_code}: {exc}"
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(one, [reports.signed, reports.signed, reports.later]))
+    assert sorted(o.split(":")[0] for o in outcomes) == ["accepted", "accepted", "refused 5"]
+    assert "duplicate" in next(o for o in outcomes if o.startswith("refused"))
+    events = rows(registry, "SELECT seq, kind FROM event ORDER BY seq")
+    assert [e["seq"] for e in events] == [1, 2, 3]
+    assert sorted(e["kind"] for e in events) == ["accepted", "accepted", "refused"]
+    assert check_registry(registry).ok
 
 
 # --------------------------------------------------------------------------- check

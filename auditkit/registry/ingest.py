@@ -15,6 +15,10 @@ In order, each step refusing with one line (and an event ``refused`` carrying th
 5. otherwise the PDF is stored by SHA-256 (:mod:`auditkit.registry.blobs`), the organisation,
    site, station, deployment and model version are created where new, the audit and its
    criteria rows written, and an event ``accepted`` carries the digest of every row created.
+
+Steps 2 and 3 run outside any transaction (they take seconds; SQLite's write lock is not held
+meanwhile); steps 4 and 5 are one transaction, retried when a concurrent submission committed
+the same event number or report first (the retry then sees it, and refuses a duplicate).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from auditkit.errors import AuditkitError, InputError, VerificationError, first_line
@@ -86,6 +91,9 @@ class Submission:
     pdf_sha256: str
     verdict: str
     event_seq: int
+
+
+_ATTEMPTS = 5
 
 
 class _Refused(Exception):
@@ -266,16 +274,7 @@ def _verified(path: Path, trust: list[Path]) -> Any:
     return result
 
 
-def _accept(
-    s: Session,
-    name: DeploymentName,
-    kind: str,
-    path: Path,
-    data: bytes,
-    pdf_sha: str,
-    trust: list[Path],
-    blobs: Path,
-) -> Submission:
+def _refuse_known_pdf(s: Session, pdf_sha: str) -> None:
     known = s.scalars(select(ReportFile).filter_by(pdf_sha256=pdf_sha)).first()
     if known is not None:
         audit = s.get(Audit, known.audit_id)
@@ -286,6 +285,11 @@ def _accept(
                 f"as report {rid}, submitted {known.submitted_at}"
             )
         )
+
+
+def _checked_fields(name: DeploymentName, path: Path, data: bytes, trust: list[Path]) -> Any:
+    """Verification and the fields, outside any transaction (seconds of work that must not
+    hold the database's write lock)."""
     result = _verified(path, trust)
     try:
         fields = audit_fields(signed_evidence(data), result)
@@ -298,6 +302,19 @@ def _accept(
                 f"(its card's name), not {name.model!r}"
             )
         )
+    return fields
+
+
+def _record(
+    s: Session,
+    name: DeploymentName,
+    kind: str,
+    fields: AuditFields,
+    data: bytes,
+    pdf_sha: str,
+    blobs: Path,
+) -> Submission:
+    _refuse_known_pdf(s, pdf_sha)  # again: a concurrent submission may have stored it
     existing = s.scalars(select(Audit).filter_by(report_id=fields.report_id)).first()
     if existing is not None:
         return _countersigned(s, existing, name, fields, data, pdf_sha, blobs)
@@ -389,8 +406,19 @@ def submit(
             raise _refuse(InputError(f"cannot read {pdf}: {exc.strerror or exc}")) from None
         pdf_sha = hashlib.sha256(data).hexdigest()
         _check_pdf(data, pdf)
-        with session(engine) as s:
-            return _accept(s, name, kind, pdf, data, pdf_sha, trust, location.blobs)
+        with session(engine) as s:  # a known file is refused before seconds of checks
+            _refuse_known_pdf(s, pdf_sha)
+        fields = _checked_fields(name, pdf, data, trust)
+        for attempt in range(_ATTEMPTS):
+            try:
+                with session(engine) as s:
+                    return _record(s, name, kind, fields, data, pdf_sha, location.blobs)
+            except IntegrityError:
+                # a concurrent submission took the same event number or the same report
+                # first; the next attempt sees it (and refuses a duplicate)
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
     except _Refused as refused:
         with session(engine) as s:
             append_event(
