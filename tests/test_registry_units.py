@@ -70,7 +70,10 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_refusals_before_a_registry_is_opened_are_one_line(tmp_path: Path) -> None:
     pdf = tmp_path / "r.pdf"
     pdf.write_bytes(b"%PDF-1.7\n")
-    reg = ["--registry", str(tmp_path / "none.sqlite"), "--trust", str(pdf)]
+    from auditkit.report.keys import create_keys
+
+    ca = create_keys(tmp_path / "keys").ca
+    reg = ["--registry", str(tmp_path / "none.sqlite"), "--trust", str(ca)]
     bad = run("registry", "submit", str(pdf), "--deployment", "Acme/Linz", *reg)
     assert bad.returncode == ExitCode.INPUT
     assert bad.stderr.strip() == (
@@ -83,6 +86,15 @@ def test_refusals_before_a_registry_is_opened_are_one_line(tmp_path: Path) -> No
     assert len(missing.stderr.strip().splitlines()) == 1
     listing = run("registry", "list", "--registry", str(tmp_path / "none.sqlite"))
     assert listing.returncode == ExitCode.INPUT and "registry init" in listing.stderr
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database\n")
+    for command in ("list", "check", "init"):
+        opened = run("registry", command, "--registry", str(junk))
+        assert opened.returncode == ExitCode.INPUT, opened.stderr
+        assert opened.stderr == f"error: registry {junk} cannot be opened: file is not a database\n"
+    trust = run("registry", "submit", str(pdf), "--deployment", "a/b/c/d", "--trust", str(pdf))
+    assert trust.returncode == ExitCode.INPUT
+    assert trust.stderr == f"error: trust certificate file {pdf} is not a PEM certificate\n"
 
 
 def test_other_commands_do_not_import_sqlalchemy() -> None:

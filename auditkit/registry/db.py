@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from auditkit.errors import InputError, first_line
@@ -84,7 +84,7 @@ def upgrade(location: Location) -> tuple[str | None, str]:
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), "head")
         return before, head_revision()
-    except OperationalError as exc:
+    except DatabaseError as exc:  # unreachable server, not a database file, ...
         raise InputError(
             f"registry {location.display} cannot be opened: {first_line(exc.orig or exc, 200)}"
         ) from None
@@ -105,7 +105,7 @@ def open_registry(location: Location) -> Engine:
     engine = engine_for(location)
     try:
         revision = current_revision(engine)
-    except OperationalError as exc:
+    except DatabaseError as exc:  # unreachable server, not a database file, ...
         engine.dispose()
         raise InputError(
             f"registry {location.display} cannot be opened: {first_line(exc.orig or exc, 200)}"

@@ -30,10 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
-from auditkit.errors import AuditkitError, InputError, VerificationError, first_line
+from auditkit.errors import (
+    AuditkitError,
+    InputError,
+    OutputError,
+    VerificationError,
+    first_line,
+)
 from auditkit.registry import blobs as blob_store
 from auditkit.registry.chain import GENESIS, event_content, event_hash
 from auditkit.registry.db import open_registry, session
@@ -390,12 +396,17 @@ def submit(
     """Verify and register the report at ``pdf`` for ``deployment`` (``ORG/SITE/STATION/MODEL``;
     ``kind``: the organisation's kind when it is new). See the module doc; every refusal is an
     :class:`AuditkitError` of one line (exit 1 for a report that fails verification, 5 for
-    everything else) and an event ``refused``."""
+    everything else) and an event ``refused``; a database that fails while writing is an
+    :class:`OutputError` (exit 74), nothing committed."""
     name = DeploymentName.parse(deployment)
     if kind not in ORGANISATION_KINDS:
         raise InputError(f"--kind {kind!r}: one of {', '.join(ORGANISATION_KINDS)}")
     if not trust:
         raise InputError("give the trust roots to check the signatures against: --trust CA.pem")
+    from auditkit.report.keys import load_certificates
+
+    for path in trust:  # a bad --trust is the caller's mistake, not a refusal of the report
+        load_certificates(Path(path), what="trust certificate file")
     engine = open_registry(location)
     pdf = Path(pdf)
     pdf_sha: str | None = None
@@ -434,5 +445,9 @@ def submit(
                 },
             )
         raise refused.error from None
+    except DatabaseError as exc:  # the server went away, the disk is full, ...
+        raise OutputError(
+            f"registry {location.display} cannot be written: {first_line(exc.orig or exc, 200)}"
+        ) from None
     finally:
         engine.dispose()
