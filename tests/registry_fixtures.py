@@ -100,22 +100,11 @@ def postgres_server() -> Iterator[PostgresServer]:
         os.chown(folder, info.pw_uid, info.pw_gid)
         prefix = ["runuser", "-u", user, "--"]
     data, log = folder / "data", folder / "server.log"
-    subprocess.run(
-        [
-            *prefix,
-            initdb,
-            "-D",
-            str(data),
-            "-U",
-            "auditkit",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    initdb_args = ["-D", str(data), "-U", "auditkit", "--auth=trust", "-E", "UTF8", "--no-sync"]
+    made = subprocess.run([*prefix, initdb, *initdb_args], capture_output=True, text=True)
+    if made.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.fail(f"initdb failed (exit {made.returncode}): {made.stderr.strip()[-2000:]}")
     port = 0
     started = False
     try:

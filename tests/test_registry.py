@@ -299,6 +299,19 @@ def test_countersigned_report_is_recorded_as_a_countersignature(
     assert code == 5 and "duplicate" in err
 
 
+def test_countersigned_copy_for_another_deployment_is_refused(
+    capsys: pytest.CaptureFixture[str], registry: Location, reports: Reports
+) -> None:
+    dep = deployment_of(reports)
+    trust = (reports.lab_ca, reports.regulator_ca)
+    assert submit(capsys, registry, reports.signed, dep, *trust)[0] == 0
+    elsewhere = dep.replace("Line 3", "Line 4")
+    code, _, err = submit(capsys, registry, reports.countersigned, elsewhere, *trust)
+    sha = hashlib.sha256(reports.countersigned.read_bytes()).hexdigest()
+    assert_refused_and_logged(registry, code, err, 5, f"registered for deployment {dep};", sha)
+    assert len(rows(registry, "SELECT * FROM signature")) == 1
+
+
 def test_countersignature_needs_the_regulators_trust_root(
     capsys: pytest.CaptureFixture[str], registry: Location, reports: Reports
 ) -> None:

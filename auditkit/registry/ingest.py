@@ -134,6 +134,17 @@ def append_event(s: Session, kind: str, subject: str | None, payload: dict[str, 
     return ev
 
 
+def deployment_name(s: Session, dep: Deployment) -> DeploymentName:
+    """The ``ORG/SITE/STATION/MODEL`` of a stored deployment."""
+    org, site, station = (
+        s.get(Organisation, dep.organisation_id),
+        s.get(Site, dep.site_id),
+        s.get(Station, dep.station_id),
+    )
+    assert org is not None and site is not None and station is not None  # foreign keys
+    return DeploymentName(org.name, site.name, station.name, dep.model_name)
+
+
 def _get_or_create(s: Session, created: list[Base], model: type[Any], **keys: Any) -> Any:
     row = s.scalars(select(model).filter_by(**keys)).first()
     if row is None:
@@ -357,12 +368,12 @@ def _countersigned(
                 f"{audit.submitted_at}) and this file adds no countersignature"
             )
         )
-    org = s.get(Organisation, dep.organisation_id) if dep is not None else None
-    if org is None or org.name != name.organisation:
+    registered = deployment_name(s, dep) if dep is not None else None
+    if registered != name:
         raise _refuse(
             InputError(
-                f"report {fields.report_id} is registered for another deployment; "
-                "submit its countersigned copy with the same --deployment"
+                f"report {fields.report_id} is registered for deployment {registered}; "
+                "submit its countersigned copy with that --deployment"
             )
         )
     report = ReportFile(
