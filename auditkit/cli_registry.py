@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from auditkit.registry.location import Location
 
 registry_app = typer.Typer(
-    help="The supervision registry: init, submit signed reports, check, list.",
+    help="The supervision registry: init, submit signed reports, check, list, history.",
     no_args_is_help=True,
 )
 
@@ -139,3 +139,21 @@ def list_cmd(
         typer.echo(json.dumps(to_json(rows), indent=2, sort_keys=True, ensure_ascii=False))
     else:
         typer.echo(as_table(rows))
+
+
+@registry_app.command("history")
+def history_cmd(
+    deployment: Annotated[str, typer.Argument(help="ORGANISATION/SITE/STATION/MODEL.")],
+    registry: RegistryOpt = None,
+    blobs: BlobsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every audit of one deployment, oldest first, each compared with the one before it
+    (REGRESSION: ACCEPT to REJECT/HOLD, or a significant rise of escape or overkill rate)."""
+    from auditkit.registry.queries import history, history_json, history_lines
+
+    rows = history(_location(registry, blobs), deployment)
+    if as_json:
+        typer.echo(json.dumps(history_json(rows), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        typer.echo("\n".join(history_lines(rows)))

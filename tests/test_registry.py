@@ -471,6 +471,37 @@ def test_list_shows_each_deployment_with_its_latest_audit(
     assert "Acme Castings  Plant Linz  Line 3" in line and row["report_id"] in line
 
 
+def test_history_compares_each_audit_with_the_one_before(
+    capsys: pytest.CaptureFixture[str], registry: Location, reports: Reports
+) -> None:
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    dep = deployment_of(reports)
+    trust = (reports.lab_ca, reports.regulator_ca)
+    assert submit(capsys, registry, reports.countersigned, dep, *trust)[0] == 0
+    assert submit(capsys, registry, reports.later, dep, *trust)[0] == 0
+    code, out, err = cli(capsys, "registry", "history", dep, *where(registry), "--json")
+    assert code == 0, err
+    first, second = json.loads(out)["audits"]
+    assert "later" in second["report_id"] and "later" not in first["report_id"]
+    assert first["regression"] is None and first["countersignatures"] == 1
+    # the later run has the same figures: no significant change
+    verdicts = json.loads((reports.later_run / "verdicts.json").read_text())
+    [escape] = [
+        c for c in verdicts["criteria"] if c["metric"] == "escape_rate" and not c.get("slice_by")
+    ]
+    k, n = escape["k"], escape["n"]
+    low, high = confint_proportions_2indep(k, n, k, n, method="newcomb", compare="diff")
+    [change] = [c for c in second["regression"]["changes"] if c["metric"] == "escape_rate"]
+    assert (change["low"], change["high"]) == pytest.approx((low, high), abs=1e-12)
+    assert change["previous"] == change["current"] == [k, n]
+    assert second["regression"]["flagged"] is False
+    code, out, _ = cli(capsys, "registry", "history", dep, *where(registry))
+    assert code == 0 and out.count("no significant change") == 1
+    code, _, err = cli(capsys, "registry", "history", "No/Such/Line/model", *where(registry))
+    assert code == 5 and err.startswith("error: no deployment No/Such/Line/model in registry")
+
+
 # --------------------------------------------------------------------------- schema
 
 

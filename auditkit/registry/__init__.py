@@ -11,5 +11,7 @@ Modules are imported on use: the CLI's other commands never load SQLAlchemy.
 * :mod:`~auditkit.registry.blobs` — the PDFs, stored by SHA-256
 * :mod:`~auditkit.registry.ingest` — ``submit``: verify, recompute, store, log
 * :mod:`~auditkit.registry.check` — ``check``: the chain and every recorded row
-* :mod:`~auditkit.registry.queries` — ``list``
+* :mod:`~auditkit.registry.queries` — ``list``, ``history``
+* :mod:`~auditkit.registry.regression` — the regression flag between consecutive audits (pure)
+* :mod:`~auditkit.registry.rows` — row references and digests
 """

@@ -100,3 +100,119 @@ def as_table(rows: list[DeploymentRow]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     )
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One audit of a deployment, oldest first, with its comparison to the one before it
+    (:mod:`auditkit.registry.regression`; None for the first)."""
+
+    report_id: str
+    audited_at: str | None
+    verdict: str
+    model_sha256: str
+    model_version: str | None
+    rubric: str
+    countersignatures: int
+    regression: Any  # Regression | None
+
+
+def _order(audit: Audit) -> tuple[str, str, int]:
+    """Audits in the order they were signed (then run, then submitted)."""
+    return (audit.signed_at or "", audit.finished_at or "", audit.id)
+
+
+def history(location: Location, deployment: str) -> list[HistoryRow]:
+    """Every audit of ``deployment`` (``ORG/SITE/STATION/MODEL``), oldest first; an unknown
+    deployment is an :class:`~auditkit.errors.InputError` (exit 5)."""
+    from auditkit.errors import InputError
+    from auditkit.registry.db import open_registry, session
+    from auditkit.registry.ingest import DeploymentName
+    from auditkit.registry.models import Criterion, ModelVersion, Signature
+    from auditkit.registry.regression import compare, overall_rates
+    from auditkit.registry.rows import values
+
+    name = DeploymentName.parse(deployment)
+    engine = open_registry(location)
+    try:
+        with session(engine) as s:
+            dep = s.scalars(
+                select(Deployment)
+                .join(Organisation, Organisation.id == Deployment.organisation_id)
+                .join(Site, Site.id == Deployment.site_id)
+                .join(Station, Station.id == Deployment.station_id)
+                .where(
+                    Organisation.name == name.organisation,
+                    Site.name == name.site,
+                    Station.name == name.station,
+                    Deployment.model_name == name.model,
+                )
+            ).first()
+            if dep is None:
+                raise InputError(f"no deployment {name} in registry {location.display}")
+            audits = sorted(s.scalars(select(Audit).filter_by(deployment_id=dep.id)), key=_order)
+            out: list[HistoryRow] = []
+            before: tuple[str, dict[str, tuple[int, int]]] | None = None
+            for audit in audits:
+                criteria = s.scalars(
+                    select(Criterion).filter_by(audit_id=audit.id).order_by(Criterion.position)
+                )
+                rates = overall_rates(values(c) for c in criteria)
+                version = s.get(ModelVersion, audit.model_version_id)
+                counter = s.scalar(
+                    select(func.count())
+                    .select_from(Signature)
+                    .where(Signature.audit_id == audit.id, Signature.role == "countersignature")
+                )
+                out.append(
+                    HistoryRow(
+                        report_id=audit.report_id,
+                        audited_at=audit.signed_at or audit.finished_at,
+                        verdict=audit.verdict,
+                        model_sha256=version.model_sha256 if version else "",
+                        model_version=version.version if version else None,
+                        rubric=f"{audit.rubric_id} {audit.rubric_version}",
+                        countersignatures=int(counter or 0),
+                        regression=compare(before[0], before[1], audit.verdict, rates)
+                        if before is not None
+                        else None,
+                    )
+                )
+                before = (audit.verdict, rates)
+            return out
+    finally:
+        engine.dispose()
+
+
+def history_json(rows: list[HistoryRow]) -> dict[str, Any]:
+    """``registry history --json``."""
+    return {
+        "format": "auditkit.registry.history/1",
+        "audits": [
+            {
+                **{k: v for k, v in asdict(r).items() if k != "regression"},
+                "regression": None
+                if r.regression is None
+                else {"flagged": r.regression.flagged, **asdict(r.regression)},
+            }
+            for r in rows
+        ],
+    }
+
+
+def history_lines(rows: list[HistoryRow]) -> list[str]:
+    """One line per audit, oldest first, and the regression reasons under it."""
+    lines = []
+    for r in rows:
+        flag = ""
+        if r.regression is not None:
+            flag = "  REGRESSION" if r.regression.flagged else "  no significant change"
+        version = f" {r.model_version}" if r.model_version else ""
+        counter = f", {r.countersignatures} countersignature(s)" if r.countersignatures else ""
+        lines.append(
+            f"{r.audited_at or '-'}  {r.verdict:<11} {r.report_id}  model{version} "
+            f"{r.model_sha256[:12]}…  {r.rubric}{counter}{flag}"
+        )
+        if r.regression is not None:
+            lines += [f"    {reason}" for reason in r.regression.reasons]
+    return lines
