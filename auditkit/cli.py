@@ -30,6 +30,7 @@ from auditkit.cli_data import (
     load_options,
 )
 from auditkit.cli_model import model_app
+from auditkit.cli_registry import registry_app
 from auditkit.errors import AuditkitError, ExitCode, InputError, VerificationError
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ app.add_typer(sample_app, name="sample")
 app.add_typer(rubric_app, name="rubric")
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(registry_app, name="registry")
 
 
 def _say(message: str = "") -> None:

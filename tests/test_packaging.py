@@ -1,4 +1,5 @@
-"""The wheel carries the shipped rubrics and report templates, for a non-editable install."""
+"""The wheel carries the shipped rubrics, report templates and registry migrations, for a
+non-editable install."""
 
 from __future__ import annotations
 
@@ -36,3 +37,9 @@ def test_wheel_ships_rubrics_and_templates(tmp_path: Path) -> None:
     for template in (ROOT / "reports/templates").iterdir():
         assert f"auditkit/_shipped/templates/{template.name}" in names
     assert "auditkit/cli.py" in names
+    # the registry's migrations run from the installed package (`registry init`)
+    for script in (ROOT / "auditkit/registry/migrations").rglob("*"):
+        if script.is_file() and "__pycache__" not in script.parts:
+            assert script.relative_to(ROOT).as_posix() in names
+    assert "auditkit/registry/migrations/script.py.mako" in names
+    assert "auditkit/registry/migrations/versions/0001_initial.py" in names
