@@ -573,7 +573,5 @@ def test_data_check_finds_a_truncated_image_after_weasyprint_is_imported(
     write_truncated(tmp_path / "data" / "images" / "img002.png")
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     problems = check_data(manifest)["problems"]
-    assert [(Path(p["path"]).name, p["detail"]) for p in problems] == [
-        ("img002.png", REASONS[17])
-    ]
+    assert [(Path(p["path"]).name, p["detail"]) for p in problems] == [("img002.png", REASONS[17])]
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True

@@ -30,12 +30,12 @@ def signed_evidence(pdf: bytes) -> dict[str, bytes]:
     signed; the verify module's own reader of embedded files."""
     from pyhanko.pdf_utils.reader import PdfFileReader
 
-    from auditkit.report.verify import _embedded_files
+    from auditkit.report.verify import embedded_files
 
     reader = PdfFileReader(io.BytesIO(pdf))
     author = sorted(reader.embedded_signatures, key=lambda s: s.signed_revision)[0]
     contents: dict[str, bytes] = {}
-    _embedded_files(reader.get_historical_root(author.signed_revision), contents)
+    embedded_files(reader.get_historical_root(author.signed_revision), contents)
     return contents
 
 

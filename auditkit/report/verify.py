@@ -200,7 +200,7 @@ def _filespec_name(fs: generic.DictionaryObject) -> str | None:
     return None
 
 
-def _embedded_files(
+def embedded_files(
     root: Any, contents: dict[str, bytes] | None = None
 ) -> tuple[dict[str, str], list[str]]:
     """name → SHA-256 for every embedded file reachable from the catalog (name tree and /AF),
@@ -471,9 +471,9 @@ def verify_pdf(
     contents: dict[str, bytes] = {}
     try:
         signed_root = reader.get_historical_root(author.signed_revision)
-        evidence, ev_problems = _embedded_files(signed_root, contents)
+        evidence, ev_problems = embedded_files(signed_root, contents)
         problems.extend(ev_problems)
-        latest, latest_problems = _embedded_files(reader.root)
+        latest, latest_problems = embedded_files(reader.root)
         problems.extend(p + " (latest revision)" for p in latest_problems)
         problems.extend(_compare_evidence(evidence, latest))
     except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
