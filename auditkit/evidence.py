@@ -36,9 +36,11 @@ __all__ = [
     "Judged",
     "MetricEntry",
     "MetricsDocument",
+    "RateAt",
     "ReasonNote",
     "RunRecord",
     "SliceResult",
+    "StatedPrevalence",
     "VerdictsDocument",
     "load_evidence_file",
     "validate_evidence",
@@ -99,6 +101,19 @@ class Interval(EvidenceModel):
     sided: str | None = None
 
 
+class RateAt(EvidenceModel):
+    """A rate at a chosen threshold (the zero-escape operating point's ``escape`` and
+    ``overkill``): k of n, the value and its exact one-sided bounds; ``certified_upper`` is the
+    escape bound the threshold was chosen to meet."""
+
+    k: int
+    n: int
+    value: Number | None = None
+    low: Number | None = None
+    high: Number | None = None
+    certified_upper: Number | None = None
+
+
 class MetricEntry(EvidenceModel):
     """One entry of ``metrics.json`` → ``metrics``: a named metric on one slice, with its value,
     counts (``k`` of ``n``; null for metrics that are not rates) and interval (null for ``n == 0``
@@ -115,6 +130,18 @@ class MetricEntry(EvidenceModel):
     prevalence: Number | None = None
     #: how an energy figure was obtained: ``measured`` or ``modelled``
     method: str | None = None
+    #: ``escaped_ppm``: where its prevalence came from (``site``, ``rubric``, ``card``)
+    prevalence_source: str | None = None
+    # the certified zero-escape operating point (``escape_certified_threshold`` and
+    # ``overkill_at_escape_target``, docs/metrics.md): the escape target, the level of the bound
+    # that must meet it, the threshold found (null: none proves the target) and its rates
+    target: Number | None = None
+    bound_level: Number | None = None
+    threshold: Number | None = None
+    escape: RateAt | None = None
+    overkill: RateAt | None = None
+    no_threshold: bool | None = None
+    n_defective: int | None = None
 
 
 class ConfusionMatrix(EvidenceModel):
@@ -125,6 +152,15 @@ class ConfusionMatrix(EvidenceModel):
     matrix: list[list[int]]
     labels: list[str] | None = None
     unit: str | None = None
+
+
+class StatedPrevalence(EvidenceModel):
+    """``metrics.json`` → ``prevalence``: the production defect prevalence the escaped-ppm
+    figure uses, and who stated it (``site``: ``--prevalence``/``--param``; ``rubric``;
+    ``card``: the model card's ``declared.production_prevalence``)."""
+
+    value: Number
+    source: str | None = None
 
 
 class MetricsDocument(EvidenceModel):
@@ -143,6 +179,11 @@ class MetricsDocument(EvidenceModel):
     metrics: list[MetricEntry]
     confusion_matrix: ConfusionMatrix | None = None
     class_confusion_matrix: ConfusionMatrix | None = None
+    #: the model's task (``classification``, ``detection``, ``anomaly``, ``segmentation``)
+    task: str | None = None
+    #: the cluster bootstrap's settings (method, unit, resamples, seed)
+    bootstrap: dict[str, Any] | None = None
+    prevalence: StatedPrevalence | None = None
 
 
 # --------------------------------------------------------------------------- verdicts.json

@@ -789,3 +789,65 @@ def check_no_dumps(layout_pages: Sequence[str], rubric_text: str, cat: Catalogue
 
 def verdicts_of(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "verdicts.json").read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- zero-escape point
+
+
+def _exact_upper(k: int, n: int, level: float) -> float:
+    """The one-sided upper Clopper–Pearson bound of k escapes in n (SciPy's beta quantile)."""
+    from scipy.stats import beta
+
+    return 1.0 if k >= n else float(beta.ppf(level, k + 1, n - k))
+
+
+def _parts_needed(target: float, level: float) -> int:
+    """The least n whose 0-of-n exact upper bound is at or below ``target`` (by search)."""
+    n = 1
+    while _exact_upper(0, n, level) > target:
+        n += 1
+    return n
+
+
+def check_zero_escape(
+    layout_pages: Sequence[str], metrics: Mapping[str, Any], cat: Catalogue
+) -> list[str]:
+    """The certified zero-escape table: each target's all-parts row (the first row of its
+    target) prints the threshold's escapes k/n and the exact upper bound recomputed from them;
+    a target no threshold proves prints the defective parts tested and the least number that
+    could prove it, both recomputed here."""
+    entries = [
+        e
+        for e in metrics.get("metrics") or []
+        if e.get("name") == "escape_certified_threshold" and not e.get("slice")
+    ]
+    if not entries:
+        return []
+    text = "\n".join(layout_pages)
+    heading = cat.text("zero_escape_heading")
+    if heading not in text:
+        return [f"the zero-escape table ({heading!r}) is missing"]
+    lines = [line for line in text.split(heading, 1)[1].splitlines() if line.strip()]
+    problems = []
+    for e in entries:
+        target, level = float(e["target"]), float(e["bound_level"])
+        label = f"{100 * target:.2f} %"
+        row = next((line for line in lines if label in line), None)
+        if row is None:
+            problems.append(f"target {label}: no row")
+            continue
+        rest = row.split(label, 1)[1]
+        numbers = _NUMBER.findall(rest)
+        if e.get("value") is None:
+            expected = [str(e["n"]), str(_parts_needed(target, level))]
+            if [n for n in numbers if n in expected] != expected:
+                problems.append(f"target {label}: expected {expected} in {row.strip()!r}")
+            continue
+        k, n = e["escape"]["k"], e["escape"]["n"]
+        if f"{k}/{n}" not in row:
+            problems.append(f"target {label}: escapes {k}/{n} not in {row.strip()!r}")
+        bound = _exact_upper(k, n, level)
+        percents = [float(x) for x in re.findall(r"(\d+\.\d\d)\s?%", rest)]
+        if not any(abs(p - 100 * bound) <= 0.005 + 1e-9 for p in percents):
+            problems.append(f"target {label}: upper bound {shown(bound)} not in {row.strip()!r}")
+    return problems

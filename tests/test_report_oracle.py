@@ -250,6 +250,14 @@ def check_dumps(lab: Lab, cell: Cell) -> list[str]:
     )
 
 
+def check_zero_escape(lab: Lab, cell: Cell) -> list[str]:
+    return oracle.check_zero_escape(
+        oracle.pdf_layout_pages(lab.pdf(cell)),
+        json.loads((lab.run(cell) / "metrics.json").read_text()),
+        oracle.Catalogue.load(cell.lang),
+    )
+
+
 def check_recompute(lab: Lab, cell: Cell) -> list[str]:
     """Signed: ``auditkit verify --recompute`` exits 0. Unsigned (nothing to verify): the
     evidence embedded in the PDF recomputes to its own verdicts.json."""
@@ -271,6 +279,7 @@ CHECKS = {
     "slice-tables": check_slices,
     "page1-verdict": check_page1,
     "no-dumps": check_dumps,
+    "zero-escape": check_zero_escape,
     "recompute": check_recompute,
 }
 

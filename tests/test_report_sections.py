@@ -413,3 +413,76 @@ def test_page_one_line_uses_the_slice_the_evaluation_names() -> None:
         }
     )
     assert _blocker_line(skipped, fmt("zh")) == "漏检率相对基线的变化：需要 --baseline RUN：未评估"
+
+
+def test_zero_escape_needs_the_parts_the_exact_bound_says() -> None:
+    """The least n whose 0-of-n Clopper–Pearson upper bound meets the target, from SciPy."""
+    from scipy.stats import beta
+
+    for target, level in ((0.05, 0.95), (0.01, 0.95), (0.02, 0.975), (0.001, 0.9)):
+        n = sections.parts_to_prove(target, level)
+        assert beta.ppf(level, 1, n) <= target < beta.ppf(level, 1, n - 1)
+    assert (sections.parts_to_prove(0.05, 0.95), sections.parts_to_prove(0.01, 0.95)) == (59, 299)
+
+
+def test_zero_escape_table_prints_the_entry_and_says_why_none_qualifies() -> None:
+    from scipy.stats import beta
+
+    # 0 of 60 defective parts escape at the threshold: upper 95 % bound 1 - 0.05^(1/60)
+    upper = 1 - 0.05 ** (1 / 60)
+    assert upper == pytest.approx(beta.ppf(0.95, 1, 60))
+    found = {
+        "name": "escape_certified_threshold",
+        "slice": {"shift": "day"},
+        "value": 0.015272,
+        "n": 60,
+        "target": 0.05,
+        "bound_level": 0.95,
+        "escape": {"k": 0, "n": 60, "value": 0.0, "low": 0.0, "high": upper},
+        "overkill": {"k": 2, "n": 22, "value": 2 / 22, "low": 0.0164, "high": 0.2595},
+    }
+    none = {
+        "name": "escape_certified_threshold",
+        "slice": {},
+        "value": None,
+        "n": 101,
+        "target": 0.01,
+        "bound_level": 0.95,
+        "escape": None,
+        "overkill": None,
+    }
+    view = sections.zero_escape_view(metrics_doc([found, none]), fmt())
+    assert view is not None
+    first, second = view["rows"]  # the 1 % target first, then 5 %
+    assert first["slice"] == "all parts" and first["target"] == "1.00 %"
+    assert first["none"] == (
+        "no threshold proves the target: 101 defective parts tested, at least 299 needed"
+    )
+    assert (second["threshold"], second["escaped"], second["escape_bound"]) == (
+        "0.01527",
+        "0/60",
+        f"{100 * upper:.2f} %",
+    )
+    assert second["overkill"] == "2/22" and second["overkill_bounds"] == "9.09 % (1.64 % – 25.95 %)"
+    zh = sections.zero_escape_view(metrics_doc([none]), fmt("zh"))
+    assert zh is not None and "至少需要 299 个" in zh["rows"][0]["none"]
+    assert sections.zero_escape_view(metrics_doc(), fmt()) is None
+
+
+def test_prevalence_line_names_who_stated_it_and_gives_escaped_ppm(tmp_path: Path) -> None:
+    ppm = {
+        "name": "escaped_ppm",
+        "slice": {},
+        "value": 178.54,
+        "interval": {"low": 83.28, "high": 347.55, "method": "clopper_pearson_bonferroni"},
+        "prevalence": 0.002,
+        "prevalence_source": "site",
+    }
+    doc = metrics_doc([ppm], prevalence={"value": 0.002, "source": "card"})
+    view = sections.sampling_view(tmp_path, run_record(), doc, fmt())
+    assert view["prevalence"] == "0.2 % (declared in the model card)"  # the document's own
+    assert view["escaped_ppm"].startswith("179 ppm at that prevalence (bounds 83.3 – 348 ppm")
+    zh = sections.sampling_view(tmp_path, run_record(), metrics_doc([ppm]), fmt("zh"))
+    assert zh["prevalence"] == "0.2 %（按现场给定：--prevalence 或 --param prevalence）"
+    bare = sections.sampling_view(tmp_path, run_record(), metrics_doc(), fmt())
+    assert bare["prevalence"] is None and bare["escaped_ppm"] is None

@@ -1396,6 +1396,7 @@ def _context(
         "sampling": sections.sampling_view(run_dir, run, metrics, fmt),
         "forests": sections.forest_view(metrics, verdicts, fmt),
         "curves": sections.curves_view(run_dir, metrics, fmt),
+        "zero_escape": sections.zero_escape_view(metrics, fmt),
         "latency": sections.latency_view(run_dir, run, metrics, fmt),
         "energy": sections.energy_view(run_dir, run, fmt),
         "baseline": sections.baseline_view(metrics, verdicts, fmt),

@@ -11,6 +11,7 @@ that may be missing in a run directory (``samples.parquet``, ``predictions.parqu
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,17 +137,97 @@ def sampling_view(
             },
         )
         row["defective" if name == "escape_rate" else "good"] = fmt.count(entry.n)
-    prevalence = next(
-        (fmt.pct(float(e.prevalence)) for e in metrics.metrics if e.prevalence is not None), None
-    )
+    prevalence, escaped = _prevalence_lines(metrics, fmt)
     tallies = metrics.counts
     return {
         "classes": classes,
         "per_slice": list(per_slice.values()),
         "prevalence": prevalence,
+        "escaped_ppm": escaped,
         "unreadable": fmt.count(tallies.get("images_unreadable", dataset.get("n_unreadable", 0))),
         "errors": fmt.count(tallies.get("images_error", dataset.get("n_error", 0))),
     }
+
+
+def _prevalence_lines(metrics: MetricsDocument, fmt: _Fmt) -> tuple[str | None, str | None]:
+    """The production prevalence the run states (metrics.json ``prevalence``; an older file:
+    the escaped-ppm entry's) with who stated it, and the escaped-ppm figure at it."""
+    t = fmt.t
+    ppm = next((e for e in metrics.metrics if e.name == "escaped_ppm" and not e.slice), None)
+    value, source = None, None
+    if metrics.prevalence is not None:
+        value, source = metrics.prevalence.value, metrics.prevalence.source
+    elif ppm is not None and ppm.prevalence is not None:
+        value, source = ppm.prevalence, ppm.prevalence_source
+    if value is None:
+        return None, None
+    stated = str(t["prevalence_line"]).format(
+        value=fmt.share(float(value)), source=fmt.lookup("prevalence_source", source or "")
+    )
+    if ppm is None or ppm.value is None:
+        return stated, None
+    low = ppm.interval.low if ppm.interval else None
+    high = ppm.interval.high if ppm.interval else None
+    escaped = str(t["escaped_ppm_line"]).format(
+        value=fmt.num(ppm.value), low=fmt.num(low), high=fmt.num(high)
+    )
+    return stated, escaped
+
+
+# --------------------------------------------------------------------------- operating point
+
+
+def parts_to_prove(target: float, level: float) -> int:
+    """The fewest defective parts with which zero escapes prove ``escape rate <= target``: the
+    exact one-sided upper bound of 0 of n is ``1 - (1 - level)^(1/n)``, at or below the target
+    from ``n >= ln(1 - level) / ln(1 - target)`` (95 %, 5 %: 59; 95 %, 1 %: 299)."""
+    needed = math.log(1.0 - level) / math.log(1.0 - target)
+    return math.ceil(needed - 1e-9)
+
+
+def zero_escape_view(metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any] | None:
+    """The certified zero-escape operating point (metrics.json ``escape_certified_threshold``,
+    docs/metrics.md): per escape target, overall first, then each slice, the threshold with
+    the escapes and the overkill it gives there and their exact bounds; None without one."""
+    entries = [
+        e
+        for e in metrics.metrics
+        if e.name == "escape_certified_threshold" and e.target is not None
+    ]
+    if not entries:
+        return None
+    t = fmt.t
+    level = next((e.bound_level for e in entries if e.bound_level is not None), fmt.level)
+    rows = []
+    for e in sorted(entries, key=lambda e: (float(e.target or 0), bool(e.slice))):
+        row: dict[str, Any] = {"slice": fmt.slice(e.slice), "target": fmt.pct(e.target)}
+        if e.value is None or e.escape is None or e.overkill is None:
+            needed = parts_to_prove(float(e.target or 0), float(e.bound_level or level))
+            row["none"] = str(t["zero_escape_none"]).format(
+                n=fmt.count(e.n), needed=fmt.count(needed)
+            )
+        else:
+            bound = (
+                e.escape.certified_upper if e.escape.certified_upper is not None else e.escape.high
+            )
+            row.update(
+                none=None,
+                threshold=fmt.num(e.value, 4),
+                escaped=fmt.kn(e.escape.k, e.escape.n),
+                escape_bound=fmt.pct(bound),
+                overkill=fmt.kn(e.overkill.k, e.overkill.n),
+                overkill_bounds=f"{fmt.pct(e.overkill.value)} "
+                f"({_bounds(fmt, e.overkill.low, e.overkill.high)})",
+            )
+        rows.append(row)
+    return {
+        "intro": str(t["zero_escape_intro"]).format(level=fmt.level_text(float(level))),
+        "rows": rows,
+    }
+
+
+def _bounds(fmt: _Fmt, low: float | None, high: float | None) -> str:
+    return f"{fmt.pct(low)} – {fmt.pct(high)}"
 
 
 # --------------------------------------------------------------------------- forest plots
