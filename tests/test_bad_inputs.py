@@ -550,6 +550,15 @@ def test_other_text_files_that_are_not_utf8_name_the_place(tmp_path: Path) -> No
         f"error: model card {card} is not UTF-8: {place}; save it as UTF-8"
     )
 
+    shipped = Path(__file__).parent.parent / "rubrics" / "industrial-aoi-acceptance.yaml"
+    rubric = tmp_path / "latin-rubric.yaml"
+    rubric.write_bytes(
+        shipped.read_bytes().replace(b"\ntitle: ", b"\ntitle: Pr" + b"\xfc" + b"fung ", 1)
+    )
+    place = _place(rubric.read_bytes(), b"\xfc")
+    line = one_line(run_cli("rubric", "show", str(rubric)), 5)
+    assert line == f"error: {rubric} is not UTF-8: {place}; save it as UTF-8"
+
 
 def test_a_manifest_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "manifest.csv")

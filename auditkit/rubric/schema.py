@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from auditkit.errors import RubricError
+from auditkit.errors import RubricError, not_utf8_place
 from auditkit.resources import rubrics_dir
 
 RUBRIC_SCHEMA = "auditkit.rubric/v1"
@@ -646,9 +646,14 @@ def load_rubric(name_or_path: str) -> LoadedRubric:
         raise RubricError(f"expected a rubric file, got a folder: {path}") from None
     try:
         text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RubricError(
+            f"{path} is not UTF-8: {not_utf8_place(data)}; save it as UTF-8"
+        ) from None
+    try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text)
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
