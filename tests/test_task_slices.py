@@ -368,3 +368,17 @@ def test_a_class_sliced_metric_by_metadata_needs_its_class(tmp_path: Path) -> No
     mixed = bare.replace("[lighting]", "[class, lighting]")
     with pytest.raises(RubricError, match=r"slice_by \[class\] alone"):
         _rubric(tmp_path, "detection", mixed)
+
+
+def test_a_slice_without_ground_truth_of_the_class_is_a_data_gap(tmp_path: Path) -> None:
+    samples, gt, det, classes = _sliced_boxes()
+    entries = detection_entries(samples, gt, det, **_det_kwargs(classes, seed=0, resamples=20))
+    crit = CRITERION.format(name="ap", cls="dent", flt="")
+    verdict = evaluate(
+        {"task": "detection", "metrics": entries}, _rubric(tmp_path, "detection", crit)
+    )
+    by_slice = {s["slice"]["lighting"]: s for s in verdict["criteria"][0]["slices"]}
+    # dim has no dent box: no value, never pooled with bright; the criterion's on_insufficient
+    assert by_slice["dim"]["value"] is None
+    assert by_slice["dim"]["outcome"] == "INCONCLUSIVE"
+    assert any("lighting=dim" in line for line in verdict["data_gaps"])
