@@ -6,6 +6,7 @@ criteria that judge one class in each slice."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ def _bounds(values: list[float]) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _det_kwargs(classes: list[str], seed: int, resamples: int) -> dict[str, object]:
+def _det_kwargs(classes: list[str], seed: int, resamples: int) -> dict[str, Any]:
     return dict(
         classes=classes,
         match_iou=0.5,
@@ -44,12 +45,9 @@ def _det_kwargs(classes: list[str], seed: int, resamples: int) -> dict[str, obje
     )
 
 
-def _by(entries: list[dict[str, object]], name: str) -> dict[tuple[tuple[str, str], ...], dict]:
-    return {
-        tuple(sorted(e["slice"].items())): e  # type: ignore[union-attr]
-        for e in entries
-        if e["name"] == name
-    }
+def _by(entries: list[dict[str, Any]], name: str) -> dict[tuple[tuple[str, str], ...], Any]:
+    """The entries of ``name`` keyed by their slice's sorted items."""
+    return {tuple(sorted(e["slice"].items())): e for e in entries if e["name"] == name}
 
 
 # ----------------------------------------------------------------- AP per class per slice
@@ -106,11 +104,15 @@ def test_ap_per_class_per_slice_equals_pycocotools_on_the_slice_images() -> None
             assert got["value"] == pytest.approx(precision[:, :, k].mean(), abs=1e-12)
             assert got50["value"] == pytest.approx(precision[0, :, k].mean(), abs=1e-12)
             assert got["interval"]["seed"] == 4 and got["interval"]["resamples"] == 25
-    # the overall per-class entries are still those of all images
+    # the overall per-class entries are still those of all images, and each is the last entry
+    # of its class (a reader keyed on the class alone, as the report's task chart, sees it)
     precision = _pycocotools(gt, det, samples["sample_id"].tolist(), classes)
     for k, cls in enumerate(classes):
         assert ap[(("class", cls),)]["value"] == pytest.approx(precision[:, :, k].mean())
         assert ap50[(("class", cls),)]["interval"] is not None
+        for name in ("ap", "ap_50"):
+            of_class = [e for e in entries if e["name"] == name and e["slice"].get("class") == cls]
+            assert of_class[-1]["slice"] == {"class": cls} and len(of_class) == 3
 
 
 def test_ap_interval_of_a_slice_is_pycocotools_on_the_parts_redrawn_with_the_seed() -> None:
@@ -211,9 +213,10 @@ def test_binary_iou_dice_per_slice_are_numpy_counts_and_seeded_bootstrap() -> No
                 _bounds([r[j] for r in redrawn]), abs=1e-12
             )
             assert (interval["seed"], interval["resamples"]) == (seed, resamples)
-    # the overall entry: all nine images
+    # the overall entry: all nine images, after the slices' entries
     overall = _counted([m > 127 for m in masks], preds, [1] * 9)
     assert iou[(("class", "defect"),)]["value"] == pytest.approx(overall[0])
+    assert [e["slice"] for e in entries if e["name"] == "iou"][-1] == {"class": "defect"}
 
 
 def test_iou_dice_per_class_per_slice_are_numpy_counts_and_seeded_bootstrap() -> None:
@@ -237,6 +240,10 @@ def test_iou_dice_per_class_per_slice_are_numpy_counts_and_seeded_bootstrap() ->
     )
     iou, dice = _by(entries, "iou"), _by(entries, "dice")
     assert len(entries) == 2 * 2 * (3 + 1)  # (iou, dice) x classes x (three slices + overall)
+    for name in ("iou", "dice"):
+        for cls in classes:
+            of_class = [e for e in entries if e["name"] == name and e["slice"]["class"] == cls]
+            assert of_class[-1]["slice"] == {"class": cls}  # the overall entry comes last
     for slice_, mask in slices:
         idx = np.flatnonzero(mask)
         w = part_weights(
