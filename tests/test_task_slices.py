@@ -389,3 +389,50 @@ def test_a_slice_without_ground_truth_of_the_class_is_a_data_gap(tmp_path: Path)
     assert by_slice["dim"]["value"] is None
     assert by_slice["dim"]["outcome"] == "INCONCLUSIVE"
     assert any("lighting=dim" in line for line in verdict["data_gaps"])
+
+
+def test_replayed_class_maps_give_iou_per_class_per_lighting_by_hand(tmp_path: Path) -> None:
+    """Through replay and run_metrics: a constant class map (a at the top-left 4 x 4, b at the
+    bottom-right), two images per lighting; the metadata column reaches the per-class entries."""
+    from dataclasses import replace
+
+    from auditkit.audit import run_metrics
+    from auditkit.data.manifest import manifest_digest
+    from auditkit.models.card import ModelCard
+    from auditkit.models.onnx_model import DeployedModel
+    from auditkit.replay.pipeline import replay
+    from tests.onnx_builders import card, constant_model
+    from tests.test_replay_tasks import SETTINGS, make_dataset
+
+    logits = np.zeros((1, 3, 8, 8), dtype=np.float32)
+    logits[0, 1, :4, :4] = 5.0
+    logits[0, 2, 4:, 4:] = 5.0
+    c = card("segmentation", ["good", "a", "b"], output={"kind": "logits"})
+    model = DeployedModel.load(
+        constant_model(tmp_path / "seg.onnx", {"seg": logits}), ModelCard.model_validate(c)
+    )
+    exact_a = np.zeros((8, 8), dtype=np.uint8)
+    exact_a[:4, :4] = 255  # dim: a where predicted (16 px)
+    half_a = np.zeros((8, 8), dtype=np.uint8)
+    half_a[:4, :2] = 255  # bright: 8 px of a inside the predicted 16
+    images = [
+        {"sample_id": "d1", "size": (8, 8), "label": "a", "mask": exact_a},
+        {"sample_id": "d2", "size": (8, 8), "label": "good", "mask": None},
+        {"sample_id": "b1", "size": (8, 8), "label": "a", "mask": half_a},
+        {"sample_id": "b2", "size": (8, 8), "label": "a", "mask": half_a},
+    ]
+    data = make_dataset(tmp_path / "data", images, None)
+    samples = data.samples.assign(lighting=["dim", "dim", "bright", "bright"])
+    data = replace(data, samples=samples, manifest_sha256=manifest_digest(samples))
+    replay(data, model, tmp_path / "run", SETTINGS)
+    entries = run_metrics(tmp_path / "run")["metrics"]
+    iou = _by(entries, "iou")
+    # a, dim: I = 16 (d1), T = 16, P = 16 + 16 (d2 predicts a too) -> 16 / 32
+    assert iou[(("class", "a"), ("lighting", "dim"))]["value"] == pytest.approx(0.5)
+    # a, bright: I = 8 + 8, T = 16, P = 32 -> 16 / 32; b nowhere true: I = 0 -> 0
+    assert iou[(("class", "a"), ("lighting", "bright"))]["value"] == pytest.approx(0.5)
+    assert iou[(("class", "b"), ("lighting", "bright"))]["value"] == 0.0
+    # binary defect, dim: true 16 (d1), predicted 32 + 32 (a or b, both images), I = 16
+    assert iou[(("class", "defect"), ("lighting", "dim"))]["value"] == pytest.approx(16 / 64)
+    assert iou[(("class", "a"), ("lighting", "dim"))]["n"] == 2
+    assert iou[(("class", "a"), ("lighting", "dim"))]["interval"]["resamples"] == 1000
