@@ -162,8 +162,11 @@ def detection_entries(
     ``detection_escape_rate`` (a defective part none of whose ground-truth boxes is matched by a
     detection), ``detection_overkill_rate`` and ``box_miss_rate`` (unit ``box``), with bounds.
 
-    With ``bootstrap``: ``map_50_95`` (= ``map``), ``map_50`` and ``ap`` per class get
-    cluster-bootstrap intervals (:func:`auditkit.metrics.bootstrap.weighted_ap`); also written:
+    With ``bootstrap``: ``map_50_95`` (= ``map``), ``map_50``, ``ap`` and ``ap_50`` per class
+    get cluster-bootstrap intervals (:func:`auditkit.metrics.bootstrap.weighted_ap`), and are
+    also written per metadata column value (``map_50_95``, ``map_50`` slice ``{column: value}``;
+    ``ap``, ``ap_50`` slice ``{"class": c, column: value}``): pycocotools on the slice's images
+    (the others weigh 0), the interval from resamples of the slice's parts; also written:
     ``recall_at_iou`` (matched ground-truth boxes at the operating threshold, entry ``iou`` =
     the card's match IoU and 0.5, exact interval over boxes), ``false_calls_per_image``
     (counting detections that match no ground truth at the match IoU, per scored image,
@@ -198,6 +201,7 @@ def detection_entries(
             boot["map_50"] = bootstrap.interval(np.nanmean(ap[:, 0, :], axis=1))
             for k, cls in enumerate(classes):
                 boot[f"ap/{cls}"] = bootstrap.interval(np.nanmean(ap[:, :, k], axis=1))
+                boot[f"ap_50/{cls}"] = bootstrap.interval(ap[:, 0, k])
         # per metadata slice: the images of the slice weigh 1, the others 0 (equal to
         # pycocotools on the slice's images); resamples draw the slice's parts
         for slice_, mask in slice_masks(ok):
@@ -221,6 +225,23 @@ def detection_entries(
                             interval=bootstrap.interval(res),
                         )
                     )
+                # per class on the slice: slice {"class": c, column: value}; null where the
+                # slice's images have no ground truth of the class (pycocotools' -1)
+                for k, cls in enumerate(classes):
+                    for name, value, res in (
+                        ("ap", np.nanmean(point[:, k]), np.nanmean(resampled[:, :, k], axis=1)),
+                        ("ap_50", point[0, k], resampled[:, 0, k]),
+                    ):
+                        sliced.append(
+                            _entry(
+                                name,
+                                float(value),
+                                unit="image",
+                                slice_={"class": str(cls), **slice_},
+                                n=n_slice,
+                                interval=bootstrap.interval(res) if np.isfinite(value) else None,
+                            )
+                        )
     out = [
         _entry(name, coco[name], unit="image", n=len(ids), interval=boot.get(name))
         for name in COCO_NAMES
@@ -232,7 +253,7 @@ def detection_entries(
         out += sliced
     for key, name in (("ap_per_class", "ap"), ("ap50_per_class", "ap_50")):
         for cls, value in coco[key].items():
-            interval = boot.get(f"ap/{cls}") if name == "ap" else None
+            interval = boot.get(f"{name}/{cls}")
             out.append(_entry(name, value, unit="image", slice_={"class": cls}, interval=interval))
     decisions = detection_decisions(
         gt, detections, iou=match_iou, score_threshold=score_threshold, image_ids=ids
@@ -487,7 +508,9 @@ def segmentation_entries(
     binning of :mod:`auditkit.metrics.segmentation`). ``slices``: ``(slice, image mask)`` pairs;
     ``pixel_auroc`` and ``aupro`` are also given over the images of each (values by the
     functions of :mod:`auditkit.metrics.segmentation` on those images; intervals from
-    resamples of the slice's parts)."""
+    resamples of the slice's parts), and ``iou`` / ``dice`` (slice ``{"class": "defect",
+    column: value}``: the slice's images' intersection, true and predicted pixels summed;
+    null when the slice has no true and no predicted defect pixel)."""
     n = len(masks)
     out: list[dict[str, Any]] = []
     boot: dict[str, dict[str, Any] | None] = {}
@@ -528,6 +551,23 @@ def segmentation_entries(
                         extra={"fpr_limit": fpr_limit} if name == "aupro" else None,
                     )
                 )
+            # IoU / Dice of the slice's images from their exact pixel counts
+            point_iou, point_dice = wb.weighted_overlap(stats, mask.astype(np.float64))
+            res_iou, res_dice = wb.weighted_overlap(stats, slice_w)
+            for name, point, res in (
+                ("iou", point_iou[0], res_iou),
+                ("dice", point_dice[0], res_dice),
+            ):
+                sliced.append(
+                    _entry(
+                        name,
+                        float(point),
+                        unit="pixel",
+                        slice_={"class": "defect", **slice_},
+                        n=int(idx.size),
+                        interval=bootstrap.interval(res) if np.isfinite(point) else None,
+                    )
+                )
     for name, fn in (("pixel_auroc", pixel_auroc), ("aupro", aupro)):
         try:
             value: float | None = fn(masks, maps)
@@ -558,29 +598,53 @@ def class_overlap_entries(
     *,
     parts: Sequence[Any] | None = None,
     bootstrap: Bootstrap | None = None,
+    slices: Sequence[tuple[dict[str, str], npt.NDArray[np.bool_]]] = (),
 ) -> list[dict[str, Any]]:
     """``iou`` and ``dice`` per class (slice ``{"class": name}``) of class-index maps,
     accumulated over all images (:func:`auditkit.metrics.segmentation.iou_dice`). With
     ``bootstrap`` and ``parts`` (each image's part): cluster-bootstrap intervals from each
     image's intersection, true and predicted pixel counts per class, summed with the
-    resample's weights."""
+    resample's weights; and per ``(slice, image mask)`` of ``slices``, slice ``{"class": name,
+    column: value}``: those counts summed over the slice's images, the interval from
+    resamples of the slice's parts (null where the class is in none of them)."""
     n = len(true_labels)
     table = iou_dice(pred_labels, true_labels, classes=classes)
     boot: dict[tuple[str, str], dict[str, Any] | None] = {}
+    # per metadata slice, written before the overall entries (readers keyed on the class alone
+    # see the overall value last)
+    out: list[dict[str, Any]] = []
     if bootstrap is not None and parts is not None and n:
         per = [iou_dice([pred_labels[i]], [true_labels[i]], classes=classes) for i in range(n)]
-        inter = np.array([t["intersection"].to_numpy() for t in per], dtype=np.float64)
-        true = np.array([t["n_true"].to_numpy() for t in per], dtype=np.float64)
-        pred = np.array([t["n_pred"].to_numpy() for t in per], dtype=np.float64)
-        w = bootstrap.weights(list(parts)).astype(np.float64)
-        i_w, t_w, p_w = w @ inter, w @ true, w @ pred  # (R, K)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            iou = np.where(t_w + p_w > 0, i_w / (t_w + p_w - i_w), np.nan)
-            dice = np.where(t_w + p_w > 0, 2 * i_w / (t_w + p_w), np.nan)
+        counts = tuple(
+            np.array([t[col].to_numpy() for t in per], dtype=np.float64)
+            for col in ("intersection", "n_true", "n_pred")
+        )  # (n, K) each
+        iou, dice = _overlap(counts, bootstrap.weights(list(parts)))  # (R, K)
         for k, cls in enumerate(table.index):
             boot[("iou", str(cls))] = bootstrap.interval(iou[:, k])
             boot[("dice", str(cls))] = bootstrap.interval(dice[:, k])
-    out: list[dict[str, Any]] = []
+        part_list = [str(p) for p in parts]
+        for slice_, mask in slices:
+            idx = np.flatnonzero(mask)
+            slice_w = np.zeros((bootstrap.resamples, n), dtype=np.int64)
+            slice_w[:, idx] = bootstrap.weights([part_list[i] for i in idx])
+            point = _overlap(counts, mask.astype(np.float64)[None, :])
+            resampled = _overlap(counts, slice_w)
+            for j, name in enumerate(("iou", "dice")):
+                for k, cls in enumerate(table.index):
+                    value = float(point[j][0, k])
+                    out.append(
+                        _entry(
+                            name,
+                            value,
+                            unit="pixel",
+                            slice_={"class": str(cls), **slice_},
+                            n=int(idx.size),
+                            interval=bootstrap.interval(resampled[j][:, k])
+                            if np.isfinite(value)
+                            else None,
+                        )
+                    )
     for name in ("iou", "dice"):
         for cls in table.index:
             value = float(table.loc[cls, name])
@@ -595,3 +659,17 @@ def class_overlap_entries(
                 )
             )
     return out
+
+
+def _overlap(
+    counts: tuple[npt.NDArray[np.float64], ...], weights: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(IoU, Dice), each (R, K), of per-image (intersection, true, predicted) pixel counts
+    (n, K) summed with each row of ``weights`` (R, n): ``I / (T + P - I)`` and
+    ``2 I / (T + P)``; NaN where ``T + P = 0`` (the class is in no image drawn)."""
+    w = np.asarray(weights, dtype=np.float64)
+    i_w, t_w, p_w = (w @ c for c in counts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(t_w + p_w > 0, i_w / (t_w + p_w - i_w), np.nan)
+        dice = np.where(t_w + p_w > 0, 2 * i_w / (t_w + p_w), np.nan)
+    return iou, dice

@@ -182,17 +182,18 @@ def _pixel_entries(
     try:
         part_of = dict(zip(samples["sample_id"].astype(str), samples["part_id"], strict=True))
         parts = [str(part_of[str(sid)]) for sid in rows["sample_id"]]
+        slices = slice_masks(
+            samples.set_index(samples["sample_id"].astype(str)).loc[
+                rows["sample_id"].astype(str).tolist()
+            ]
+        )
         entries = segmentation_entries(
             _Lazy(n, true_mask),
             _Lazy(n, score_map),
             _Lazy(n, pred_mask),
             parts=parts,
             bootstrap=bootstrap,
-            slices=slice_masks(
-                samples.set_index(samples["sample_id"].astype(str)).loc[
-                    rows["sample_id"].astype(str).tolist()
-                ]
-            ),
+            slices=slices,
         )
         if convention in CLASS_INDEX_MAPS and (rows["label_key"] != "").all():
             classes = {card.classes[k]: k for k in positive}
@@ -202,6 +203,7 @@ def _pixel_entries(
                 classes,
                 parts=parts,
                 bootstrap=bootstrap,
+                slices=slices,
             )
         return entries
     finally:

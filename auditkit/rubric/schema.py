@@ -122,13 +122,10 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "false_calls_per_image": MetricInfo("estimate", "images", tasks=_DET),
     "map_50": MetricInfo("estimate", None, sliceable=True, tasks=_DET),
     "map_50_95": MetricInfo("estimate", None, sliceable=True, tasks=_DET),
-    "ap": MetricInfo(
-        "estimate",
-        None,
-        sliceable=True,
-        tasks=_DET,
-        params=frozenset({"class"}),
-    ),
+    **{
+        name: MetricInfo("estimate", None, sliceable=True, tasks=_DET, params=frozenset({"class"}))
+        for name in ("ap", "ap_50")
+    },
     # anomaly and segmentation
     "image_auroc": MetricInfo("estimate", None, sliceable=True, tasks=frozenset({"anomaly"})),
     "image_f1_max": MetricInfo("value", None, tasks=frozenset({"anomaly"})),
@@ -139,8 +136,9 @@ METRIC_INFO: dict[str, MetricInfo] = {
         for name in ("iou", "dice")
     },
 }
-#: metrics whose slices are per class (``slice_by: [class]`` or ``params.class``)
-CLASS_SLICED = frozenset({"ap", "iou", "dice"})
+#: metrics whose slices are per class (``slice_by: [class]``, or ``params.class`` alone or
+#: with metadata columns in ``slice_by``)
+CLASS_SLICED = frozenset({"ap", "ap_50", "iou", "dice"})
 #: rates counted like another rate of ``RATE_DEFINITIONS`` (for differences between slices)
 RATE_ALIAS = {
     "detection_escape_rate": "escape_rate",
@@ -496,13 +494,21 @@ class Criterion(_Strict):
                 "[metric.slice_by] defect_class slices exist for escape_rate and "
                 "detection_escape_rate alone (not intersected)"
             )
-        if metric.name in CLASS_SLICED and cols and cols != ["class"]:
+        # a class-sliced metric: slice_by [class] (each class), or one class (params.class)
+        # per metadata slice (entries sliced {"class": c, column: value})
+        if metric.name in CLASS_SLICED and "class" in cols and cols != ["class"]:
             raise ValueError(
-                f"[metric.slice_by] {metric.name} is measured per class: slice_by [class]"
+                f"[metric.slice_by] {metric.name}: slice_by [class] alone, or params.class "
+                "with metadata columns in slice_by"
             )
-        if metric.name in CLASS_SLICED and "class" in metric.params and cols:
+        if metric.name in CLASS_SLICED and "class" in metric.params and "class" in cols:
             raise ValueError(
                 "[metric.params.class] give params.class or slice_by [class], not both"
+            )
+        if metric.name in CLASS_SLICED and cols and "class" not in cols + list(metric.params):
+            raise ValueError(
+                f"[metric.params.class] {metric.name} is measured per class: with slice_by "
+                f"[{', '.join(cols)}] give params.class (the class judged in each slice)"
             )
         if "class" in cols and metric.name not in CLASS_SLICED:
             raise ValueError(
