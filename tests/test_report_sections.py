@@ -486,3 +486,20 @@ def test_prevalence_line_names_who_stated_it_and_gives_escaped_ppm(tmp_path: Pat
     assert zh["prevalence"] == "0.2 %（按现场给定：--prevalence 或 --param prevalence）"
     bare = sections.sampling_view(tmp_path, run_record(), metrics_doc(), fmt())
     assert bare["prevalence"] is None and bare["escaped_ppm"] is None
+
+
+def test_task_table_and_chart_show_overall_and_per_class_figures_only() -> None:
+    """Per-slice task entries (``{"class": "pit", "lighting": "dim"}``) belong to the criteria's
+    slice tables and Appendix A: the task table and the AP chart read the class-only entries,
+    whatever order metrics.json lists them in."""
+    from auditkit.report.render import _task_view
+
+    overall = {"name": "map_50", "slice": {}, "value": 0.337}
+    pit = {"name": "ap", "slice": {"class": "pit"}, "value": 0.25}
+    dim = {"name": "ap", "slice": {"class": "pit", "lighting": "dim"}, "value": 0.9}
+    rows = _task_view(metrics_doc([overall, dim, pit]), fmt())
+    assert [(r["slice"], r["value"]) for r in rows] == [
+        ("all parts", "0.337"),
+        ("class = pit", "0.25"),
+    ]
+    assert _task_chart(metrics_doc([pit, dim]), fmt()) == _task_chart(metrics_doc([pit]), fmt())

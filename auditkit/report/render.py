@@ -1086,11 +1086,13 @@ _TASK_METRICS = (
 
 
 def _task_view(metrics: MetricsDocument, fmt: _Fmt) -> list[dict[str, str]]:
-    """Rows of the task-metrics table (empty for a classifier)."""
+    """Rows of the task-metrics table (empty for a classifier): each task metric over all
+    data and per class. Its values per metadata slice are in the slice tables of the criteria
+    that judge them and in Appendix A, which lists every entry."""
     rows = []
     for name in _TASK_METRICS:
         for entry in metrics.metrics:
-            if entry.name == name:
+            if entry.name == name and _overall_or_class(entry.slice):
                 rows.append(
                     {
                         "measure": fmt.metric(name),
@@ -1100,6 +1102,11 @@ def _task_view(metrics: MetricsDocument, fmt: _Fmt) -> list[dict[str, str]]:
                     }
                 )
     return rows
+
+
+def _overall_or_class(slc: Mapping[str, Any]) -> bool:
+    """A slice over all data (``{}``) or over one class only (``{"class": c}``)."""
+    return not slc or set(slc) == {"class"}
 
 
 #: pixel and image metrics of anomaly and segmentation models, drawn as bars
@@ -1112,7 +1119,7 @@ def _task_chart(metrics: MetricsDocument, fmt: _Fmt) -> str | None:
     per_class: dict[str, dict[str, float | None]] = {}
     for entry in metrics.metrics:
         cls = entry.slice.get("class")
-        if cls is not None and entry.name in ("ap", "ap_50", "iou", "dice"):
+        if set(entry.slice) == {"class"} and entry.name in ("ap", "ap_50", "iou", "dice"):
             per_class.setdefault(str(cls), {})[entry.name] = entry.value
     overall = {e.name: e.value for e in metrics.metrics if not e.slice}
     if any("ap" in v or "ap_50" in v for v in per_class.values()):
