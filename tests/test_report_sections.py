@@ -428,43 +428,62 @@ def test_zero_escape_needs_the_parts_the_exact_bound_says() -> None:
 def test_zero_escape_table_prints_the_entry_and_says_why_none_qualifies() -> None:
     from scipy.stats import beta
 
+    def entry(slc: dict[str, str], n: int, target: float, **found: Any) -> dict[str, Any]:
+        return {
+            "name": "escape_certified_threshold",
+            "slice": slc,
+            "n": n,
+            "target": target,
+            "bound_level": 0.95,
+            "value": None,
+            "escape": None,
+            "overkill": None,
+            **found,
+        }
+
     # 0 of 60 defective parts escape at the threshold: upper 95 % bound 1 - 0.05^(1/60)
     upper = 1 - 0.05 ** (1 / 60)
     assert upper == pytest.approx(beta.ppf(0.95, 1, 60))
-    found = {
-        "name": "escape_certified_threshold",
-        "slice": {"shift": "day"},
-        "value": 0.015272,
-        "n": 60,
-        "target": 0.05,
-        "bound_level": 0.95,
-        "escape": {"k": 0, "n": 60, "value": 0.0, "low": 0.0, "high": upper},
-        "overkill": {"k": 2, "n": 22, "value": 2 / 22, "low": 0.0164, "high": 0.2595},
-    }
-    none = {
-        "name": "escape_certified_threshold",
-        "slice": {},
-        "value": None,
-        "n": 101,
-        "target": 0.01,
-        "bound_level": 0.95,
-        "escape": None,
-        "overkill": None,
-    }
-    view = sections.zero_escape_view(metrics_doc([found, none]), fmt())
+    day = entry(
+        {"shift": "day"},
+        60,
+        0.05,
+        value=0.015272,
+        escape={"k": 0, "n": 60, "value": 0.0, "low": 0.0, "high": upper},
+        overkill={"k": 2, "n": 22, "value": 2 / 22, "low": 0.0164, "high": 0.2595},
+    )
+    entries = [
+        entry({}, 101, 0.01),
+        entry({"shift": "day"}, 60, 0.01),
+        entry({}, 101, 0.05),  # (its figures do not matter here)
+        day,
+        entry({"shift": "night"}, 41, 0.05),
+        entry({"line": "L1"}, 35, 0.05),
+    ]
+    view = sections.zero_escape_view(metrics_doc(entries), fmt())
     assert view is not None
-    first, second = view["rows"]  # the 1 % target first, then 5 %
-    assert first["slice"] == "all parts" and first["target"] == "1.00 %"
-    assert first["none"] == (
+    rows = view["rows"]
+    assert [(r["slice"], r["target"]) for r in rows] == [
+        ("all parts", "1.00 %"),
+        ("other slices (1)", "1.00 %"),
+        ("all parts", "5.00 %"),
+        ("shift = day", "5.00 %"),
+        ("other slices (2)", "5.00 %"),
+    ]
+    assert rows[0]["none"] == (
         "no threshold proves the target: 101 defective parts tested, at least 299 needed"
     )
-    assert (second["threshold"], second["escaped"], second["escape_bound"]) == (
+    # the slices too small to prove 5 %: the largest has 41 defective parts, 59 are needed
+    assert "at most 41 defective parts tested in one, at least 59 needed" in rows[4]["none"]
+    day_row = rows[3]
+    assert (day_row["threshold"], day_row["escaped"], day_row["escape_bound"]) == (
         "0.01527",
         "0/60",
         f"{100 * upper:.2f} %",
     )
-    assert second["overkill"] == "2/22" and second["overkill_bounds"] == "9.09 % (1.64 % – 25.95 %)"
-    zh = sections.zero_escape_view(metrics_doc([none]), fmt("zh"))
+    assert day_row["overkill"] == "2/22"
+    assert day_row["overkill_bounds"] == "9.09 % (1.64 % – 25.95 %)"
+    zh = sections.zero_escape_view(metrics_doc(entries[:1]), fmt("zh"))
     assert zh is not None and "至少需要 299 个" in zh["rows"][0]["none"]
     assert sections.zero_escape_view(metrics_doc(), fmt()) is None
 

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from auditkit.evidence import Interval, MetricsDocument, RunRecord, VerdictsDocument
+from auditkit.evidence import (
+    Interval,
+    MetricEntry,
+    MetricsDocument,
+    RunRecord,
+    VerdictsDocument,
+)
 from auditkit.report import charts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,8 +193,10 @@ def parts_to_prove(target: float, level: float) -> int:
 
 def zero_escape_view(metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any] | None:
     """The certified zero-escape operating point (metrics.json ``escape_certified_threshold``,
-    docs/metrics.md): per escape target, overall first, then each slice, the threshold with
-    the escapes and the overkill it gives there and their exact bounds; None without one."""
+    docs/metrics.md): per escape target, the all-parts row, then each slice that has a
+    threshold, with the escapes and the overkill it gives there and their exact bounds; the
+    slices too small to prove the target share one row that counts them (every entry is in
+    Appendix A). None without an entry."""
     entries = [
         e
         for e in metrics.metrics
@@ -198,32 +206,51 @@ def zero_escape_view(metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any] | No
         return None
     t = fmt.t
     level = next((e.bound_level for e in entries if e.bound_level is not None), fmt.level)
-    rows = []
-    for e in sorted(entries, key=lambda e: (float(e.target or 0), bool(e.slice))):
-        row: dict[str, Any] = {"slice": fmt.slice(e.slice), "target": fmt.pct(e.target)}
-        if e.value is None or e.escape is None or e.overkill is None:
-            needed = parts_to_prove(float(e.target or 0), float(e.bound_level or level))
-            row["none"] = str(t["zero_escape_none"]).format(
-                n=fmt.count(e.n), needed=fmt.count(needed)
+    rows: list[dict[str, Any]] = []
+    for target in sorted({float(e.target or 0) for e in entries}):
+        group = [e for e in entries if float(e.target or 0) == target]
+        needed = parts_to_prove(target, float(group[0].bound_level or level))
+        small = [e for e in group if e.slice and _no_threshold(e)]
+        for e in sorted(group, key=lambda e: bool(e.slice)):
+            if e in small:
+                continue
+            row: dict[str, Any] = {"slice": fmt.slice(e.slice), "target": fmt.pct(target)}
+            if _no_threshold(e) or e.escape is None or e.overkill is None:
+                row["none"] = str(t["zero_escape_none"]).format(
+                    n=fmt.count(e.n), needed=fmt.count(needed)
+                )
+            else:
+                bound = e.escape.certified_upper
+                bound = e.escape.high if bound is None else bound
+                row.update(
+                    none=None,
+                    threshold=fmt.num(e.value, 4),
+                    escaped=fmt.kn(e.escape.k, e.escape.n),
+                    escape_bound=fmt.pct(bound),
+                    overkill=fmt.kn(e.overkill.k, e.overkill.n),
+                    overkill_bounds=f"{fmt.pct(e.overkill.value)} "
+                    f"({_bounds(fmt, e.overkill.low, e.overkill.high)})",
+                )
+            rows.append(row)
+        if small:
+            largest = max(int(e.n or 0) for e in small)
+            rows.append(
+                {
+                    "slice": str(t["zero_escape_small_slices"]).format(count=len(small)),
+                    "target": fmt.pct(target),
+                    "none": str(t["zero_escape_none_slices"]).format(
+                        largest=fmt.count(largest), needed=fmt.count(needed)
+                    ),
+                }
             )
-        else:
-            bound = (
-                e.escape.certified_upper if e.escape.certified_upper is not None else e.escape.high
-            )
-            row.update(
-                none=None,
-                threshold=fmt.num(e.value, 4),
-                escaped=fmt.kn(e.escape.k, e.escape.n),
-                escape_bound=fmt.pct(bound),
-                overkill=fmt.kn(e.overkill.k, e.overkill.n),
-                overkill_bounds=f"{fmt.pct(e.overkill.value)} "
-                f"({_bounds(fmt, e.overkill.low, e.overkill.high)})",
-            )
-        rows.append(row)
     return {
         "intro": str(t["zero_escape_intro"]).format(level=fmt.level_text(float(level))),
         "rows": rows,
     }
+
+
+def _no_threshold(entry: MetricEntry) -> bool:
+    return entry.value is None
 
 
 def _bounds(fmt: _Fmt, low: float | None, high: float | None) -> str:
