@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from auditkit.data.manifest import load_manifest
+from auditkit.data.manifest_format import load_manifest
 from auditkit.models.card import InputSpec, card_beside, load_card
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
 from auditkit.models.preprocess import decode_file

@@ -13,7 +13,7 @@ import pytest
 from auditkit.data.build import boxes_table, labels_from_boxes
 from auditkit.data.interface import LoadOptions
 from auditkit.data.loaders import detect_format, load, load_dataset
-from auditkit.data.manifest import load_manifest
+from auditkit.data.manifest_format import load_manifest
 from auditkit.data.masks import binarise, read_mask
 from auditkit.errors import DataError
 from tests import data_layouts as layouts

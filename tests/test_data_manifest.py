@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from auditkit.data.manifest import load_manifest, manifest_digest
+from auditkit.data.manifest import manifest_digest
+from auditkit.data.manifest_format import load_manifest
 from auditkit.errors import DataError
 from tests.conftest import write_dataset
 

@@ -35,12 +35,11 @@ from auditkit.report.keys import KeyFiles, create_keys
 from auditkit.report.passphrase import ENV_VAR, resolve_passphrase
 from auditkit.report.render import EMBEDDED_FILES, render_html, render_report
 from auditkit.report.sign import (
-    AUTHOR_FIELD,
-    COUNTERSIGN_FIELD,
     countersign_pdf,
     sign_pdf,
     signature_box,
 )
+from auditkit.report.signature_boxes import AUTHOR_FIELD, COUNTERSIGN_FIELD
 from auditkit.report.verify import verify_pdf
 from tests.conftest import card_dict, write_dataset, write_tiny_model
 from tests.test_keys_sign_verify import (

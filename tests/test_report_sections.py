@@ -14,7 +14,8 @@ import pytest
 
 from auditkit.evidence import MetricsDocument, RunRecord, VerdictsDocument
 from auditkit.report import sections
-from auditkit.report.render import _criteria_view, _Fmt, _index_metrics, _task_chart, load_strings
+from auditkit.report.formatting import Formatter
+from auditkit.report.render import _criteria_view, _index_metrics, _task_chart, load_strings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 
@@ -42,8 +43,8 @@ ENERGY = {
 }
 
 
-def fmt(lang: str = "en") -> _Fmt:
-    return _Fmt(load_strings(lang), 0.95)
+def fmt(lang: str = "en") -> Formatter:
+    return Formatter(load_strings(lang), 0.95)
 
 
 # The views read typed evidence; these build it from the fields a test gives, the way the

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from auditkit.report.render import _Fmt, load_strings, render_report
+from auditkit.report.formatting import Formatter
+from auditkit.report.render import load_strings, render_report
 from tests.conftest import needs_pdftotext
 
 ROOT = Path(__file__).parent.parent
@@ -91,7 +92,7 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _rubric_and_data_text(run_dir: Path, fmt: _Fmt) -> list[str]:
+def _rubric_and_data_text(run_dir: Path, fmt: Formatter) -> list[str]:
     """What the report may print as written: the rubric's identifiers, references and the
     titles it gives only in English, and the names the data and the model card use."""
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
@@ -127,7 +128,7 @@ def test_chinese_report_has_no_english_sentence(
 ) -> None:
     run_dir = runs[name]
     t = load_strings("zh")
-    fmt = _Fmt(t, 0.95)
+    fmt = Formatter(t, 0.95)
     pdf = render_report(run_dir, signatory="审核员 李梅", development_key=True, lang="zh")
     text = _outside_rubric_appendix(_text(pdf, tmp_path), t)
     for allowed in [*_rubric_and_data_text(run_dir, fmt), *COMMANDS]:

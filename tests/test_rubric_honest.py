@@ -27,6 +27,7 @@ from auditkit.evidence import (
 )
 from auditkit.report import charts, ci, render
 from auditkit.report.catalogue import load_strings
+from auditkit.report.formatting import Formatter
 from auditkit.rubric.evaluate import evaluate, roll_up
 from auditkit.rubric.reasons import TEMPLATES
 from auditkit.rubric.schema import json_schema, load_rubric
@@ -319,7 +320,7 @@ def test_junit_fails_on_a_skipped_blocker_that_holds_the_verdict(tmp_path: Path)
 
 
 def fmt(lang: str = "en") -> Any:
-    return render._Fmt(load_strings(lang), 0.95)
+    return Formatter(load_strings(lang), 0.95)
 
 
 def typed(verdicts: dict[str, Any]) -> VerdictsDocument:

@@ -23,10 +23,10 @@ from PIL import Image
 from auditkit.data.images import open_regular, refuse_unknown_range, unreadable_reason
 from auditkit.data.interface import Loaded, LoadOptions, Problem
 from auditkit.data.manifest import (
-    _CHUNK,
+    CHUNK,
     ROWS,
     Dataset,
-    _inside_root,
+    inside_root,
     manifest_digest,
     sha256_file,
     text_column,
@@ -61,14 +61,14 @@ def _buffer() -> memoryview:
     """This thread's read buffer, reused for every file it hashes."""
     buffer: memoryview | None = getattr(_BUFFERS, "buffer", None)
     if buffer is None:
-        buffer = _BUFFERS.buffer = memoryview(bytearray(_CHUNK))
+        buffer = _BUFFERS.buffer = memoryview(bytearray(CHUNK))
     return buffer
 
 
 def _scan_one(real_root: str, relative: str, probe: bool) -> tuple[str, str, str, int, int, str]:
     """(sha256, status, error, width, height, mode) of one file."""
     try:
-        real = _inside_root(real_root, relative)
+        real = inside_root(real_root, relative)
         if not probe:
             return sha256_file(real, _buffer()), "ok", "", 0, 0, ""
         with open_regular(real) as handle:

@@ -31,7 +31,8 @@ from auditkit.errors import DataError, first_line, not_utf8_place
 from auditkit.run import SAMPLE_COLUMNS as STANDARD_COLUMNS
 
 REQUIRED_COLUMNS = ("path", "label")
-_CHUNK = 1 << 20
+#: bytes read at a time when a file is hashed (shared with the layout loaders)
+CHUNK = 1 << 20
 #: rows handled at a time where a Python object per row is made (lines, paths, hashes): the
 #: text columns stay in Arrow arrays, so memory grows by bytes per image, not by Python objects
 ROWS = 1 << 14
@@ -71,7 +72,7 @@ def sha256_file(path: str | Path, buffer: memoryview | None = None) -> str:
     digest = hashlib.sha256()
     if buffer is None:
         with open_regular(path) as handle:
-            while chunk := handle.read(_CHUNK):
+            while chunk := handle.read(CHUNK):
                 digest.update(chunk)
         return digest.hexdigest()
     with open_regular(path, buffering=0) as handle:
@@ -184,7 +185,7 @@ def safe_relative_path(root: Path, raw: str) -> str:
     """Normalise a manifest path, lexically; refuse absolute paths and escapes via ``..``.
 
     Returns the ``/``-separated relative path. A symbolic link that leads out of the root is
-    refused when the file is opened (:func:`_inside_root`). No ``Path`` is kept per row: at
+    refused when the file is opened (:func:`inside_root`). No ``Path`` is kept per row: at
     200,000 images those alone cost about 80 MB.
     """
     text = raw.strip().replace("\\", "/")
@@ -203,7 +204,7 @@ def _real_folder(folder: str) -> str:
     return os.path.realpath(folder)
 
 
-def _inside_root(root: str, relative: str) -> str:
+def inside_root(root: str, relative: str) -> str:
     """The file's real path, refusing a symbolic link that leads out of ``root`` (real path).
 
     The real path of each folder is resolved once (a data set has few folders and many files);
@@ -218,16 +219,3 @@ def _inside_root(root: str, relative: str) -> str:
     if not real.startswith(root + os.sep):
         raise DataError(f"path {relative!r} escapes the data root {root} through a symbolic link")
     return real
-
-
-def load_manifest(manifest: Path, *, good_label: str = "good") -> Dataset:
-    """Read a manifest, check its paths, and hash every file (see
-    :mod:`auditkit.data.manifest_format` for the columns, boxes and masks included).
-
-    Missing files are not an error here: they become rows with status ``unreadable`` so the
-    report counts them. Decoding happens in replay, which marks undecodable files the same way.
-    """
-    from auditkit.data.interface import LoadOptions
-    from auditkit.data.manifest_format import load
-
-    return load(manifest, LoadOptions(format="manifest", good_label=good_label)).dataset

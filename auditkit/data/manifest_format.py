@@ -19,7 +19,7 @@ import pandas as pd
 
 from auditkit.data.build import boxes_table, finish
 from auditkit.data.interface import Loaded, LoadOptions, Problem
-from auditkit.data.manifest import REQUIRED_COLUMNS, read_table, safe_relative_path
+from auditkit.data.manifest import REQUIRED_COLUMNS, Dataset, read_table, safe_relative_path
 from auditkit.errors import DataError
 
 BOX_FIELDS = ("x1", "y1", "x2", "y2")
@@ -112,3 +112,13 @@ def load(path: Path, options: LoadOptions) -> Loaded:
         table, boxes, problems = _boxes(table, manifest.name)
     table["is_defect"] = table["label"] != options.good_label
     return finish(root, manifest, "manifest", table, options, boxes=boxes, problems=problems)
+
+
+def load_manifest(manifest: Path, *, good_label: str = "good") -> Dataset:
+    """Read a manifest, check its paths, and hash every file (the columns, boxes and masks
+    included are those of :func:`load`).
+
+    Missing files are not an error here: they become rows with status ``unreadable`` so the
+    report counts them. Decoding happens in replay, which marks undecodable files the same way.
+    """
+    return load(manifest, LoadOptions(format="manifest", good_label=good_label)).dataset

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from auditkit.data.images import open_regular
-from auditkit.data.manifest import _inside_root
+from auditkit.data.manifest import inside_root
 from auditkit.errors import DataError
 
 COCO_PREFIX = "coco:"
@@ -108,6 +108,6 @@ def read_mask(root: Path, source: Path, value: str) -> npt.NDArray[np.bool_] | N
         height, width, segmentations = index[image_id]
         return rasterise_coco(segmentations, height, width)
     try:
-        return read_mask_file(Path(_inside_root(os.path.realpath(root), value)))
+        return read_mask_file(Path(inside_root(os.path.realpath(root), value)))
     except OSError as exc:
         raise DataError(f"cannot read mask {value}: {exc}") from None

@@ -31,7 +31,7 @@ import pandas as pd
 from auditkit.data.build import boxes_table, finish, labels_from_boxes
 from auditkit.data.imagefolder import walk_images
 from auditkit.data.interface import Loaded, LoadOptions, Problem
-from auditkit.data.manifest import _inside_root
+from auditkit.data.manifest import inside_root
 from auditkit.errors import DataError
 
 IMAGE_FOLDERS = ("jpegimages", "images")
@@ -124,7 +124,7 @@ def load(path: Path, options: LoadOptions) -> Loaded:
             if wanted is not None and stem not in wanted:
                 continue
             try:
-                with open(_inside_root(real_root, xml), "rb") as handle:
+                with open(inside_root(real_root, xml), "rb") as handle:
                     filename, size, boxes = _parse(handle.read(), xml)
             except (ET.ParseError, ValueError, OSError) as exc:
                 image = by_stem.get(stem, xml)

@@ -38,7 +38,7 @@ from auditkit.data.build import boxes_table, finish, labels_from_boxes
 from auditkit.data.imagefolder import walk_images
 from auditkit.data.images import open_regular
 from auditkit.data.interface import Loaded, LoadOptions, Problem
-from auditkit.data.manifest import _inside_root, not_utf8
+from auditkit.data.manifest import inside_root, not_utf8
 from auditkit.errors import DataError
 
 YAML_NAMES = ("data.yaml", "dataset.yaml")
@@ -181,12 +181,12 @@ def load(path: Path, options: LoadOptions) -> Loaded:
             label = label_path(relative)
             expected_labels.add(label)
             try:
-                text = Path(_inside_root(real_root, label)).read_text(encoding="utf-8")
+                text = Path(inside_root(real_root, label)).read_text(encoding="utf-8")
             except FileNotFoundError:
                 problems.append(Problem("unlabelled_image", relative, f"no label file {label}"))
                 continue
             except UnicodeDecodeError:
-                detail = str(not_utf8(Path(_inside_root(real_root, label)), "label file"))
+                detail = str(not_utf8(Path(inside_root(real_root, label)), "label file"))
                 problems.append(Problem("malformed_label", label, detail))
                 continue
             except OSError as exc:
@@ -197,7 +197,7 @@ def load(path: Path, options: LoadOptions) -> Loaded:
             if not found:
                 continue
             try:
-                real = _inside_root(real_root, relative)
+                real = inside_root(real_root, relative)
                 with open_regular(real) as handle, Image.open(handle) as image:
                     width, height = image.size
             except Exception:  # Pillow raises many types (a decompression bomb, ...)

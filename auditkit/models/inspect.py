@@ -39,7 +39,7 @@ import numpy as np
 from auditkit.errors import ModelError, first_line
 from auditkit.models.adapters import detect_convention, make_adapter, task_of
 from auditkit.models.card import InputSpec, ModelCard
-from auditkit.models.onnx_model import check_input, read_model_bytes
+from auditkit.models.contract import check_input, read_model_bytes
 
 COUNTED_OPS = ("Conv", "Gemm", "MatMul")
 

@@ -28,9 +28,10 @@ from auditkit.errors import InputError
 from auditkit.models.card import ModelCard
 from auditkit.models.onnx_model import DeployedModel, SessionSettings
 from auditkit.replay.decoding import ImagePaths
+from auditkit.replay.scoring import BatchResult, offline_timing
 
 if TYPE_CHECKING:
-    from auditkit.replay.pipeline import ReplaySettings, _BatchResult
+    from auditkit.replay.pipeline import ReplaySettings
 
 MISSING = "the dask executor needs `pip install auditkit[dask]`"
 #: images per task (whole batches): enough to amortise Dask's per-task cost (about 1 ms)
@@ -83,7 +84,7 @@ def _run_task(spec: _ModelSpec, batches: list[tuple[np.ndarray, list[str]]]) -> 
     being the detections and maps of detection, anomaly and segmentation models."""
     from auditkit.data.images import strict_decoding
     from auditkit.replay.decoding import decode_batch
-    from auditkit.replay.pipeline import _score_task_batch
+    from auditkit.replay.scoring import score_task_batch
 
     model = _worker_model(spec)
     n_classes = len(model.score_columns)
@@ -91,9 +92,7 @@ def _run_task(spec: _ModelSpec, batches: list[tuple[np.ndarray, list[str]]]) -> 
     with strict_decoding():
         for rows, paths in batches:
             batch = decode_batch(paths, model.card.input)
-            status, error, scores, infer_s, extras = _score_task_batch(
-                model, rows, batch, n_classes
-            )
+            status, error, scores, infer_s, extras = score_task_batch(model, rows, batch, n_classes)
             out.append((rows, status, error, scores, batch.seconds, infer_s, extras))
     return out
 
@@ -216,9 +215,7 @@ class DaskBatches:
         if task:
             yield task
 
-    def __iter__(self) -> Iterator[_BatchResult]:
-        from auditkit.replay.pipeline import _BatchResult, offline_timing
-
+    def __iter__(self) -> Iterator[BatchResult]:
         if self.start >= len(self.todo):
             return
         self.start_cluster()
@@ -255,7 +252,7 @@ class DaskBatches:
                             expected
                         ):
                             timing = offline_timing(batch_index, len(rows), decode_s, infer_s)
-                            yield _BatchResult(rows, status, error, scores, timing, extras)
+                            yield BatchResult(rows, status, error, scores, timing, extras)
                             batch_index += 1
                         expected += 1
             finally:

@@ -43,10 +43,9 @@ import auditkit
 from auditkit.data.images import strict_decoding
 from auditkit.data.manifest import Dataset
 from auditkit.energy.model import add_worker_cpu
-from auditkit.errors import InputError, first_line
+from auditkit.errors import InputError
 from auditkit.memory import release_memory, system_allocator
-from auditkit.models.adapters import Decoded
-from auditkit.models.onnx_model import DeployedModel, NotProbabilities
+from auditkit.models.onnx_model import DeployedModel
 from auditkit.models.preprocess import decode_file
 from auditkit.replay.checkpoint import (
     Checkpoint,
@@ -63,6 +62,7 @@ from auditkit.replay.decoding import (
     decode_pool,
     start_decode_processes,
 )
+from auditkit.replay.scoring import BatchResult, Scored, offline_timing, score_task_batch
 from auditkit.replay.tables import (
     RowStates,
     count_distinct,
@@ -171,19 +171,6 @@ def _batches(indices: np.ndarray, size: int, start: int = 0) -> Iterator[np.ndar
         yield indices[begin : begin + size]
 
 
-def _infer(
-    model: DeployedModel, batch: np.ndarray, sizes: list[tuple[int, int]] | None = None
-) -> tuple[Decoded | None, str, float]:
-    started = time.perf_counter()
-    try:
-        decoded = model.run(batch, sizes)
-    except NotProbabilities:  # the model's fault, not the batch's: one error, exit 5
-        raise
-    except Exception as exc:  # a failing batch must not end the replay; its rows are marked
-        return None, f"inference failed: {first_line(exc, 200)}", time.perf_counter() - started
-    return decoded, "", time.perf_counter() - started
-
-
 def _warm_up(model: DeployedModel, settings: ReplaySettings) -> list[dict[str, Any]]:
     """Run each input shape used later (batch size and 1) before timing; return their timings."""
     spec = model.card.input
@@ -205,58 +192,6 @@ def _warm_up(model: DeployedModel, settings: ReplaySettings) -> list[dict[str, A
     return records
 
 
-@dataclass
-class _BatchResult:
-    rows: np.ndarray
-    status: np.ndarray
-    error: np.ndarray
-    scores: np.ndarray
-    timing: dict[str, Any] | None  # None: nothing to time (an image that failed, single-stream)
-    extras: TaskExtras | None = None  # detections and maps (detection, anomaly, segmentation)
-
-
-#: a scored batch: status, error, summary scores, inference seconds, task extras
-_Scored = tuple[np.ndarray, np.ndarray, np.ndarray, float, TaskExtras | None]
-
-
-def _score_task_batch(
-    model: DeployedModel,
-    rows: np.ndarray,
-    batch: DecodedBatch,
-    n_classes: int,
-    *,
-    with_extras: bool = True,
-) -> _Scored:
-    """Status, error, summary scores, inference seconds and (for tasks with detections or
-    maps, ``with_extras``) the extras of one batch."""
-    extras: TaskExtras | None = None
-    errors = np.asarray(batch.errors, dtype=object)
-    unreadable = errors != ""
-    status = np.where(unreadable, "unreadable", "ok").astype(object)
-    error = errors.copy()
-    scores = np.full((len(rows), n_classes), np.nan)
-    good = np.flatnonzero(~unreadable)
-    infer_s = 0.0
-    if batch.pixels is not None:
-        good_sizes = [batch.sizes[i] for i in good] if with_extras else None
-        decoded, failure, infer_s = _infer(model, batch.pixels, good_sizes)
-        if decoded is None:
-            status[good] = "error"
-            error[good] = failure
-        else:
-            out = decoded.scores
-            reasons = np.asarray(decoded.errors, dtype=object)
-            nonfinite = ~np.isfinite(out).all(axis=1)
-            reasons[nonfinite & (reasons == "")] = "model output contains NaN or infinity"
-            bad = reasons != ""
-            status[good[bad]] = "error"
-            error[good[bad]] = reasons[bad]
-            scores[good[~bad]] = out[~bad]
-            if with_extras and model.card.task != "classification":
-                extras = TaskExtras.from_decoded(decoded, rows[good], ~bad)
-    return status, error, scores, infer_s, extras
-
-
 def _offline_batches(
     todo: np.ndarray,
     start: int,
@@ -264,7 +199,7 @@ def _offline_batches(
     model: DeployedModel,
     settings: ReplaySettings,
     first_batch: int,
-) -> Iterator[_BatchResult]:
+) -> Iterator[BatchResult]:
     """Batches from ``todo[start:]``, in order: decoded in a pool of threads or processes a
     bounded number of batches ahead, then scored here (one inference stream) or on
     ``inference_streams`` threads at once, so memory holds at most ``prefetch`` decoded and
@@ -278,7 +213,7 @@ def _offline_batches(
     # thread when the session has one intra-op thread: that is how inference uses many cores
     scorers = ThreadPoolExecutor(max_workers=streams) if streams > 1 else None
     decoding: deque[tuple[np.ndarray, Future[DecodedBatch]]] = deque()
-    scoring: deque[tuple[np.ndarray, float, Future[_Scored]]] = deque()
+    scoring: deque[tuple[np.ndarray, float, Future[Scored]]] = deque()
     batches = _batches(todo, settings.batch_size, start)
 
     def decode_next() -> None:
@@ -297,10 +232,10 @@ def _offline_batches(
         if settings.decode_processes:  # threads' CPU time is this process's already
             add_worker_cpu(batch.cpu_seconds)
         if scorers is None:
-            scored: Future[_Scored] = Future()
-            scored.set_result(_score_task_batch(model, rows, batch, n_classes))
+            scored: Future[Scored] = Future()
+            scored.set_result(score_task_batch(model, rows, batch, n_classes))
         else:
-            scored = scorers.submit(_score_task_batch, model, rows, batch, n_classes)
+            scored = scorers.submit(score_task_batch, model, rows, batch, n_classes)
         scoring.append((rows, batch.seconds, scored))
 
     try:
@@ -313,7 +248,7 @@ def _offline_batches(
             rows, decode_s, scored = scoring.popleft()
             status, error, scores, infer_s, extras = scored.result()
             timing = offline_timing(batch_index, len(rows), decode_s, infer_s)
-            yield _BatchResult(rows, status, error, scores, timing, extras)
+            yield BatchResult(rows, status, error, scores, timing, extras)
             batch_index += 1
     finally:
         if scorers is not None:
@@ -321,21 +256,9 @@ def _offline_batches(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def offline_timing(batch: int, n: int, decode_s: float, infer_s: float) -> dict[str, Any]:
-    """One offline row of ``timings.parquet``: a batch's decode and inference seconds."""
-    return {
-        "scenario": "offline",
-        "batch": batch,
-        "n": n,
-        "decode_s": decode_s,
-        "infer_s": infer_s,
-        "e2e_s": infer_s,
-    }
-
-
 def _single_stream_batches(
     todo: np.ndarray, start: int, paths: ImagePaths, model: DeployedModel
-) -> Iterator[_BatchResult]:
+) -> Iterator[BatchResult]:
     """Every image one at a time, decode to prediction (closed loop: the next image is issued
     when the previous one completes)."""
     n_classes = len(model.score_columns)
@@ -345,10 +268,10 @@ def _single_stream_batches(
         tensor, reason, size = decode_one(paths[int(row[0])], model.card.input)
         decoded = time.perf_counter()
         batch = DecodedBatch.of([tensor], [reason], decoded - started, [size])
-        status, error, scores, infer_s, extras = _score_task_batch(model, row, batch, n_classes)
+        status, error, scores, infer_s, extras = score_task_batch(model, row, batch, n_classes)
         finished = time.perf_counter()
         if status[0] != "ok":
-            yield _BatchResult(row, status, error, scores, None)
+            yield BatchResult(row, status, error, scores, None)
             continue
         timing = {
             "scenario": "single-stream",
@@ -358,7 +281,7 @@ def _single_stream_batches(
             "infer_s": infer_s,
             "e2e_s": finished - started,
         }
-        yield _BatchResult(row, status, error, scores, timing, extras)
+        yield BatchResult(row, status, error, scores, timing, extras)
 
 
 def _single_stream_rows(scored: np.ndarray, settings: ReplaySettings) -> np.ndarray:
@@ -449,13 +372,13 @@ class _ShardWriter:
         self.classes = classes
         self.index = next_index
         self.session = session
-        self.buffer: list[_BatchResult] = []
+        self.buffer: list[BatchResult] = []
         #: detection, anomaly and segmentation replays write detections and maps per shard
         self.side_files = False
         self.images = 0
         self.last = time.perf_counter()
 
-    def add(self, result: _BatchResult) -> None:
+    def add(self, result: BatchResult) -> None:
         self.buffer.append(result)
         self.images += len(result.rows)
         due = time.perf_counter() - self.last >= self.settings.checkpoint_seconds
@@ -671,7 +594,7 @@ def _replay(
     writer.side_files = model.card.task != "classification"
     distributed: dict[str, Any] | None = None
     dask_batches: Any = None
-    results: Iterator[_BatchResult]
+    results: Iterator[BatchResult]
     if settings.scenario == "single-stream":  # latency is one machine's: always local
         results = _single_stream_batches(todo, start, paths, model)
     elif settings.executor == "dask":

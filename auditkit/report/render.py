@@ -30,11 +30,10 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydyf
 import weasyprint
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
@@ -45,10 +44,7 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 from auditkit import __version__
 from auditkit.errors import InputError, RunDirError
 from auditkit.evidence import (
-    Coded,
     CriterionResult,
-    DataGapReason,
-    Judged,
     MetricEntry,
     MetricsDocument,
     RunRecord,
@@ -65,9 +61,10 @@ from auditkit.report.catalogue import (
     confined,
     load_strings,
 )
+from auditkit.report.formatting import OP_SYMBOLS, Formatter, parse_utc
 from auditkit.report.presentation import PRESENTATION_FILE, presentation_record
+from auditkit.report.signature_boxes import AUTHOR_FIELD, COUNTERSIGN_FIELD, SIGNATURE_BOX_MM
 from auditkit.resources import rubrics_dir, templates_dir
-from auditkit.rubric import reasons as _reasons
 from auditkit.run import BASELINE_FILE, BASELINE_FORMAT, dumps
 
 __all__ = [
@@ -94,10 +91,6 @@ FORMATS = {
     "verdicts.json": "auditkit.verdicts/1",
 }
 PDF_VARIANT = "pdf/a-3b"
-#: Named destinations (HTML ids) of the cover's two signature boxes; sign.py places the
-#: signature widgets on them. Their size is fixed by the stylesheet (SIGNATURE_BOX_MM).
-AUTHOR_FIELD = "AuditSignature"
-COUNTERSIGN_FIELD = "Countersignature"
 
 _ATTACHMENT_DESCRIPTIONS = {
     "metrics.json": "Measured rates with counts and confidence intervals (auditkit.metrics/1)",
@@ -114,9 +107,6 @@ _ATTACHMENT_DESCRIPTIONS = {
 _OUTCOME_ORDER = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR", "SKIPPED", "ATTESTED")
 #: outcomes that leave a criterion undecided: page 1 names the blockers among them
 _UNDECIDED = ("INCONCLUSIVE", "ERROR", "SKIPPED")
-_OP_SYMBOLS = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "="}
-_RATE_SUFFIXES = ("_rate", "_share")
-_RATE_NAMES = {"effectiveness", "accuracy"}
 _REPORT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -315,275 +305,6 @@ def _css_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-# --------------------------------------------------------------------------- formatting
-
-
-class _Fmt:
-    """Number and label formatting in the report's language."""
-
-    def __init__(self, strings: Mapping[str, Any], level: float) -> None:
-        self.t = strings
-        self.level = level
-        self.na = strings["not_available"]
-
-    def level_text(self, level: float | None = None) -> str:
-        value = self.level if level is None else level
-        return f"{value * 100:g} %"
-
-    @staticmethod
-    def is_rate(metric: str) -> bool:
-        return metric.endswith(_RATE_SUFFIXES) or metric in _RATE_NAMES
-
-    def pct(self, value: float | None) -> str:
-        return self.na if value is None else f"{value * 100:.2f} %"
-
-    def value(self, metric: str, value: float | None) -> str:
-        if value is None:
-            return self.na
-        if self.is_rate(metric):
-            return self.pct(value)
-        for suffix in ("_difference", "_change"):  # a difference of two rates
-            if metric.endswith(suffix) and self.is_rate(metric.removesuffix(suffix)):
-                return self.pp(value)
-        if metric.startswith("latency_") and metric.endswith("_ms"):
-            return f"{value:.1f} ms"
-        if metric.startswith("throughput_"):
-            text = self.count(round(value)) if value >= 1000 else f"{value:.1f}"
-            return f"{text} {self.t['images_per_s']}"
-        if metric.startswith("model_"):
-            return f"{value:,.0f}"
-        if metric == "p_value" and 0 <= value < 0.0001:
-            return "< 0.0001"  # a p-value this small is printed as a bound, not as 1e-13
-        return f"{value:.4g}"
-
-    def text(self, value: Any) -> str:
-        """Text from the rubric or the evaluation (titles, reasons, data gaps) in the report's
-        language when the catalogue knows it: an exact translation (``known_text``), else the
-        catalogue's ``reason_patterns`` (regular expressions) applied in order, else as is."""
-        text = str(value)
-        known = self.t.get("known_text") or {}
-        if text in known:
-            return str(known[text])
-        for rule in self.t.get("reason_patterns") or []:
-            text = re.sub(str(rule["match"]), str(rule["replace"]), text)
-        return text
-
-    def reason(self, row: Coded, metric: str) -> str:
-        """A criterion's, slice's or data gap's reason in the report's language: from its
-        ``reason_code`` and ``reason_args`` with the catalogue's ``reason`` templates
-        (verdicts.json of this version); an older verdicts.json without codes falls back to
-        :meth:`text`."""
-        code = row.reason_code
-        templates = self.t.get("reason") or {}
-        if not code or code not in templates:
-            return self.text(row.reason)
-        args = {key: self._reason_arg(key, x) for key, x in row.reason_args.items()}
-        notes = [
-            {"code": n.code, "args": {k: self._reason_arg(k, x) for k, x in n.args.items()}}
-            for n in row.reason_notes
-        ]
-        return _reasons.render(
-            str(code),
-            args,
-            notes,
-            templates=templates,
-            words=self.t.get("reason_words") or {},
-            value=lambda x: self.value(metric, x),
-            percent=lambda x: self.level_pct(x),
-            separator=str(self.t.get("reason_separator", "; ")),
-        )
-
-    def gap(self, coded: DataGapReason) -> str:
-        """A data gap of ``verdicts.json`` ``data_gap_reasons`` in the report's language:
-        "criterion [slice]: reason" (the criterion and slice omitted for a gap of the run)."""
-        text = self.reason(coded, coded.metric or "")
-        if not coded.criterion:
-            return text
-        where = (
-            coded.criterion
-            if coded.slice is None
-            else f"{coded.criterion} [{self.slice(coded.slice)}]"
-        )
-        return f"{where}{self.t.get('colon', ': ')}{text}"
-
-    def _reason_arg(self, key: str, x: Any) -> Any:
-        # symbols and identifiers the catalogue knows are shown in the report's words
-        if key in ("op", "relation") and isinstance(x, str):
-            return _OP_SYMBOLS.get(x, x)
-        if key == "metric" and isinstance(x, str):
-            return self.metric(x)
-        if key == "by" and isinstance(x, str):
-            return ", ".join(
-                " × ".join(self.column(c.strip()) for c in part.split(" × "))
-                for part in x.split(", ")
-            )
-        if key == "method" and isinstance(x, str):
-            return self.lookup("energy_method_name", x)
-        if key == "boundary" and isinstance(x, str):
-            return self.lookup("energy_boundary_name", x)
-        return x
-
-    def level_pct(self, value: Any) -> str:
-        """A confidence level or share as a percentage, to 4 significant digits."""
-        if not isinstance(value, int | float):
-            return self.na
-        return f"{value * 100:.4g} %"
-
-    def bounds_label(self, row: Judged) -> str:
-        """What ``low`` and ``high`` of a row are (see :meth:`bounds_words`)."""
-        return self.bounds_words(row.bounds_sided, row.low_level, row.high_level, bool(row.holm))
-
-    def bounds_words(
-        self, sided: str | None, low: float | None, high: float | None, holm: bool = False
-    ) -> str:
-        """Two one-sided bounds at a level, a two-sided interval at a level, or bounds at
-        their own (Holm) levels; empty when the evidence does not say."""
-        labels = self.t.get("bounds_label") or {}
-        if sided is None or not labels:
-            return ""
-        if holm:
-            key = (
-                "holm"
-                if low is not None and high is not None
-                else ("holm_upper_only" if low is None else "holm_lower_only")
-            )
-            return str(labels[key]).format(low=self.level_pct(low), high=self.level_pct(high))
-        if sided == "two":
-            return str(labels["two"]).format(level=self.level_pct(low))
-        if low == high:
-            return str(labels["one"]).format(level=self.level_pct(low))
-        return str(labels["mixed"]).format(low=self.level_pct(low), high=self.level_pct(high))
-
-    def kn(self, k: int | None, n: int | None) -> str:
-        if k is None:
-            return self.na if n is None else f"n = {n}"
-        return f"{k}/{n}"
-
-    def lookup(self, table: str, key: Any) -> str:
-        return str(self.t.get(table, {}).get(key, key))
-
-    def metric(self, name: str) -> str:
-        return self.lookup("metric", name)
-
-    def column(self, name: str) -> str:
-        return self.lookup("column", name)
-
-    def slice(self, slc: Mapping[str, Any] | None) -> str:
-        if not slc:
-            return str(self.t["overall"])
-        parts = []
-        for key, value in slc.items():
-            if isinstance(value, list):  # spread entries: {"by": ["line", "shift"]}
-                value = " × ".join(self.column(str(v)) for v in value)
-            parts.append(f"{self.column(key)} = {value}")
-        return ", ".join(parts)
-
-    def slice_value(self, slc: Mapping[str, Any] | None) -> str:
-        if slc and len(slc) == 1:
-            value = next(iter(slc.values()))
-            if isinstance(value, list):  # a spread row: the columns compared
-                return " × ".join(self.column(str(v)) for v in value)
-            return str(value)
-        return self.slice(slc)
-
-    def statistic(self, name: str | None) -> str:
-        if not name:
-            return self.na
-        return self.lookup("statistic", name).format(level=self.level_text())
-
-    def threshold(self, metric: str, op: str | None, threshold: float | None) -> str:
-        symbol = _OP_SYMBOLS.get(op or "", op or "")
-        return f"{symbol} {self.value(metric, threshold)}".strip()
-
-    def count(self, value: Any) -> str:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return self.any(value)
-        return f"{value:,}".replace(",", str(self.t.get("thousands_separator", " ")))
-
-    # The one place where evidence values become words: every section formats through these,
-    # so no page ever shows a Python repr (None, True, {...}) or a JSON fragment.
-
-    def num(self, value: Any, digits: int = 3) -> str:
-        """A number for people: thousands separated, ``digits`` significant digits, never in
-        exponent notation; None is "not applicable", a bool is yes/no."""
-        if value is None:
-            return self.na
-        if isinstance(value, bool):
-            return str(self.t["yes" if value else "no"])
-        if isinstance(value, int):
-            return self.count(value)
-        if not isinstance(value, float):
-            return self.text(value)
-        if value != value:  # NaN
-            return self.na
-        if abs(value) >= 10**digits:
-            return self.count(round(value))
-        text = np.format_float_positional(
-            value, precision=digits, unique=False, fractional=False, trim="-"
-        )
-        return text.rstrip(".")
-
-    def quantity(self, value: Any, unit: str, digits: int = 3) -> str:
-        """``value`` with its unit (``"14.7 W"``); "not applicable" alone when there is none."""
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-            return self.num(value, digits)
-        return f"{self.num(value, digits)} {unit}".rstrip()
-
-    def pp(self, value: float | None) -> str:
-        """A difference of two rates, in percentage points."""
-        if value is None:
-            return self.na
-        text = f"{value * 100:.2f}"
-        if text in ("-0.00", "0.00") and value != 0:  # never print "-0.00": say how small
-            text = self.num(value * 100, 2)
-        return f"{text} {self.t['percentage_points']}"
-
-    def share(self, value: float | None) -> str:
-        """A share (0..1) as a percentage with the precision a reader needs."""
-        return self.na if value is None else f"{self.num(value * 100, 3)} %"
-
-    def field(self, key: Any) -> str:
-        """The label of a field of the evidence (``filter`` → "Parts judged"); a field the
-        catalogue does not know (a later rubric's) shows its own name, an identifier."""
-        labels = self.t.get("field") or {}
-        return str(labels.get(str(key), key))
-
-    def any(self, value: Any) -> str:
-        """Any evidence value in words: numbers as :meth:`num`, text through the catalogue,
-        lists joined, mappings as labelled pairs. Never a repr, never JSON."""
-        if value is None or isinstance(value, bool | int | float):
-            return self.num(value)
-        if isinstance(value, str):
-            return self.text(value) if value else self.na
-        if isinstance(value, Mapping):
-            parts = [
-                f"{self.field(k)}{self.t['colon']}{self.any(v)}"
-                for k, v in value.items()
-                if v is not None and v != {} and v != []
-            ]
-            return str(self.t["list_separator"]).join(parts) or self.na
-        if isinstance(value, list | tuple):
-            return ", ".join(self.any(v) for v in value) or self.na
-        return str(value)
-
-    @staticmethod
-    def when(stamp: str | None) -> str:
-        if not stamp:
-            return "—"
-        try:
-            moment = _parse_utc(stamp)
-        except ValueError:
-            return stamp
-        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _parse_utc(stamp: str) -> datetime:
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
 def _outcome_css(outcome: str | None) -> str:
     return f"outcome-{(outcome or 'error').lower()}"
 
@@ -610,7 +331,7 @@ def _upper(entry: MetricEntry | None) -> float | None:
 
 
 def _criteria_view(
-    verdicts: VerdictsDocument, fmt: _Fmt, index: Mapping[tuple[str, str], MetricEntry]
+    verdicts: VerdictsDocument, fmt: Formatter, index: Mapping[tuple[str, str], MetricEntry]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The criteria table and the slice tables. Every figure of a criterion's row (value,
     bound, k/n, bounds, reason) is the criterion's own, i.e. its deciding slice's
@@ -735,7 +456,7 @@ def _shown_metric(crit: CriterionResult, slc: Mapping[str, Any] | None) -> str:
     return f"{metric}_{aggregate}"
 
 
-def _criteria_intro(verdicts: VerdictsDocument, fmt: _Fmt) -> str:
+def _criteria_intro(verdicts: VerdictsDocument, fmt: Formatter) -> str:
     """The criteria table's introduction, for the rubric's default sidedness: two one-sided
     bounds at L together form a two-sided interval at 2L - 1 (95 %: 90 %)."""
     level = verdicts.confidence_level
@@ -753,7 +474,7 @@ def _criteria_intro(verdicts: VerdictsDocument, fmt: _Fmt) -> str:
     )
 
 
-def _criterion_statistic(crit: CriterionResult, fmt: _Fmt) -> str:
+def _criterion_statistic(crit: CriterionResult, fmt: Formatter) -> str:
     """The statistic at the criterion's own level and sidedness (a one-sided bound is never
     called an interval's end, nor the other way round)."""
     name = crit.statistic
@@ -800,7 +521,7 @@ _DEFAULT_VALUES = {
 }
 
 
-def _extra_fields(crit: CriterionResult, fmt: _Fmt) -> list[str]:
+def _extra_fields(crit: CriterionResult, fmt: Formatter) -> list[str]:
     """Criterion fields the table has no column for, as labelled words ("Parts judged:
     defect class = crack, inclusion"): new rubric features show without breaking the table,
     and never as JSON or a Python repr. Reads the criterion as written (its dump): the
@@ -884,7 +605,7 @@ def _relation(left: float, right: float) -> str:
     return ">" if left > right else "<" if left < right else "="
 
 
-def _blocker_line(crit: CriterionResult, fmt: _Fmt) -> str:
+def _blocker_line(crit: CriterionResult, fmt: Formatter) -> str:
     """ "escape rate, lighting = dim: 11.74 %, lower bound 8.72 % > 5.00 %": the figure and the
     bound that left a blocker failed or undecided, from the criterion row and its slice."""
     t = fmt.t
@@ -903,9 +624,9 @@ def _blocker_line(crit: CriterionResult, fmt: _Fmt) -> str:
     side = _bound_side(crit, row)
     if bound is not None and side:
         compared = f"{fmt.lookup('bound_name', side)} {fmt.value(metric, bound)}"
-        relation = _OP_SYMBOLS.get(_relation(bound, threshold), "=")
+        relation = OP_SYMBOLS.get(_relation(bound, threshold), "=")
     else:
-        compared, relation = "", _OP_SYMBOLS.get(_relation(value, threshold), "=")
+        compared, relation = "", OP_SYMBOLS.get(_relation(value, threshold), "=")
     tail = f"{compared} {relation} {fmt.value(metric, threshold)}".strip()
     text = f"{text}{t['list_comma']}{tail}"
     # the deciding row's n when the evidence has one (a named slice missing from the rows
@@ -919,7 +640,7 @@ def _blocker_line(crit: CriterionResult, fmt: _Fmt) -> str:
 
 
 def _page_one_view(
-    verdicts: VerdictsDocument, fmt: _Fmt
+    verdicts: VerdictsDocument, fmt: Formatter
 ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """Page 1's tally of every outcome and the blockers that failed or stayed undecided."""
     seen = [str(c.outcome) for c in verdicts.criteria]
@@ -951,7 +672,7 @@ def _criterion_interval(
     metric: str,
     deciding: Mapping[str, Any] | None,
     index: Mapping[tuple[str, str], MetricEntry],
-    fmt: _Fmt,
+    fmt: Formatter,
 ) -> str:
     """The bounds of the criterion's own row (its deciding slice). Only a verdicts.json of an
     older version, without ``low_level``/``high_level``, falls back to the metrics.json entry
@@ -964,13 +685,13 @@ def _criterion_interval(
     return _bounds_text(metric, low, high, fmt)
 
 
-def _bounds_text(metric: str, low: float | None, high: float | None, fmt: _Fmt) -> str:
+def _bounds_text(metric: str, low: float | None, high: float | None, fmt: Formatter) -> str:
     if low is None and high is None:
         return fmt.na
     return f"{fmt.value(metric, low)} – {fmt.value(metric, high)}"
 
 
-def _by_column_view(metrics: Iterable[MetricEntry], fmt: _Fmt) -> list[dict[str, Any]]:
+def _by_column_view(metrics: Iterable[MetricEntry], fmt: Formatter) -> list[dict[str, Any]]:
     """Escape and overkill per value of every metadata column (one table, grouped)."""
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for entry in metrics:
@@ -1005,7 +726,7 @@ def _by_column_view(metrics: Iterable[MetricEntry], fmt: _Fmt) -> list[dict[str,
 
 
 def _defect_class_view(
-    metrics: Iterable[MetricEntry], fmt: _Fmt, n_defective: int | None
+    metrics: Iterable[MetricEntry], fmt: Formatter, n_defective: int | None
 ) -> list[dict[str, Any]]:
     rows = []
     for entry in metrics:
@@ -1025,7 +746,7 @@ def _defect_class_view(
     return rows
 
 
-def _confusion_view(metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any]:
+def _confusion_view(metrics: MetricsDocument, fmt: Formatter) -> dict[str, Any]:
     view: dict[str, Any] = {"part": None, "classes": None}
     cm = metrics.confusion_matrix
     if cm is not None and len(cm.matrix) == 2 and all(len(r) == 2 for r in cm.matrix):
@@ -1085,7 +806,7 @@ _TASK_METRICS = (
 )
 
 
-def _task_view(metrics: MetricsDocument, fmt: _Fmt) -> list[dict[str, str]]:
+def _task_view(metrics: MetricsDocument, fmt: Formatter) -> list[dict[str, str]]:
     """Rows of the task-metrics table (empty for a classifier): each task metric over all
     data and per class. Its values per metadata slice are in the slice tables of the criteria
     that judge them and in Appendix A, which lists every entry."""
@@ -1113,7 +834,7 @@ def _overall_or_class(slc: Mapping[str, Any]) -> bool:
 _MAP_METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max")
 
 
-def _task_chart(metrics: MetricsDocument, fmt: _Fmt) -> str | None:
+def _task_chart(metrics: MetricsDocument, fmt: Formatter) -> str | None:
     """The task figure: AP per class (detectors) or the image and pixel metrics with IoU and Dice
     per class (anomaly and segmentation models); None for a classifier."""
     per_class: dict[str, dict[str, float | None]] = {}
@@ -1140,7 +861,7 @@ def _task_chart(metrics: MetricsDocument, fmt: _Fmt) -> str | None:
 
 
 def _gaps_view(
-    metrics: MetricsDocument, verdicts: VerdictsDocument, run: RunRecord, fmt: _Fmt
+    metrics: MetricsDocument, verdicts: VerdictsDocument, run: RunRecord, fmt: Formatter
 ) -> dict[str, Any]:
     counts = metrics.counts
     unreadable = counts.get("images_unreadable", run.dataset.get("n_unreadable", 0)) or 0
@@ -1177,7 +898,7 @@ def _gaps_view(
     }
 
 
-def _methods_view(run: RunRecord, fmt: _Fmt) -> list[tuple[str, str]]:
+def _methods_view(run: RunRecord, fmt: Formatter) -> list[tuple[str, str]]:
     t = fmt.t
     tool, replay, host = run.tool, run.replay, run.host
     rows: list[tuple[str, str]] = [(t["tool_auditkit"], fmt.any(tool.get("auditkit")))]
@@ -1206,7 +927,7 @@ def _methods_view(run: RunRecord, fmt: _Fmt) -> list[tuple[str, str]]:
     return rows
 
 
-def _pipeline_line(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) -> str:
+def _pipeline_line(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: Formatter) -> str:
     """How the offline replay decoded and ran the images (the throughput depends on it)."""
     if "decode_threads" not in replay:
         return fmt.na
@@ -1217,7 +938,7 @@ def _pipeline_line(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) -
     )
 
 
-def _scenario_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) -> str:
+def _scenario_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: Formatter) -> str:
     parity = replay.get("single_stream_parity") or {}
     if not parity.get("samples"):
         return fmt.na
@@ -1228,7 +949,7 @@ def _scenario_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt)
     )
 
 
-def _runtime_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) -> str:
+def _runtime_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: Formatter) -> str:
     parity = replay.get("runtime_parity")
     if not parity:
         return str(t["runtime_parity_none"])
@@ -1243,7 +964,7 @@ def _runtime_parity(replay: Mapping[str, Any], t: Mapping[str, Any], fmt: _Fmt) 
     )
 
 
-def _declared_view(card: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
+def _declared_view(card: Mapping[str, Any], fmt: Formatter) -> list[tuple[str, str]]:
     declared = card.get("declared") or {}
     names = {"p99_latency_ms": "latency_p99_ms"}
     rows = []
@@ -1269,7 +990,7 @@ def _context(
     t = load_strings(lang, None if folder == templates_dir() else folder)
     run, metrics, verdicts = files.record, files.metrics_doc, files.verdicts_doc
     level = float(verdicts.confidence_level or metrics.confidence_level or 0.95)
-    fmt = _Fmt(t, level)
+    fmt = Formatter(t, level)
     report_id = report_id_for(run.run_id, files.raw["verdicts.json"])
     model = run.model
     card = model.get("card") or {}
@@ -1569,7 +1290,7 @@ def render_report(
     )
     fetcher = fetcher or SafeURLFetcher(strict=True)
     try:
-        stamp = _parse_utc(str(files.record.finished_at))
+        stamp = parse_utc(str(files.record.finished_at))
     except ValueError:
         raise RunDirError(
             f"run.json in {run_dir} lacks a valid finished_at timestamp: "
@@ -1611,8 +1332,6 @@ def render_report(
 def render_stamp(*, signer: str, when: datetime, reason: str, lang: str = DEFAULT_LANG) -> bytes:
     """The visible appearance of a countersignature: a one-page PDF exactly the size of the
     cover's countersignature box (fonts embedded), naming the signer and the signing time."""
-    from auditkit.report.sign import SIGNATURE_BOX_MM
-
     t = load_strings(lang if lang in LANGUAGES else DEFAULT_LANG)
     width, height = SIGNATURE_BOX_MM
     html = (

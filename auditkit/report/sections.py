@@ -1,7 +1,7 @@
 """View models of the report sections added for issue 7: scope, method details, sampling plan,
 slice forest plots, curves, latency, energy and carbon, baseline, and the appendices.
 
-Each function takes the typed run files (auditkit.evidence) and a formatter (``render._Fmt``)
+Each function takes the typed run files (auditkit.evidence) and a formatter (``Formatter``)
 and returns plain dicts and lists of preformatted strings for the template; none of them
 writes markup. Tables
 that may be missing in a run directory (``samples.parquet``, ``predictions.parquet``,
@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,7 @@ from auditkit.evidence import (
     VerdictsDocument,
 )
 from auditkit.report import charts
-
-if TYPE_CHECKING:  # pragma: no cover
-    from auditkit.report.render import _Fmt
+from auditkit.report.formatting import Formatter
 
 _SKIP_SLICE_KEYS = {"scenario", "by"}
 _FOREST_RATES = ("escape_rate", "overkill_rate")
@@ -47,7 +45,7 @@ def _read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame | 
 # --------------------------------------------------------------------------- scope
 
 
-def scope_view(run: RunRecord, metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any]:
+def scope_view(run: RunRecord, metrics: MetricsDocument, fmt: Formatter) -> dict[str, Any]:
     """What the results cover: the recorded conditions of the test parts, column by column."""
     values: dict[str, list[str]] = {}
     for entry in metrics.metrics:
@@ -69,7 +67,7 @@ def scope_view(run: RunRecord, metrics: MetricsDocument, fmt: _Fmt) -> dict[str,
 # --------------------------------------------------------------------------- method
 
 
-def preprocessing_line(card: Mapping[str, Any], fmt: _Fmt) -> str:
+def preprocessing_line(card: Mapping[str, Any], fmt: Formatter) -> str:
     spec = card.get("input") or {}
     if not spec:
         return fmt.na
@@ -85,7 +83,7 @@ def preprocessing_line(card: Mapping[str, Any], fmt: _Fmt) -> str:
     )
 
 
-def scenario_line(replay: Mapping[str, Any], fmt: _Fmt) -> str:
+def scenario_line(replay: Mapping[str, Any], fmt: Formatter) -> str:
     scenario = str(replay.get("scenario", ""))
     return str(fmt.t["scenario_line"]).format(
         scenario=fmt.lookup("scenario_name", scenario) if scenario else fmt.na,
@@ -95,7 +93,7 @@ def scenario_line(replay: Mapping[str, Any], fmt: _Fmt) -> str:
     )
 
 
-def hardware_line(host: Mapping[str, Any], fmt: _Fmt) -> str:
+def hardware_line(host: Mapping[str, Any], fmt: Formatter) -> str:
     return str(fmt.t["host_line"]).format(
         platform=fmt.any(host.get("platform")),
         machine=fmt.any(host.get("machine")),
@@ -107,7 +105,7 @@ def hardware_line(host: Mapping[str, Any], fmt: _Fmt) -> str:
 
 
 def sampling_view(
-    run_dir: Path, run: RunRecord, metrics: MetricsDocument, fmt: _Fmt
+    run_dir: Path, run: RunRecord, metrics: MetricsDocument, fmt: Formatter
 ) -> dict[str, Any]:
     """Images and parts per reference class, and defective and good parts per slice."""
     dataset = run.dataset
@@ -155,7 +153,7 @@ def sampling_view(
     }
 
 
-def _prevalence_lines(metrics: MetricsDocument, fmt: _Fmt) -> tuple[str | None, str | None]:
+def _prevalence_lines(metrics: MetricsDocument, fmt: Formatter) -> tuple[str | None, str | None]:
     """The production prevalence the run states (metrics.json ``prevalence``; an older file:
     the escaped-ppm entry's) with who stated it, and the escaped-ppm figure at it."""
     t = fmt.t
@@ -191,7 +189,7 @@ def parts_to_prove(target: float, level: float) -> int:
     return math.ceil(needed - 1e-9)
 
 
-def zero_escape_view(metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any] | None:
+def zero_escape_view(metrics: MetricsDocument, fmt: Formatter) -> dict[str, Any] | None:
     """The certified zero-escape operating point (metrics.json ``escape_certified_threshold``,
     docs/metrics.md): per escape target, the all-parts row, then each slice that has a
     threshold, with the escapes and the overkill it gives there and their exact bounds; the
@@ -253,7 +251,7 @@ def _no_threshold(entry: MetricEntry) -> bool:
     return entry.value is None
 
 
-def _bounds(fmt: _Fmt, low: float | None, high: float | None) -> str:
+def _bounds(fmt: Formatter, low: float | None, high: float | None) -> str:
     return f"{fmt.pct(low)} – {fmt.pct(high)}"
 
 
@@ -261,7 +259,7 @@ def _bounds(fmt: _Fmt, low: float | None, high: float | None) -> str:
 
 
 def forest_view(
-    metrics: MetricsDocument, verdicts: VerdictsDocument, fmt: _Fmt
+    metrics: MetricsDocument, verdicts: VerdictsDocument, fmt: Formatter
 ) -> list[dict[str, Any]]:
     """One forest plot per rate: every slice and intersection with its interval."""
     out = []
@@ -321,7 +319,7 @@ def _part_scores(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return defect.to_numpy(dtype=bool), part_score.to_numpy(dtype=float)
 
 
-def curves_view(run_dir: Path, metrics: MetricsDocument, fmt: _Fmt) -> dict[str, Any] | None:
+def curves_view(run_dir: Path, metrics: MetricsDocument, fmt: Formatter) -> dict[str, Any] | None:
     """ROC and precision-recall curves of the part scores, with the operating point."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
@@ -358,7 +356,7 @@ def curves_view(run_dir: Path, metrics: MetricsDocument, fmt: _Fmt) -> dict[str,
 
 
 def latency_view(
-    run_dir: Path, run: RunRecord, metrics: MetricsDocument, fmt: _Fmt
+    run_dir: Path, run: RunRecord, metrics: MetricsDocument, fmt: Formatter
 ) -> dict[str, Any]:
     """Per-image latency histogram (single-stream scenario) and the percentile table."""
     t = fmt.t
@@ -424,7 +422,7 @@ _METER_WORDED = {"formula", "watts_source"}
 _MIN_WINDOW_S = 10.0
 
 
-def _meter_value(fmt: _Fmt, key: str, value: Any) -> str:
+def _meter_value(fmt: Formatter, key: str, value: Any) -> str:
     unit = _METER_UNITS.get(key)
     if isinstance(value, Mapping):
         return str(fmt.t["list_separator"]).join(
@@ -442,7 +440,7 @@ def _meter_value(fmt: _Fmt, key: str, value: Any) -> str:
     return fmt.any(value)
 
 
-def _meter_rows(meter: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
+def _meter_rows(meter: Mapping[str, Any], fmt: Formatter) -> list[tuple[str, str]]:
     """The meter block of run.json as labelled rows: the formula and the rated power's source
     in the catalogue's words, every other field with its unit; empty fields left out."""
     t = fmt.t
@@ -461,7 +459,7 @@ def _meter_rows(meter: Mapping[str, Any], fmt: _Fmt) -> list[tuple[str, str]]:
     return rows
 
 
-def _watts_source(source: str, meter: Mapping[str, Any], fmt: _Fmt) -> str:
+def _watts_source(source: str, meter: Mapping[str, Any], fmt: Formatter) -> str:
     words = fmt.t["watts_source_text"]
     if source.startswith("--"):
         return str(words.get(source.strip("-"), source))
@@ -472,7 +470,7 @@ def _watts_source(source: str, meter: Mapping[str, Any], fmt: _Fmt) -> str:
     return fmt.text(source)
 
 
-def _uncertainty(energy: Mapping[str, Any], fmt: _Fmt) -> list[str]:
+def _uncertainty(energy: Mapping[str, Any], fmt: Formatter) -> list[str]:
     """What the figures cover and how far to trust them, from the facts run.json records (the
     same statements energy/protocol.py ``uncertainty`` makes, in the report's language)."""
     t = fmt.t
@@ -512,7 +510,7 @@ def _uncertainty(energy: Mapping[str, Any], fmt: _Fmt) -> list[str]:
     return out
 
 
-def _energy_quantity(fmt: _Fmt, value: Any, unit: str, measured: bool) -> str:
+def _energy_quantity(fmt: Formatter, value: Any, unit: str, measured: bool) -> str:
     """A figure of the energy block with its unit and whether it was measured or modelled
     (a modelled figure is never called measured)."""
     if value is None:
@@ -525,7 +523,7 @@ def _energy_quantity(fmt: _Fmt, value: Any, unit: str, measured: bool) -> str:
     return f"{fmt.quantity(value, unit, 4)}{how}"
 
 
-def energy_view(run_dir: Path, run: RunRecord, fmt: _Fmt) -> dict[str, Any]:
+def energy_view(run_dir: Path, run: RunRecord, fmt: Formatter) -> dict[str, Any]:
     """The ``energy`` block of run.json (contract of issue 8) as a table of labelled rows."""
     t = fmt.t
     energy = run.energy
@@ -622,7 +620,7 @@ def energy_view(run_dir: Path, run: RunRecord, fmt: _Fmt) -> dict[str, Any]:
 
 
 def baseline_view(
-    metrics: MetricsDocument, verdicts: VerdictsDocument, fmt: _Fmt
+    metrics: MetricsDocument, verdicts: VerdictsDocument, fmt: Formatter
 ) -> dict[str, Any] | None:
     """Comparison with a baseline run (verdicts.json ``baseline``, rubric/baseline.py): which
     run, the paired escape and overkill counts, and the parts whose decision changed."""
@@ -697,26 +695,26 @@ def baseline_view(
     }
 
 
-def _part_decision(fmt: _Fmt, rejected: Any) -> str:
+def _part_decision(fmt: Formatter, rejected: Any) -> str:
     if rejected is None:
         return fmt.na
     return fmt.lookup("part_decision", "rejected" if rejected else "accepted")
 
 
-def _pp_interval(fmt: _Fmt, interval: Mapping[str, Any]) -> str:
+def _pp_interval(fmt: Formatter, interval: Mapping[str, Any]) -> str:
     low, high = interval.get("low"), interval.get("high")
     if low is None and high is None:
         return fmt.na
     return f"{fmt.pp(low)} – {fmt.pp(high)}"
 
 
-def _fmt_any(fmt: _Fmt, name: str, value: Any) -> str:
+def _fmt_any(fmt: Formatter, name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return fmt.any(value)
     return fmt.value(name, float(value))
 
 
-def _interval_text(fmt: _Fmt, name: str, interval: Interval | None) -> str:
+def _interval_text(fmt: Formatter, name: str, interval: Interval | None) -> str:
     if interval is None or (interval.low is None and interval.high is None):
         return fmt.na
     return f"{_fmt_any(fmt, name, interval.low)} – {_fmt_any(fmt, name, interval.high)}"
@@ -725,7 +723,7 @@ def _interval_text(fmt: _Fmt, name: str, interval: Interval | None) -> str:
 # --------------------------------------------------------------------------- appendices
 
 
-def metric_table(metrics: MetricsDocument, fmt: _Fmt) -> list[dict[str, str]]:
+def metric_table(metrics: MetricsDocument, fmt: Formatter) -> list[dict[str, str]]:
     """Every entry of metrics.json, in file order."""
     out = []
     for entry in metrics.metrics:
@@ -756,7 +754,7 @@ _ENVIRONMENT_BLOCKS = ("tool", "host", "replay")
 _ENVIRONMENT_SKIPPED = {"latency"}
 
 
-def environment_rows(run: RunRecord, fmt: _Fmt) -> list[dict[str, Any]]:
+def environment_rows(run: RunRecord, fmt: Formatter) -> list[dict[str, Any]]:
     """Tool, host and replay settings of run.json as labelled tables, one per block: labels
     from the catalogue (``env_field``; an unknown field shows its own name), values in words
     (yes/no, "not applicable", units), nested settings as one row each."""
@@ -781,7 +779,7 @@ def environment_rows(run: RunRecord, fmt: _Fmt) -> list[dict[str, Any]]:
 
 
 def _setting_rows(
-    value: Mapping[str, Any], fmt: _Fmt, path: tuple[str, ...]
+    value: Mapping[str, Any], fmt: Formatter, path: tuple[str, ...]
 ) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for key, item in value.items():

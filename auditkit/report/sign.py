@@ -72,12 +72,8 @@ from auditkit.report.keys import (
     load_certificates,
     load_signing_material,
 )
+from auditkit.report.signature_boxes import AUTHOR_FIELD, COUNTERSIGN_FIELD, SIGNATURE_BOX_MM
 
-#: Field names = HTML ids of the cover's signature boxes (reports/templates/report.html.j2).
-AUTHOR_FIELD = "AuditSignature"
-COUNTERSIGN_FIELD = "Countersignature"
-#: Size of those boxes, fixed by reports/templates/report.css (.sigbox).
-SIGNATURE_BOX_MM = (84.0, 26.0)
 TSA_TIMEOUT_S = 20
 
 
