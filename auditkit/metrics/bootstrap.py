@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import ndimage
 
 from auditkit.metrics.detection import BOX_COLUMNS, box_iou
-from auditkit.metrics.segmentation import _area_to_limit, binarize_mask
+from auditkit.metrics.segmentation import area_to_limit, binarize_mask
 
 __all__ = [
     "BOOTSTRAP_BINS",
@@ -329,7 +329,7 @@ def weighted_aupro(stats: PixelStats, weights: npt.ArrayLike, fpr_limit: float =
             continue
         fpr = np.minimum(fp[r] / fp[r, -1], 1.0)
         pro = np.minimum(ov[r] / n_reg[r], 1.0)
-        out[r] = min(max(_area_to_limit(fpr, pro, fpr_limit) / fpr_limit, 0.0), 1.0)
+        out[r] = min(max(area_to_limit(fpr, pro, fpr_limit) / fpr_limit, 0.0), 1.0)
     return out
 
 

@@ -249,7 +249,7 @@ def normalise_slice_values(values: pd.Series) -> pd.Series:
 STATUSES: tuple[str, ...] = ("ok", "unreadable", "error")
 
 #: columns of the part table that metadata never overwrites
-_PART_COLUMNS = frozenset(
+PART_COLUMNS = frozenset(
     {"part_id", "n_images", "n_images_ok", "scored", "is_defect", "is_reject", "defect_class"}
 )
 
@@ -277,7 +277,7 @@ def _positions(haystack: pd.Series, needles: pd.Series) -> npt.NDArray[np.intp]:
         return np.asarray(pd.Index(haystack).get_indexer(needles), dtype=np.intp)
 
 
-def _image_table(
+def image_table(
     samples: pd.DataFrame, predictions: pd.DataFrame, good_class: str
 ) -> tuple[pd.DataFrame, npt.NDArray[np.intp], pd.Index]:
     """Samples joined with ``is_reject`` / ``pred_label``; checks the run-format contract.
@@ -368,7 +368,7 @@ def _image_table(
     return images, part_codes, pd.Index(part_ids)
 
 
-def _parts_from_image_table(
+def parts_from_image_table(
     images: pd.DataFrame,
     codes: npt.NDArray[np.intp],
     part_ids: pd.Index,
@@ -442,7 +442,7 @@ def _parts_from_image_table(
             starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
             first = order[starts]  # first image (table order) of each part
         for col in metadata:
-            if col in _PART_COLUMNS:
+            if col in PART_COLUMNS:
                 continue
             vcodes, vlabels = slice_codes(images[col])
             if not all_singletons:
@@ -478,8 +478,8 @@ def parts_from_images(
     (duplicate ``sample_id``, a prediction for an image that is not ``ok``, an ``ok`` image
     without a prediction).
     """
-    images, codes, part_ids = _image_table(samples, predictions, good_class)
-    return _parts_from_image_table(images, codes, part_ids, good_class, metadata_columns(samples))
+    images, codes, part_ids = image_table(samples, predictions, good_class)
+    return parts_from_image_table(images, codes, part_ids, good_class, metadata_columns(samples))
 
 
 # --------------------------------------------------------------------------- summary scores

@@ -15,17 +15,17 @@ import pandas as pd
 
 from auditkit.errors import DataError
 from auditkit.metrics.classification import (
-    _PART_COLUMNS,
+    PART_COLUMNS,
     RATE_DEFINITIONS,
-    _image_table,
-    _parts_from_image_table,
     balanced_accuracy,
     class_confusion_matrix,
     cohen_kappa,
     confusion_counts,
     escaped_ppm,
     f2_score,
+    image_table,
     metadata_columns,
+    parts_from_image_table,
     pr_auc,
     roc_auc,
     threshold_for_escape,
@@ -417,12 +417,12 @@ def compute_metrics(
     tail_probability(level, sided)
     level = float(level)
 
-    images, part_codes, part_ids = _image_table(samples, predictions, good_class)
+    images, part_codes, part_ids = image_table(samples, predictions, good_class)
     specs = _slice_specs(slice_columns, samples)
     meta = metadata_columns(samples)
-    parts = _parts_from_image_table(images, part_codes, part_ids, good_class, meta)
+    parts = parts_from_image_table(images, part_codes, part_ids, good_class, meta)
     # metadata carried to the part table (constant within every part)
-    part_level = {c for c in meta if c in parts.columns and c not in _PART_COLUMNS}
+    part_level = {c for c in meta if c in parts.columns and c not in PART_COLUMNS}
 
     scored = parts[parts["scored"].to_numpy()]
     p_defect = scored["is_defect"].to_numpy(dtype=bool)

@@ -88,7 +88,9 @@ def _pairs(masks: Sequence[npt.ArrayLike], maps: Sequence[npt.ArrayLike]) -> Ite
     return gen()
 
 
-def _score_range(maps: Sequence[npt.ArrayLike]) -> tuple[float, float]:
+def map_score_range(maps: Sequence[npt.ArrayLike]) -> tuple[float, float]:
+    """The smallest and largest score over all *maps* (empty maps skipped); a NaN or infinite
+    score is a ``ValueError`` naming the map."""
     lo, hi = np.inf, -np.inf
     for i, mp in enumerate(maps):
         s = np.asarray(mp, dtype=np.float64)
@@ -188,7 +190,7 @@ def pixel_auroc(
     Raises :class:`ValueError` when there is no foreground or no background pixel.
     """
     _check_bins(bins)
-    lo, hi = score_range if score_range is not None else _score_range(maps)
+    lo, hi = score_range if score_range is not None else map_score_range(maps)
     it = _pairs(masks, maps)
     hist = _Hist(bins, float(lo), float(hi), 2)
     for fg, s in it:
@@ -205,7 +207,7 @@ def pixel_auroc(
     return _trapezoid(tpr, fpr)
 
 
-def _area_to_limit(x: _FloatArray, y: _FloatArray, limit: float) -> float:
+def area_to_limit(x: _FloatArray, y: _FloatArray, limit: float) -> float:
     """Trapezoid area under ``y(x)`` for ``x`` in ``[0, limit]``; ``x`` non-decreasing from 0,
     with ``y`` interpolated linearly at ``limit`` when the curve passes it between points."""
     k = int(np.searchsorted(x, limit, side="right"))  # points with x <= limit
@@ -252,7 +254,7 @@ def aupro(
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
     _check_bins(bins)
     structure = ndimage.generate_binary_structure(2, 2 if connectivity == 8 else 1)
-    lo, hi = score_range if score_range is not None else _score_range(maps)
+    lo, hi = score_range if score_range is not None else map_score_range(maps)
     it = _pairs(masks, maps)
     hist = _Hist(bins, float(lo), float(hi), 2)
     n_regions = 0
@@ -275,7 +277,7 @@ def aupro(
         raise ValueError("AUPRO needs at least one normal pixel")
     fpr = np.minimum(_descending_cumsum(neg) / n_tot, 1.0)
     pro = np.minimum(_descending_cumsum(overlap) / n_regions, 1.0)
-    value = _area_to_limit(fpr, pro, float(fpr_limit)) / float(fpr_limit)
+    value = area_to_limit(fpr, pro, float(fpr_limit)) / float(fpr_limit)
     return float(min(max(value, 0.0), 1.0))
 
 

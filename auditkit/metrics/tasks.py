@@ -24,11 +24,11 @@ from auditkit.metrics.detection import (
     inspection_rates,
 )
 from auditkit.metrics.segmentation import (
-    _score_range,
     aupro,
     f1_max,
     image_auroc,
     iou_dice,
+    map_score_range,
     pixel_auroc,
 )
 from auditkit.metrics.stats import binomial_interval, part_weights, percentile_bounds
@@ -518,7 +518,7 @@ def segmentation_entries(
     if bootstrap is not None and parts is not None and n:
         from auditkit.metrics import bootstrap as wb
 
-        stats = wb.pixel_image_stats(masks, maps, pred_masks, score_range=_score_range(maps))
+        stats = wb.pixel_image_stats(masks, maps, pred_masks, score_range=map_score_range(maps))
         weights = bootstrap.weights(list(parts))
         iou, dice = wb.weighted_overlap(stats, weights)
         boot = {

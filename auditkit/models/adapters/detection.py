@@ -36,10 +36,13 @@ from auditkit.models.adapters.interface import (
 )
 from auditkit.models.adapters.nms import batched_nms, nms
 
-_EMPTY = np.zeros((0, 6), dtype=np.float64)
+#: an image's detections when it has none (a row: four box coordinates, score, class index)
+NO_DETECTIONS = np.zeros((0, 6), dtype=np.float64)
 
 
-class _DetectionAdapter(Adapter):
+class DetectionAdapter(Adapter):
+    """What every detection adapter shares: class columns, box scaling and per-image rows."""
+
     @property
     def columns(self) -> list[str]:
         return list(self.card.classes)
@@ -56,7 +59,7 @@ class _DetectionAdapter(Adapter):
         out: list[np.ndarray] = []
         for i, det in enumerate(per_image):
             if errors[i]:
-                out.append(_EMPTY)
+                out.append(NO_DETECTIONS)
                 continue
             det = det.copy()
             if sizes is not None and len(det):
@@ -70,7 +73,7 @@ class _DetectionAdapter(Adapter):
                     f"model output has class index {det[bad, 5][0]:g}, not one of the card's "
                     f"{n_cls} classes (0..{n_cls - 1})"
                 )
-                out.append(_EMPTY)
+                out.append(NO_DETECTIONS)
                 continue
             np.maximum.at(scores[i], cls, det[:, 4])
             out.append(det)
@@ -83,7 +86,7 @@ class _DetectionAdapter(Adapter):
         return det[order]
 
 
-class UltralyticsRawAdapter(_DetectionAdapter):
+class UltralyticsRawAdapter(DetectionAdapter):
     convention = "ultralytics_raw"
 
     def check(self, model_name: str) -> None:
@@ -111,12 +114,12 @@ class UltralyticsRawAdapter(_DetectionAdapter):
         errors: list[str] = []
         for pred in out:
             if not np.isfinite(pred).all():
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(NAN_ERROR)
                 continue
             cls_scores = pred[4:].T  # (N, nc)
             if cls_scores.size and (cls_scores.min() < -1e-5 or cls_scores.max() > 1 + 1e-5):
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(
                     "model output class scores lie outside [0, 1] "
                     f"(min {cls_scores.min():.6g}, max {cls_scores.max():.6g})"
@@ -139,7 +142,7 @@ class UltralyticsRawAdapter(_DetectionAdapter):
         return self._finish(per_image, errors, sizes)
 
 
-class NmsIncludedAdapter(_DetectionAdapter):
+class NmsIncludedAdapter(DetectionAdapter):
     convention = "nms_included"
 
     def check(self, model_name: str) -> None:
@@ -157,7 +160,7 @@ class NmsIncludedAdapter(_DetectionAdapter):
         per_image, errors = [], []
         for pred in out:
             if not np.isfinite(pred).all():
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(NAN_ERROR)
                 continue
             det = pred.copy()
@@ -167,7 +170,7 @@ class NmsIncludedAdapter(_DetectionAdapter):
         return self._finish(per_image, errors, sizes)
 
 
-class BoxesScoresLabelsAdapter(_DetectionAdapter):
+class BoxesScoresLabelsAdapter(DetectionAdapter):
     convention = "boxes_scores_labels"
 
     @property
@@ -195,7 +198,7 @@ class BoxesScoresLabelsAdapter(_DetectionAdapter):
         per_image, errors = [], []
         for b, s, c in zip(boxes, scores, labels, strict=True):
             if not (np.isfinite(b).all() and np.isfinite(s).all() and np.isfinite(c).all()):
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(NAN_ERROR)
                 continue
             det = np.column_stack([self._scale(b.reshape(-1, 4)), s, c])

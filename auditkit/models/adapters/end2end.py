@@ -24,14 +24,14 @@ import numpy as np
 
 from auditkit.errors import ModelError
 from auditkit.models.adapters.detection import (
-    _EMPTY,
+    NO_DETECTIONS,
     BoxesScoresLabelsAdapter,
-    _DetectionAdapter,
+    DetectionAdapter,
 )
 from auditkit.models.adapters.interface import NAN_ERROR, Decoded, Sizes, dim, require_outputs
 
 
-class RtDetrAdapter(_DetectionAdapter):
+class RtDetrAdapter(DetectionAdapter):
     convention = "rtdetr"
 
     def check(self, model_name: str) -> None:
@@ -55,12 +55,12 @@ class RtDetrAdapter(_DetectionAdapter):
         errors: list[str] = []
         for pred in out:
             if not np.isfinite(pred).all():
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(NAN_ERROR)
                 continue
             cls_scores = pred[:, 4:]
             if cls_scores.size and (cls_scores.min() < -1e-5 or cls_scores.max() > 1 + 1e-5):
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(
                     "model output class scores lie outside [0, 1] "
                     f"(min {cls_scores.min():.6g}, max {cls_scores.max():.6g})"
@@ -75,7 +75,7 @@ class RtDetrAdapter(_DetectionAdapter):
         return self._finish(per_image, errors, sizes)
 
 
-def _offset(adapter: _DetectionAdapter, default: int) -> int:
+def _offset(adapter: DetectionAdapter, default: int) -> int:
     offset = adapter.card.output.label_offset
     return default if offset is None else offset
 
@@ -99,7 +99,7 @@ class TorchvisionAdapter(BoxesScoresLabelsAdapter):
         return super().decode([raw[0], raw[1], labels], sizes)
 
 
-class MmdeployAdapter(_DetectionAdapter):
+class MmdeployAdapter(DetectionAdapter):
     convention = "mmdeploy_end2end"
 
     @property
@@ -126,7 +126,7 @@ class MmdeployAdapter(_DetectionAdapter):
         per_image, errors = [], []
         for d, c in zip(dets, labels, strict=True):
             if not (np.isfinite(d).all() and np.isfinite(c).all()):
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(NAN_ERROR)
                 continue
             det = np.column_stack([self._scale(d[:, :4]), d[:, 4], c])

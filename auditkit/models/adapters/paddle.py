@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from auditkit.errors import ModelError
-from auditkit.models.adapters.detection import _EMPTY, _DetectionAdapter
+from auditkit.models.adapters.detection import NO_DETECTIONS, DetectionAdapter
 from auditkit.models.adapters.interface import (
     NAN_ERROR,
     Decoded,
@@ -117,7 +117,7 @@ def level_stride(anchors: int, height: int, width: int) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
-class PaddleNmsAdapter(_DetectionAdapter):
+class PaddleNmsAdapter(DetectionAdapter):
     convention = "paddle_nms"
 
     @property
@@ -151,11 +151,11 @@ class PaddleNmsAdapter(_DetectionAdapter):
                 f"model output counts {counts.tolist()} do not add up to the {len(rows)} rows "
                 f"of {self.output_names[0]!r}"
             )
-            return self._finish([_EMPTY] * batch, [reason] * batch, sizes)
+            return self._finish([NO_DETECTIONS] * batch, [reason] * batch, sizes)
         per_image, errors = [], []
         for part in np.split(rows, np.cumsum(counts)[:-1]):
             if not np.isfinite(part).all():
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(NAN_ERROR)
                 continue
             part = part[part[:, 0] != -1]  # Paddle's placeholder row of an image with no box
@@ -165,7 +165,7 @@ class PaddleNmsAdapter(_DetectionAdapter):
         return self._finish(per_image, errors, sizes)
 
 
-class GflRawAdapter(_DetectionAdapter):
+class GflRawAdapter(DetectionAdapter):
     convention = "gfl_raw"
     one_image_per_call = True
 
@@ -256,7 +256,7 @@ class GflRawAdapter(_DetectionAdapter):
             kept = nms(b, sc, spec.nms_iou, top)
         else:
             kept = batched_nms(b, sc, c, spec.nms_iou, top)
-        return np.column_stack([b[kept], sc[kept], c[kept]]) if len(kept) else _EMPTY
+        return np.column_stack([b[kept], sc[kept], c[kept]]) if len(kept) else NO_DETECTIONS
 
     def decode(self, raw: list[np.ndarray], sizes: Sizes) -> Decoded:
         arrays: list[Any] = [np.asarray(r, dtype=np.float64) for r in raw]
@@ -274,13 +274,13 @@ class GflRawAdapter(_DetectionAdapter):
             image_scores = [a[i] for a in scores]
             image_dists = [d[i] for d in dists]
             if not all(np.isfinite(x).all() for x in image_scores + image_dists):
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(NAN_ERROR)
                 continue
             low = min(x.min(initial=0.0) for x in image_scores)
             high = max(x.max(initial=0.0) for x in image_scores)
             if low < -1e-5 or high > 1 + 1e-5:
-                per_image.append(_EMPTY)
+                per_image.append(NO_DETECTIONS)
                 errors.append(
                     f"model output class scores lie outside [0, 1] (min {low:.6g}, max {high:.6g})"
                 )
