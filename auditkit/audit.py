@@ -25,7 +25,6 @@ from auditkit.replay.parity import compare_reference_outputs
 from auditkit.replay.pipeline import Progress, ReplayResult, ReplaySettings, replay
 from auditkit.replay.task_metrics import task_metric_entries
 from auditkit.report.keys import KeyFiles, create_keys
-from auditkit.rubric.evaluate import evaluate
 from auditkit.rubric.schema import LoadedRubric, check_task, load_rubric
 from auditkit.run import (
     BASELINE_FILE,
@@ -305,6 +304,7 @@ def run_evaluate(
     ``escape_rate_change`` / ``overkill_rate_change`` criteria (exit 5 when its samples differ).
     """
     from auditkit.rubric.baseline import compare_runs
+    from auditkit.rubric.evaluate import evaluate  # scipy.stats (~1 s): not for replay
 
     run = RunDir(run_dir)
     run.require_replay()

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,13 @@ from auditkit.report.keys import (
     load_certificate,
 )
 from auditkit.report.sign import load_signer_identity, sign_pdf
-from auditkit.report.verify import NO_TRUST_PROBLEM, VerifyResult, format_result, verify_pdf
+from auditkit.report.verify import (
+    NO_TRUST_PROBLEM,
+    UNREAD_PAGE1_PROBLEM,
+    VerifyResult,
+    format_result,
+    verify_pdf,
+)
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -357,7 +364,38 @@ def test_page_text_falls_back_to_pypdf_without_pdftotext(
     monkeypatch.setattr(verify_module.shutil, "which", lambda name: None)
     result = verify_pdf(signed_path, trust=[keys.ca])
     assert result.ok, result.problems
-    assert result.printed_hashes_match is True
+    assert result.printed_hashes_checked and result.printed_hashes_match is True
+
+
+def test_page_text_falls_back_to_pypdf_when_pdftotext_fails(
+    signed_path: Path, keys: KeyFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import auditkit.report.verify as verify_module
+
+    failing = shutil.which("false")  # a "pdftotext" that exits 1
+    assert failing is not None
+    monkeypatch.setattr(verify_module.shutil, "which", lambda name: failing)
+    result = verify_pdf(signed_path, trust=[keys.ca])
+    assert result.ok, result.problems
+    assert result.printed_hashes_checked and result.printed_hashes_match is True
+    assert "page 1 hashes: match" in format_result(result).splitlines()
+
+
+def test_unreadable_page_text_is_not_checked_rather_than_not_printed(
+    signed_path: Path, keys: KeyFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import auditkit.report.verify as verify_module
+
+    monkeypatch.setattr(verify_module.shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "pypdf", None)  # `import pypdf` raises ImportError
+    result = verify_pdf(signed_path, trust=[keys.ca])
+    assert not result.printed_hashes_checked and result.printed_hashes_match is None
+    assert not result.ok and result.problems == [UNREAD_PAGE1_PROBLEM]  # fails closed
+    lines = format_result(result).splitlines()
+    assert "page 1 hashes: not checked (the text of page 1 could not be read)" in lines
+    assert "page 1 hashes: not printed" not in lines
+    assert lines[-1].startswith("FAILED: ")
+    assert result.to_json()["printed_hashes_checked"] is False
 
 
 def test_verify_with_another_ca_is_not_trusted(signed_path: Path, other_keys: KeyFiles) -> None:

@@ -10,6 +10,7 @@ import pytest
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
+    auc,
     average_precision_score,
     balanced_accuracy_score,
     cohen_kappa_score,
@@ -41,9 +42,11 @@ from auditkit.metrics.classification import (
     parts_from_images,
     per_class_rates,
     pr_auc,
+    pr_points,
     precision,
     rates_by_threshold,
     roc_auc,
+    roc_points,
     threshold_for_escape,
 )
 from auditkit.metrics.stats import binomial_interval
@@ -334,6 +337,76 @@ def test_rates_by_threshold_match_roc_curve(seed: int) -> None:
     np.testing.assert_allclose(by_thr.loc[pr_thr, "precision"], prec[:-1], rtol=1e-12)
     np.testing.assert_allclose(by_thr.loc[pr_thr, "detection_rate"], rec[:-1], rtol=1e-12)
     assert np.isnan(rates_by_threshold(np.zeros(3, bool), [0.1, 0.2, 0.3])["escape_rate"]).all()
+
+
+def _curve_cases() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ties (rounded scores), no ties, perfect separation, all scores equal, and the shortest
+    inputs (two and three distinct scores, where corner dropping does not apply)."""
+    rng = np.random.default_rng(7)
+    d = rng.random(300) < 0.4
+    return [
+        *(_random_scores(seed, 500) for seed in (0, 1, 2)),
+        (d, rng.normal(np.where(d, 0.6, 0.4), 0.2)),
+        (np.array([False] * 5 + [True] * 5), np.arange(10) / 10.0),
+        (np.array([True, False, True, False]), np.full(4, 0.3)),
+        (np.array([False, True]), np.array([0.2, 0.7])),
+        (np.array([False, True, True, False]), np.array([0.1, 0.4, 0.35, 0.8])),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("drop_intermediate", [True, False])
+def test_roc_and_pr_points_equal_sklearn_curves(case: int, drop_intermediate: bool) -> None:
+    d, s = _curve_cases()[case]
+    roc = roc_points(d, s, drop_intermediate=drop_intermediate)
+    fpr, tpr, thr = roc_curve(d, s, drop_intermediate=drop_intermediate)
+    assert roc is not None
+    np.testing.assert_array_equal(roc.threshold, thr)
+    np.testing.assert_array_equal(roc.overkill_rate, fpr)
+    np.testing.assert_array_equal(roc.detection_rate, tpr)
+    pr = pr_points(d, s, drop_intermediate=drop_intermediate)
+    prec, rec, pr_thr = precision_recall_curve(d, s, drop_intermediate=drop_intermediate)
+    assert pr is not None
+    np.testing.assert_array_equal(pr.threshold, np.r_[np.inf, pr_thr[::-1]])
+    np.testing.assert_array_equal(pr.detection_rate, rec[::-1])
+    np.testing.assert_array_equal(pr.precision, prec[::-1])
+
+
+def test_curve_points_drop_only_points_off_the_corners() -> None:
+    d, s = _random_scores(0, 500)
+    full = roc_points(d, s, drop_intermediate=False)
+    roc = roc_points(d, s)
+    pr_full, pr = pr_points(d, s, drop_intermediate=False), pr_points(d, s)
+    assert full is not None and roc is not None and pr_full is not None and pr is not None
+    assert len(roc.threshold) < len(full.threshold) and len(pr.threshold) < len(pr_full.threshold)
+    # what stays is a subset of the full curve, and the area under the ROC steps is unchanged
+    assert set(roc.threshold) <= set(full.threshold) and set(pr.threshold) <= set(pr_full.threshold)
+    assert auc(roc.overkill_rate, roc.detection_rate) == pytest.approx(
+        roc_auc_score(d, s), rel=1e-12
+    )
+    # the full curves are rates_by_threshold's rows
+    table = rates_by_threshold(d, s)
+    np.testing.assert_allclose(full.overkill_rate, table["overkill_rate"], rtol=1e-12)
+    np.testing.assert_allclose(pr_full.precision[1:], table["precision"][1:], rtol=1e-12)
+    # hand-worked: scores 0.8 (good), 0.4 (defect), 0.35 (defect), 0.1 (good)
+    small = roc_points([False, True, True, False], [0.1, 0.4, 0.35, 0.8])
+    assert small is not None
+    assert small.overkill_rate.tolist() == [0.0, 0.5, 0.5, 1.0]  # 0.4 sits on a straight run
+    assert small.detection_rate.tolist() == [0.0, 0.0, 1.0, 1.0]
+    small_pr = pr_points([False, True, True, False], [0.1, 0.4, 0.35, 0.8], drop_intermediate=False)
+    assert small_pr is not None
+    assert small_pr.detection_rate.tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert small_pr.precision.tolist() == [1.0, 0.0, 0.5, 2 / 3, 0.5]
+
+
+def test_curve_points_undefined_without_both_kinds_of_unit() -> None:
+    assert roc_points([True, True], [0.1, 0.2]) is None
+    assert roc_points([False, False], [0.1, 0.2]) is None
+    assert pr_points([False, False], [0.1, 0.2]) is None
+    only_defects = pr_points([True, True], [0.1, 0.2])  # precision 1 everywhere
+    assert only_defects is not None and only_defects.precision.tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="finite"):
+        roc_points([True, False], [0.1, np.nan])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

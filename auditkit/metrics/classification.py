@@ -42,7 +42,9 @@ __all__ = [
     "ConfusionCounts",
     "EscapedPpm",
     "OperatingPoint",
+    "PrPoints",
     "Rate",
+    "RocPoints",
     "accuracy",
     "balanced_accuracy",
     "class_confusion_matrix",
@@ -61,9 +63,11 @@ __all__ = [
     "parts_from_images",
     "per_class_rates",
     "pr_auc",
+    "pr_points",
     "precision",
     "rates_by_threshold",
     "roc_auc",
+    "roc_points",
     "slice_codes",
     "threshold_for_escape",
 ]
@@ -658,6 +662,84 @@ def rates_by_threshold(is_defect: npt.ArrayLike, score: npt.ArrayLike) -> pd.Dat
             "false_call_share": 1.0 - prec,
             "accuracy": (tps + tns) / d.size if d.size else np.full(thr.size, np.nan),
         }
+    )
+
+
+class RocPoints(NamedTuple):
+    """The points of a ROC curve, thresholds descending (see :func:`roc_points`)."""
+
+    threshold: npt.NDArray[np.float64]
+    overkill_rate: npt.NDArray[np.float64]
+    detection_rate: npt.NDArray[np.float64]
+
+
+class PrPoints(NamedTuple):
+    """The points of a precision-recall curve, thresholds descending (see :func:`pr_points`)."""
+
+    threshold: npt.NDArray[np.float64]
+    detection_rate: npt.NDArray[np.float64]
+    precision: npt.NDArray[np.float64]
+
+
+def roc_points(
+    is_defect: npt.ArrayLike, score: npt.ArrayLike, *, drop_intermediate: bool = True
+) -> RocPoints | None:
+    """The ROC curve: ``(overkill_rate, detection_rate) = (FP / n_g, TP / n_d)`` per threshold.
+
+    The first point is threshold ``+inf`` (reject nothing: ``(0, 0)``), then one point per
+    distinct score in decreasing order (reject ``score >= threshold``), the last ``(1, 1)``.
+    With ``drop_intermediate``, a point whose step in FP and in TP from the point before equals
+    its step to the point after (both second differences zero, so it lies on the straight line
+    between them and the drawn curve does not change) is left out; the first and the last
+    distinct score always stay. None when either kind of unit is absent (undefined). Equals
+    ``sklearn.metrics.roc_curve(is_defect, score, drop_intermediate=...)``: ``fpr``, ``tpr``
+    and ``thresholds``.
+    """
+    d, s = _scores(is_defect, score)
+    n_d = int(d.sum())
+    n_g = d.size - n_d
+    if n_d == 0 or n_g == 0:
+        return None
+    thr, tps, fps = _curve(d, s)
+    if drop_intermediate and thr.size > 2:
+        corner = (np.diff(fps, 2) != 0) | (np.diff(tps, 2) != 0)
+        keep = np.flatnonzero(np.r_[True, corner, True])
+        thr, tps, fps = thr[keep], tps[keep], fps[keep]
+    return RocPoints(
+        threshold=np.r_[np.inf, thr],
+        overkill_rate=np.r_[0, fps] / n_g,
+        detection_rate=np.r_[0, tps] / n_d,
+    )
+
+
+def pr_points(
+    is_defect: npt.ArrayLike, score: npt.ArrayLike, *, drop_intermediate: bool = True
+) -> PrPoints | None:
+    """The precision-recall curve: ``(detection_rate, precision) = (TP / n_d, TP / (TP + FP))``.
+
+    The first point is threshold ``+inf`` at ``(0, 1)`` (nothing rejected; precision taken as 1,
+    the curve's usual start), then one point per distinct score in decreasing order (reject
+    ``score >= threshold``; at least one unit is rejected, so precision is defined). With
+    ``drop_intermediate``, a point whose TP equals that of both its neighbours (inside a
+    vertical run at one detection rate) is left out, so each run keeps its first and last
+    points; the first and the last distinct score always stay. None when no unit is defective
+    (detection rate undefined). Equals ``sklearn.metrics.precision_recall_curve(is_defect,
+    score, drop_intermediate=...)`` read backwards: ``recall[::-1]``, ``precision[::-1]`` and
+    ``+inf`` followed by ``thresholds[::-1]``.
+    """
+    d, s = _scores(is_defect, score)
+    n_d = int(d.sum())
+    if n_d == 0:
+        return None
+    thr, tps, fps = _curve(d, s)
+    if drop_intermediate and thr.size > 2:
+        changes = (np.diff(tps[:-1]) != 0) | (np.diff(tps[1:]) != 0)
+        keep = np.flatnonzero(np.r_[True, changes, True])
+        thr, tps, fps = thr[keep], tps[keep], fps[keep]
+    return PrPoints(
+        threshold=np.r_[np.inf, thr],
+        detection_rate=np.r_[0.0, tps / n_d],
+        precision=np.r_[1.0, tps / (tps + fps)],
     )
 
 

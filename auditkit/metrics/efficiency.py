@@ -17,8 +17,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from auditkit.metrics.stats import quantile_bounds
-
 __all__ = [
     "LATENCY_QUANTILES",
     "EarlyStoppingEstimate",
@@ -50,6 +48,9 @@ def latency_summary(
     ``level`` bounds of the quantile (None when ``n`` is too small for that bound, e.g. the
     upper bound of p99 at 95 % needs ``n >= 299``).
     """
+    # scipy.stats (~1 s) only here: the replay's early-stopping estimates need none of it
+    from auditkit.metrics.stats import quantile_bounds
+
     x = np.asarray(e2e_seconds, dtype=np.float64).ravel()
     if x.size == 0:
         raise ValueError("no latency measurements")

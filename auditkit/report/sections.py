@@ -321,7 +321,7 @@ def _part_scores(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 def curves_view(run_dir: Path, metrics: MetricsDocument, fmt: Formatter) -> dict[str, Any] | None:
     """ROC and precision-recall curves of the part scores, with the operating point."""
-    from sklearn.metrics import precision_recall_curve, roc_curve
+    from auditkit.metrics.classification import pr_points, roc_points
 
     overall = {e.name: e.value for e in metrics.metrics if not e.slice}
     escape, overkill = overall.get("escape_rate"), overall.get("overkill_rate")
@@ -332,10 +332,10 @@ def curves_view(run_dir: Path, metrics: MetricsDocument, fmt: Formatter) -> dict
     parts = _part_scores(run_dir)
     roc = pr = None
     if parts is not None:
-        defect, score = parts
-        fpr, tpr, _ = roc_curve(defect, score, drop_intermediate=True)
-        prec, rec, _ = precision_recall_curve(defect, score, drop_intermediate=True)
-        roc, pr = (fpr, tpr), (rec[::-1], prec[::-1])
+        roc_curve, pr_curve = roc_points(*parts), pr_points(*parts)
+        if roc_curve is not None and pr_curve is not None:  # both kinds of part are there
+            roc = (roc_curve.overkill_rate, roc_curve.detection_rate)
+            pr = (pr_curve.detection_rate, pr_curve.precision)
     if roc is None and operating is None:
         return None
     t = fmt.t

@@ -18,7 +18,9 @@ The rules (spike §4 and §6):
 5. When page 1 of the signed revision prints an attachment's SHA-256, it must equal the hash of
    the embedded bytes. Page 1 is read with ``pdftotext`` on the file truncated at the end of the
    signed revision (so a later update cannot change what is read); when ``pdftotext`` is not
-   installed, ``pypdf`` is tried; when neither is available the comparison is skipped (None).
+   installed or fails, ``pypdf`` (a dependency) reads it. When neither can read the page, the
+   comparison is not checked (``printed_hashes_checked`` False) and that is a problem: a check
+   that could not run is not a pass.
 
 6. With ``recompute``, the verdicts are re-derived from the embedded metrics, rubric, run and
    baseline (:mod:`auditkit.report.recompute`) and must equal the embedded ``verdicts.json``;
@@ -61,6 +63,10 @@ from auditkit.errors import InputError, first_line
 from auditkit.report.keys import common_name_of, is_development_certificate, load_certificates
 
 NO_TRUST_PROBLEM = "signer not checked against a trust anchor: pass --trust CA.pem"
+UNREAD_PAGE1_PROBLEM = (
+    "the text of page 1 of the signed revision cannot be read (pdftotext, pypdf): "
+    "its printed hashes are not checked"
+)
 _HEX64 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
 _MAX_NAME_TREE_DEPTH = 32
 
@@ -89,8 +95,9 @@ class VerifyResult:
     ``intact``: the author signature's signed bytes are unchanged and the signature is
     cryptographically valid (pyHanko ``intact and valid``); whether later updates are allowed is
     in ``modification_level`` and ``problems``. ``evidence``: attachment name → SHA-256 of the
-    exact embedded bytes in the signed revision. ``printed_hashes_match``: None when page 1
-    prints no SHA-256 of any attachment.
+    exact embedded bytes in the signed revision. ``printed_hashes_checked``: page 1's text was
+    read; ``printed_hashes_match``: None when it was not, or when page 1 prints no SHA-256 of
+    any attachment.
     """
 
     ok: bool
@@ -103,6 +110,7 @@ class VerifyResult:
     modification_level: str
     evidence: dict[str, str] = field(default_factory=dict)
     printed_hashes_match: bool | None = None
+    printed_hashes_checked: bool = False
     problems: list[str] = field(default_factory=list)
     summary: str = ""  # pyHanko's one-line summary, e.g. "INTACT:TRUSTED,UNTOUCHED"
     signatures: list[SignatureInfo] = field(default_factory=list)
@@ -260,23 +268,24 @@ def _pages_text(
     signed_bytes: bytes, *, layout: bool = False, first_only: bool = False
 ) -> list[str] | None:
     """Text of every page of the signed revision (the file truncated at its end), page 1
-    first; ``layout`` keeps a table row on one line (``pdftotext -layout``)."""
+    first; ``layout`` keeps a table row on one line (``pdftotext -layout``). ``pdftotext``
+    when installed and it succeeds, else ``pypdf``; None when neither can read the file."""
     exe = shutil.which("pdftotext")
     if exe is not None:
         args = [exe, *(["-layout"] if layout else []), *(["-l", "1"] if first_only else [])]
         args += ["-enc", "UTF-8", "-q", "-", "-"]
+        proc: subprocess.CompletedProcess[bytes] | None
         try:
             proc = subprocess.run(
                 args, input=signed_bytes, capture_output=True, timeout=120, check=False
             )
         except (OSError, subprocess.SubprocessError):
-            return None
-        if proc.returncode != 0:
-            return None
-        pages = proc.stdout.decode("utf-8", "replace").split("\f")
-        return pages[:-1] if len(pages) > 1 and not pages[-1].strip() else pages
+            proc = None  # pypdf below reads it instead
+        if proc is not None and proc.returncode == 0:
+            pages = proc.stdout.decode("utf-8", "replace").split("\f")
+            return pages[:-1] if len(pages) > 1 and not pages[-1].strip() else pages
     try:
-        from pypdf import PdfReader  # optional fallback (dev dependency)
+        from pypdf import PdfReader  # a dependency, so the check works without poppler
     except ImportError:
         return None
     try:
@@ -483,14 +492,18 @@ def verify_pdf(
 
     # Page 1 of the signed revision: the bytes up to the end of the signed byte range.
     printed: bool | None = None
+    page1: str | None = None
     try:
         br = [int(x) for x in author.byte_range]
         end = br[2] + br[3]
     except (TypeError, ValueError, IndexError):
         end = 0
     if 0 < end <= len(data):
-        printed, printed_problems = _printed_hashes(_page1_text(data[:end]), evidence)
+        page1 = _page1_text(data[:end])
+        printed, printed_problems = _printed_hashes(page1, evidence)
         problems.extend(printed_problems)
+    if page1 is None:  # a check that could not run is not a pass
+        problems.append(UNREAD_PAGE1_PROBLEM)
 
     facts = _facts(contents)
     recomputed: bool | None = None
@@ -521,6 +534,7 @@ def verify_pdf(
         modification_level=first.modification_level,
         evidence=evidence,
         printed_hashes_match=printed,
+        printed_hashes_checked=page1 is not None,
         problems=problems,
         summary=first.summary,
         signatures=infos,
@@ -684,7 +698,9 @@ def format_result(result: VerifyResult) -> str:
         width = max(len(n) for n in result.evidence)
         for name, sha in sorted(result.evidence.items()):
             lines.append(f"  {name:<{width}}  sha256 {sha}")
-    if result.printed_hashes_match is None:
+    if not result.printed_hashes_checked:
+        lines.append("page 1 hashes: not checked (the text of page 1 could not be read)")
+    elif result.printed_hashes_match is None:
         lines.append("page 1 hashes: not printed")
     else:
         lines.append(f"page 1 hashes: {'match' if result.printed_hashes_match else 'MISMATCH'}")
