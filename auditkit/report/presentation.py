@@ -195,7 +195,7 @@ def check_page_words(
     verdicts (``pages``: the text of every page, page 1 first, ``pdftotext -layout``), or page 1
     lacks the ``report_id`` the evidence gives (whitespace ignored: it may wrap)."""
     if not pages:
-        return ["the text of the signed pages cannot be read: install pdftotext (poppler-utils)"]
+        return ["the text of the signed pages cannot be read (neither pdftotext nor pypdf could)"]
     problems = []
     if report_id and report_id not in re.sub(r"\s+", "", pages[0]):
         problems.append(f"page 1 does not print the report ID {report_id} of the evidence")
