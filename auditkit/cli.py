@@ -645,6 +645,23 @@ def _check_rubric_task(loaded: Any, model: Path, card: Path | None) -> None:
         check_task(loaded, load_card(card_path).task)
 
 
+SignOpt = Annotated[
+    bool, typer.Option(help="Sign the report (PAdES); --no-sign writes it unsigned.")
+]
+HtmlOpt = Annotated[
+    Path | None,
+    typer.Option("--html", help="Also write a self-contained HTML report to this file."),
+]
+TemplateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--template",
+        help="Folder with your own report.html.j2 (and optional report.css, "
+        "strings*.yaml), rendered in Jinja2's sandbox.",
+    ),
+]
+
+
 @app.command()
 def audit(
     data: DataArg,
@@ -658,6 +675,9 @@ def audit(
     ask_passphrase: AskPassphraseOpt = False,
     tsa: TsaOpt = None,
     lang: LangOpt = "en",
+    sign: SignOpt = True,
+    html: HtmlOpt = None,
+    template: TemplateOpt = None,
     param: ParamOpt = None,
     prevalence: PrevalenceOpt = None,
     batch_size: BatchOpt = 32,
@@ -718,13 +738,15 @@ def audit(
     if run.path.is_dir():
         run.refuse_links()
     passphrase = _ReportOptions(
+        sign=sign,
         sign_key=sign_key,
         sign_cert=sign_cert,
         passphrase_file=passphrase_file,
         ask_passphrase=ask_passphrase,
         lang=lang,
+        template=template,
         tsa=tsa,
-    ).check()
+    ).check(RunDir(out).report, html)
     with contextlib.ExitStack() as held:
         if run.path.is_dir():  # refused at once when another command writes it
             held.enter_context(run.writing())
@@ -738,13 +760,18 @@ def audit(
             sign_key=sign_key,
             sign_cert=sign_cert,
             passphrase=passphrase,
+            sign=sign,
             lang=lang,
+            html=html,
+            template_dir=template,
             tsa_url=tsa,
         )
-        _say(f"report: {report.pdf}")
+        _say(f"report: {report.pdf}" + ("" if sign else " (unsigned)"))
+        if html is not None:
+            _say(f"html report: {html}")
         if report.keys is not None:
             _say(f"signed with DEVELOPMENT keys in {report.keys.ca.parent} (not for submission)")
-        if verify:
+        if verify and sign:
             trust = [report.keys.ca] if report.keys else None
             if trust is None and sign_cert is not None and (sign_cert.parent / "ca.pem").exists():
                 trust = [sign_cert.parent / "ca.pem"]
@@ -890,20 +917,10 @@ def report_cmd(
     sign_cert: SignCertOpt = None,
     passphrase_file: PassphraseOpt = None,
     ask_passphrase: AskPassphraseOpt = False,
-    sign: Annotated[bool, typer.Option(help="Sign the report (PAdES).")] = True,
+    sign: SignOpt = True,
     lang: LangOpt = "en",
-    html: Annotated[
-        Path | None,
-        typer.Option("--html", help="Also write a self-contained HTML report to this file."),
-    ] = None,
-    template: Annotated[
-        Path | None,
-        typer.Option(
-            "--template",
-            help="Folder with your own report.html.j2 (and optional report.css, "
-            "strings*.yaml), rendered in Jinja2's sandbox.",
-        ),
-    ] = None,
+    html: HtmlOpt = None,
+    template: TemplateOpt = None,
     tsa: TsaOpt = None,
 ) -> None:
     """Render the PDF/A-3b report with the evidence embedded, and sign it.

@@ -170,3 +170,44 @@ def test_evaluate_without_rubric_writes_metrics_only(tmp_path: Path, tiny_model:
     }
     # a verdict judged on other metrics must not stay beside them
     assert not (run / "verdicts.json").exists()
+
+
+def test_audit_writes_html_unsigned_and_with_a_custom_template(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """``audit --no-sign --html FILE --template DIR`` gives what ``report`` gives with the same
+    options: the same unsigned PDF bytes, no signature, the HTML beside it, and page 1 saying
+    the pages came from a custom template."""
+    import shutil
+
+    template = tmp_path / "my-template"
+    shutil.copytree(Path(__file__).parent.parent / "reports" / "templates", template)
+    css = template / "report.css"
+    css.write_text(css.read_text() + "\n/* our own */\n")
+    manifest = write_dataset(tmp_path / "data", n=12)
+    out, html = tmp_path / "run", tmp_path / "report.html"
+    result = run_cli(
+        "audit", str(manifest), "--model", str(tiny_model), "--out", str(out),
+        "--single-stream", "5", "--no-sign", "--html", str(html), "--template", str(template),
+    )  # fmt: skip
+    assert result.returncode in (0, 1, 3, 4), result.stderr + result.stdout
+    assert f"report: {out / 'report.pdf'} (unsigned)" in result.stdout
+    assert f"html report: {html}" in result.stdout
+    assert not (out / "dev-keys").exists()  # nothing signed, no keys made
+    signatures = subprocess.run(
+        ["pdfsig", str(out / "report.pdf")], capture_output=True, text=True, check=False
+    )
+    assert "does not contain any signatures" in signatures.stdout + signatures.stderr
+    page1 = subprocess.run(
+        ["pdftotext", "-l", "1", str(out / "report.pdf"), "-"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "custom template" in page1.lower()
+    verdict = json.loads((out / "verdicts.json").read_text())["verdict"]
+    assert verdict in html.read_text()
+    again = tmp_path / "again.pdf"
+    rendered = run_cli(
+        "report", str(out), "--out", str(again), "--no-sign", "--template", str(template)
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert again.read_bytes() == (out / "report.pdf").read_bytes()
