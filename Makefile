@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@bash tools/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e ".[dev,dask]"
+	@$(BIN)/python -m pip install --quiet -e ".[dev,dask,serve]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -517,9 +517,9 @@ def test_init_creates_the_schema_of_the_models(
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn)
-            assert context.get_current_revision() == "0001"
+            assert context.get_current_revision() == "0002"
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
     code, out, _ = cli(capsys, "registry", "init", *where(registry))
-    assert code == 0 and "already at schema 0001" in out
+    assert code == 0 and "already at schema 0002" in out

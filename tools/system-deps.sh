@@ -3,12 +3,13 @@
 # fonts (DejaVu for Latin, Noto CJK for Chinese), poppler-utils for checking PDFs (pdfsig,
 # pdftotext, pdftoppm), qpdf (the tests' independent check of the PDF structure), postgresql
 # (the registry tests start a throwaway server with initdb + pg_ctl from
-# /usr/lib/postgresql/*/bin; tests/registry_fixtures.py). Installs what
+# /usr/lib/postgresql/*/bin; tests/registry_fixtures.py), chromium and chromium-driver (the
+# dashboard's browser tests drive Debian's browser; nothing downloads one). Installs what
 # is missing when run as root with apt-get; otherwise says what to install and carries on (the
 # Python parts still install).
 set -u
 packages=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-dejavu-core
-          fonts-noto-cjk poppler-utils qpdf postgresql)
+          fonts-noto-cjk poppler-utils qpdf postgresql chromium chromium-driver)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${packages[@]}"; do

@@ -14,4 +14,6 @@ Modules are imported on use: the CLI's other commands never load SQLAlchemy.
 * :mod:`~auditkit.registry.queries` — ``list``, ``history``
 * :mod:`~auditkit.registry.regression` — the regression flag between consecutive audits (pure)
 * :mod:`~auditkit.registry.rows` — row references and digests
+* :mod:`~auditkit.registry.scope` — who is asking and what they may read (pure)
+* :mod:`~auditkit.registry.credentials` — password hashes, tokens, session secrets (pure)
 """

@@ -92,6 +92,7 @@ class AuditFields:
     energy_wh_per_1000: float | None
     energy_method: str | None
     evidence: dict[str, str]
+    task: str | None = None
     criteria: list[CriterionRow] = field(default_factory=list)
     signatures: list[SignatureRow] = field(default_factory=list)
 
@@ -209,6 +210,7 @@ def audit_fields(contents: dict[str, bytes], result: Any) -> AuditFields:
         energy_wh_per_1000=float(wh) if isinstance(wh, int | float) else None,
         energy_method=energy.get("method"),
         evidence=dict(result.evidence),
+        task=metrics.task or "classification",
         criteria=criteria_rows(verdicts, metrics),
         signatures=signatures,
     )

@@ -237,6 +237,7 @@ def _new_audit(
         pdf_sha256=pdf_sha,
         evidence=fields.evidence,
         submitted_at=stamp,
+        task=fields.task,
     )
     s.add(audit)
     s.flush()

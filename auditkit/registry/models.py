@@ -1,6 +1,11 @@
-"""The registry's tables (SQLAlchemy 2 declarative). The first Alembic revision
-(``migrations/versions/0001_initial.py``) creates exactly these; a change here needs a new
-revision.
+"""The registry's tables (SQLAlchemy 2 declarative). The Alembic revisions
+(``migrations/versions/``) create exactly these; a change here needs a new revision.
+
+Revision 0001: the record (organisation … event). Revision 0002: who may do what (account,
+API token, web session, login failure, laboratory authorisation, trust root, re-audit policy)
+and the audit's ``task``. A column added to a recorded table after 0001 carries
+``info={"added": REVISION}``: it counts in the row's digest only when set, so rows recorded
+before it keep their digests (:func:`auditkit.registry.rows.values`).
 
 Times are ISO 8601 UTC text (``2026-11-26T23:00:04Z``), as the evidence writes them, so a row
 reads back the same from SQLite and PostgreSQL and its digest (:mod:`auditkit.registry.chain`)
@@ -11,11 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: organisation kinds: who the organisation is to the registry
 ORGANISATION_KINDS = ("enterprise", "test_laboratory", "regulator")
+#: account roles (issue 15): a regulator reads everything and countersigns; an organisation
+#: account submits and reads its own organisation's audits; a test laboratory submits for the
+#: organisations that authorised it (and reads those audits)
+ROLES = ("regulator", "organisation", "test_laboratory")
 SHA = String(64)
 
 
@@ -101,6 +110,9 @@ class Audit(Base):
     pdf_sha256: Mapped[str] = mapped_column(SHA, unique=True)
     evidence: Mapped[dict[str, str]] = mapped_column(JSON)
     submitted_at: Mapped[str] = mapped_column(String(40))
+    #: metrics.json ``task`` (classification, detection, anomaly, segmentation); null in
+    #: audits recorded before revision 0002
+    task: Mapped[str | None] = mapped_column(String(30), info={"added": "0002"})
     criteria: Mapped[list[Criterion]] = relationship(order_by="Criterion.position")
 
 
@@ -174,6 +186,100 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_sha256: Mapped[str] = mapped_column(SHA)
     sha256: Mapped[str] = mapped_column(SHA, unique=True)
+
+
+class Account(Base):
+    """Someone who logs in or calls the API. ``role``: one of :data:`ROLES`; an organisation or
+    test-laboratory account belongs to ``organisation_id``; a regulator's may too (its
+    regulator organisation) or not. ``password_hash``: Argon2id (:mod:`auditkit.registry.
+    credentials`), null for an account that only uses API tokens."""
+
+    __tablename__ = "account"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"))
+    created_at: Mapped[str] = mapped_column(String(40))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    """An API token of an account, stored as the SHA-256 of the secret (never the secret);
+    ``prefix``: the secret's first characters, shown so a user can tell tokens apart."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_sha256: Mapped[str] = mapped_column(SHA, unique=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[str | None] = mapped_column(String(40))
+    revoked_at: Mapped[str | None] = mapped_column(String(40))
+    last_used_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class WebSession(Base):
+    """A browser session, kept in the database so several server processes share it and a
+    logout ends it everywhere. ``id_sha256``: SHA-256 of the cookie's secret; ``csrf_token``:
+    the token every form of this session must send back."""
+
+    __tablename__ = "web_session"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_sha256: Mapped[str] = mapped_column(SHA, unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    csrf_token: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[str] = mapped_column(String(40))
+
+
+class LoginFailure(Base):
+    """One failed login, for rate limiting across server processes (``client``: the
+    address the request came from)."""
+
+    __tablename__ = "login_failure"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100))
+    client: Mapped[str] = mapped_column(String(100))
+    at: Mapped[str] = mapped_column(String(40))
+
+
+class Authorisation(Base):
+    """An organisation lets a test laboratory submit (and read) audits of its deployments."""
+
+    __tablename__ = "authorisation"
+    __table_args__ = (UniqueConstraint("laboratory_id", "organisation_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    laboratory_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"))
+    created_at: Mapped[str] = mapped_column(String(40))
+    revoked_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class TrustRoot(Base):
+    """A CA certificate the signatures of an organisation's reports are checked against
+    (``organisation_id`` null: trusted for every organisation). ``sha256``: of the DER."""
+
+    __tablename__ = "trust_root"
+    __table_args__ = (UniqueConstraint("organisation_id", "sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"))
+    sha256: Mapped[str] = mapped_column(SHA)
+    subject: Mapped[str] = mapped_column(String(500))
+    pem: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[str] = mapped_column(String(40))
+    removed_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class Policy(Base):
+    """How long an audit stays current: a deployment is due for re-audit ``reaudit_days``
+    after its latest audit was signed. ``rubric_id`` null: the registry's default."""
+
+    __tablename__ = "policy"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rubric_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    reaudit_days: Mapped[int] = mapped_column(Integer)
 
 
 #: the tables whose rows events vouch for, by the name events use

@@ -14,8 +14,16 @@ from auditkit.registry.models import Audit, Base, Criterion
 
 
 def values(row: Base) -> dict[str, Any]:
-    """Column name → value of one row."""
-    return {c.name: getattr(row, c.key) for c in row.__table__.columns}
+    """Column name → value of one row. A column added after the first revision
+    (``info["added"]``) is left out while it is null, so the digests of rows recorded before
+    it existed do not change."""
+    out = {}
+    for c in row.__table__.columns:
+        value = getattr(row, c.key)
+        if value is None and c.info.get("added"):
+            continue
+        out[c.name] = value
+    return out
 
 
 def ref(row: Base) -> str:
