@@ -70,9 +70,12 @@ def submit_cmd(
         typer.Option(help="ORGANISATION/SITE/STATION/MODEL; MODEL is the model card's name."),
     ],
     trust: Annotated[
-        list[Path],
-        typer.Option(help="CA certificate (PEM) the signatures must chain to; repeat for several."),
-    ],
+        list[Path] | None,
+        typer.Option(
+            help="CA certificate (PEM) the signatures must chain to; repeat for several. "
+            "Default: the registry's trust roots for the organisation and registry-wide."
+        ),
+    ] = None,
     kind: Annotated[
         str,
         typer.Option(
@@ -82,12 +85,12 @@ def submit_cmd(
     registry: RegistryOpt = None,
     blobs: BlobsOpt = None,
 ) -> None:
-    """Verify a signed report (every signature against --trust, and verify --recompute) and
-    register it. Refused: exit 1 (fails verification) or 5 (duplicate, wrong model, bad input);
-    every acceptance and refusal is logged."""
+    """Verify a signed report (every signature against --trust or the registry's trust roots,
+    and verify --recompute) and register it. Refused: exit 1 (fails verification) or 5
+    (duplicate, wrong model, no trust root, bad input); every acceptance and refusal is logged."""
     from auditkit.registry.ingest import submit
 
-    done = submit(_location(registry, blobs), report, deployment, trust=trust, kind=kind)
+    done = submit(_location(registry, blobs), report, deployment, trust=trust or None, kind=kind)
     what = "countersignature recorded for" if done.kind == "countersigned" else "accepted:"
     typer.echo(
         f"{what} report {done.report_id} ({done.verdict}) for {deployment}; "
