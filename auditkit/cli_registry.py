@@ -9,10 +9,10 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from auditkit.registry.location import Location
+
+T = TypeVar("T")
 
 registry_app = typer.Typer(
     help="The supervision registry: init, submit signed reports, check, list, history; "
@@ -98,7 +100,7 @@ def _password(env: str | None) -> str:
 
 @contextmanager
 def _registry_session(where: Location) -> Iterator[Session]:
-    """A session on the existing registry; the transaction commits when the block ends."""
+    """A session on the existing registry, for reading (writes go through :func:`_write`)."""
     from sqlalchemy.exc import DatabaseError
 
     from auditkit.registry.db import open_registry, session
@@ -107,6 +109,36 @@ def _registry_session(where: Location) -> Iterator[Session]:
     try:
         with session(engine) as s:
             yield s
+    except DatabaseError as exc:
+        raise OutputError(
+            f"registry {where.display} cannot be written: {first_line(exc.orig or exc, 200)}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+_ATTEMPTS = 5
+
+
+def _write(where: Location, change: Callable[[Session], T]) -> T:
+    """Run ``change`` in one transaction on the existing registry and commit it; retried when
+    a concurrent writer (a submission, another command, the server) appended the same event
+    number first — the next attempt sees its rows. :class:`OutputError` (exit 74) when the
+    database cannot be written."""
+    from sqlalchemy.exc import DatabaseError, IntegrityError
+
+    from auditkit.registry.db import open_registry, session
+
+    engine = open_registry(where)
+    try:
+        for attempt in range(_ATTEMPTS):
+            try:
+                with session(engine) as s:
+                    return change(s)
+            except IntegrityError:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
     except DatabaseError as exc:
         raise OutputError(
             f"registry {where.display} cannot be written: {first_line(exc.orig or exc, 200)}"
@@ -160,13 +192,15 @@ def init_cmd(
     from auditkit.registry.accounts import add_account
     from auditkit.registry.models import Account
 
-    with _registry_session(where) as s:
+    def first_account(s: Session) -> None:
         if s.scalars(select(Account).limit(1)).first() is not None:
             raise InputError(
                 "the registry has accounts already: add more with `auditkit registry account "
                 "add USERNAME --role regulator`"
             )
         add_account(s, username, "regulator", organisation=None, password=password)
+
+    _write(where, first_account)
     typer.echo(
         f"regulator account {username!r} created. To log in: auditkit serve --registry "
         f"{_shown(where)} then open http://127.0.0.1:8000/login"
@@ -309,10 +343,12 @@ def account_add_cmd(
     if no_password and password_env:
         raise InputError("give --no-password or --password-env, not both")
     password = None if no_password else _password(password_env)
-    with _registry_session(where) as s:
-        account = add_account(s, username, role, organisation=organisation, password=password)
-        org = f", organisation {organisation!r}" if organisation else ""
-        typer.echo(f"account {account.username!r} ({role}{org}) added")
+    _write(
+        where,
+        lambda s: add_account(s, username, role, organisation=organisation, password=password),
+    )
+    org = f", organisation {organisation!r}" if organisation else ""
+    typer.echo(f"account {username!r} ({role}{org}) added")
 
 
 @account_app.command("list", short_help="Every account, its role and organisation.")
@@ -356,8 +392,7 @@ def account_disable_cmd(
     browser sessions end. The row stays (the log names it)."""
     from auditkit.registry.accounts import disable_account
 
-    with _registry_session(_location(registry, blobs)) as s:
-        disable_account(s, username)
+    _write(_location(registry, blobs), lambda s: disable_account(s, username))
     typer.echo(f"account {username!r} disabled")
 
 
@@ -378,9 +413,11 @@ def token_create_cmd(
     and its first characters."""
     from auditkit.registry.accounts import create_token
 
-    with _registry_session(_location(registry, blobs)) as s:
+    def create(s: Session) -> tuple[int, str | None, str]:
         token, secret = create_token(s, username, name, days=days)
-        token_id, expires = token.id, token.expires_at
+        return token.id, token.expires_at, secret
+
+    token_id, expires, secret = _write(_location(registry, blobs), create)
     typer.echo(secret)
     typer.echo(
         f"API token {token_id} for {username!r} ({name}; "
@@ -433,9 +470,7 @@ def token_revoke_cmd(
     """Revoke an API token: requests with it are refused from now on."""
     from auditkit.registry.accounts import revoke_token
 
-    with _registry_session(_location(registry, blobs)) as s:
-        token = revoke_token(s, token_id)
-        prefix = token.prefix
+    prefix = _write(_location(registry, blobs), lambda s: revoke_token(s, token_id).prefix)
     typer.echo(f"API token {token_id} ({prefix}…) revoked")
 
 
@@ -454,8 +489,9 @@ def authorise_cmd(
     --revoke end that. Both are created when new."""
     from auditkit.registry.accounts import authorise
 
-    with _registry_session(_location(registry, blobs)) as s:
-        authorise(s, laboratory, organisation, revoke=revoke)
+    _write(
+        _location(registry, blobs), lambda s: authorise(s, laboratory, organisation, revoke=revoke)
+    )
     if revoke:
         typer.echo(f"laboratory {laboratory!r} no longer authorised by {organisation!r}")
     else:
@@ -479,9 +515,12 @@ def trust_add_cmd(
     organisation's; submit then checks signatures against them when no --trust is given."""
     from auditkit.registry.trust import add_roots
 
-    with _registry_session(_location(registry, blobs)) as s:
-        rows = add_roots(s, pem, organisation=organisation)
-        added = [(r.id, r.sha256, r.subject) for r in rows]
+    added = _write(
+        _location(registry, blobs),
+        lambda s: [
+            (r.id, r.sha256, r.subject) for r in add_roots(s, pem, organisation=organisation)
+        ],
+    )
     where = f"organisation {organisation!r}" if organisation else "every organisation"
     for root_id, sha, subject in added:
         typer.echo(f"trust root {root_id} added for {where}: {subject} (sha256 {sha})")
@@ -530,9 +569,7 @@ def trust_remove_cmd(
     accepted stay. The row stays, marked removed."""
     from auditkit.registry.trust import remove_root
 
-    with _registry_session(_location(registry, blobs)) as s:
-        row = remove_root(s, root_id)
-        subject = row.subject
+    subject = _write(_location(registry, blobs), lambda s: remove_root(s, root_id).subject)
     typer.echo(f"trust root {root_id} removed: {subject}")
 
 
@@ -552,8 +589,7 @@ def policy_set_cmd(
     without its own period) stays current."""
     from auditkit.registry.policy import set_policy
 
-    with _registry_session(_location(registry, blobs)) as s:
-        set_policy(s, rubric, days)
+    _write(_location(registry, blobs), lambda s: set_policy(s, rubric, days))
     typer.echo(f"re-audit period for {rubric or 'the default'}: {days} days")
 
 

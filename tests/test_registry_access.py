@@ -231,6 +231,19 @@ def test_accounts_add_list_disable_and_their_organisations(
         capsys, registry, "account", "add", "acme", "--role", "regulator", "--no-password"
     )
     assert_one_line_error(code, err, 5, "already exists")
+    code, _, err = run_cli(
+        capsys,
+        registry,
+        "account",
+        "add",
+        "l2",
+        "--role",
+        "test_laboratory",
+        "--organisation",
+        "Acme Castings",
+        "--no-password",
+    )
+    assert_one_line_error(code, err, 5, "needs an organisation of kind test_laboratory")
     orgs = {o["name"]: o["kind"] for o in rows(registry, "SELECT * FROM organisation")}
     assert orgs == {"Acme Castings": "enterprise", "TÜV Lab": "test_laboratory"}
     code, out, _ = run_cli(capsys, registry, "account", "list", "--json")
@@ -665,6 +678,24 @@ def test_policies_rubric_then_default_then_365(
         (None, 180, 200),
     ]
     assert_intact(capsys, registry)
+
+
+def test_concurrent_changes_keep_one_chain(registry: Location) -> None:
+    """Six policy changes at once through the CLI's write path: on PostgreSQL they race for
+    the next event number and are retried; all six land, numbered 1..6 in one chain."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from auditkit.cli_registry import _write
+    from auditkit.registry.check import check as check_registry
+    from auditkit.registry.policy import set_policy
+
+    def one(i: int) -> int:
+        return _write(registry, lambda s: set_policy(s, f"rubric-{i}", 10 + i).reaudit_days)
+
+    with ThreadPoolExecutor(6) as pool:
+        assert sorted(pool.map(one, range(6))) == [10, 11, 12, 13, 14, 15]
+    assert [e["seq"] for e in events(registry)] == [1, 2, 3, 4, 5, 6]
+    assert check_registry(registry).ok
 
 
 # --------------------------------------------------------------------------- docs

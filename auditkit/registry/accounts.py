@@ -187,8 +187,11 @@ def add_account(
         check_password(password)
     created: list[Base] = []
     org = organisation_for(s, organisation, KIND_OF_ROLE[role], created) if organisation else None
-    if org is not None and role == "test_laboratory" and org.kind != "test_laboratory":
-        raise InputError(f"organisation {org.name!r} is of kind {org.kind}, not a test laboratory")
+    if org is not None and role != "regulator" and org.kind != KIND_OF_ROLE[role]:
+        raise InputError(
+            f"organisation {org.name!r} is of kind {org.kind}: an account of role {role} "
+            f"needs an organisation of kind {KIND_OF_ROLE[role]}"
+        )
     account = Account(
         username=username,
         password_hash=credentials.hash_password(password) if password is not None else None,
