@@ -9,6 +9,7 @@ the stored password hash with argon2-cffi's low-level C binding; due dates are w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from datetime import date
@@ -707,3 +708,75 @@ def test_permission_exit_code_is_documented() -> None:
     table = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
     assert PermissionDenied.exit_code == ExitCode.PERMISSION
     assert f"| {ExitCode.PERMISSION} |" in table
+
+
+def test_init_asks_for_the_password_twice_on_a_terminal(registry: Location) -> None:
+    """The prompt path, on a real pseudo-terminal: the password is typed twice (a mismatch
+    asks again) and never echoed."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from argon2.low_level import Type, verify_secret
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "auditkit",
+            "registry",
+            "init",
+            "--username",
+            "tty",
+            *where(registry),
+        ],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        close_fds=True,
+    )
+    os.close(follower)
+    seen = b""
+    transcript: list[bytes] = []
+
+    def read_until(marker: bytes) -> None:
+        nonlocal seen
+        while marker not in seen:
+            ready, _, _ = select.select([leader], [], [], 60)
+            assert ready, f"no {marker!r} from the prompt: {seen!r}"
+            chunk = os.read(leader, 1024)
+            seen += chunk
+            transcript.append(chunk)
+
+    prompts = (b"Password: ", b"Repeat for confirmation: ")
+    try:
+        for prompt, typed in zip(
+            prompts * 2, (PASSWORD, PASSWORD + "x", PASSWORD, PASSWORD), strict=True
+        ):
+            read_until(prompt)
+            seen = seen.split(prompt, 1)[1]
+            os.write(leader, typed.encode() + b"\n")
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(OSError):
+        while True:
+            chunk = os.read(leader, 4096)
+            if not chunk:
+                break
+            seen += chunk
+    os.close(leader)
+    everything = b"".join(transcript) + seen
+    assert b"do not match" in everything  # the mismatch asked again
+    assert PASSWORD.encode() not in everything  # never echoed
+    assert b"http://127.0.0.1:8000/login" in everything
+    [account] = rows(registry, "SELECT * FROM account")
+    assert account["username"] == "tty"
+    assert verify_secret(account["password_hash"].encode(), PASSWORD.encode(), Type.ID)
