@@ -780,3 +780,51 @@ def test_init_asks_for_the_password_twice_on_a_terminal(registry: Location) -> N
     [account] = rows(registry, "SELECT * FROM account")
     assert account["username"] == "tty"
     assert verify_secret(account["password_hash"].encode(), PASSWORD.encode(), Type.ID)
+
+
+def test_only_a_regulator_manages_accounts_trust_and_policies(
+    capsys: pytest.CaptureFixture[str],
+    registry: Location,
+    reports: Reports,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The library's rules for the server's faces: an organisation account may authorise a
+    laboratory for itself and create its own tokens, nothing more."""
+    from auditkit.errors import PermissionDenied
+    from auditkit.registry import accounts, policy, trust
+    from auditkit.registry.db import open_registry, session
+
+    add_account(capsys, registry, monkeypatch, "acme", "organisation", "Acme Castings")
+    add_account(capsys, registry, monkeypatch, "beta", "organisation", "Beta Foundry")
+    acme = principal(registry, "acme")
+    before = len(events(registry))
+
+    def attempt(change: Any) -> Any:
+        engine = open_registry(registry)
+        try:
+            with session(engine) as s:
+                return change(s)
+        finally:
+            engine.dispose()
+
+    refused = [
+        lambda s: accounts.add_account(
+            s, "x", "regulator", organisation=None, password=None, by=acme
+        ),
+        lambda s: accounts.disable_account(s, "beta", by=acme),
+        lambda s: accounts.create_token(s, "beta", "ci", by=acme),
+        lambda s: accounts.authorise(s, "Lab", "Beta Foundry", by=acme),
+        lambda s: trust.add_roots(s, reports.lab_ca, organisation="Acme Castings", by=acme),
+        lambda s: policy.set_policy(s, None, 30, by=acme),
+    ]
+    for change in refused:
+        with pytest.raises(PermissionDenied):
+            attempt(change)
+    assert len(events(registry)) == before  # nothing changed, nothing logged
+    attempt(lambda s: accounts.authorise(s, "Lab", "Acme Castings", by=acme))
+    _, secret = attempt(lambda s: accounts.create_token(s, "acme", "own", by=acme))
+    [token] = rows(registry, "SELECT * FROM api_token")
+    assert token["token_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
+    [authorised] = [e for e in events(registry) if e["kind"] == "authorised"]
+    assert authorised["payload"]["by"] == {"username": "acme", "role": "organisation"}
+    assert_intact(capsys, registry)

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from auditkit.errors import InputError
+from auditkit.errors import InputError, PermissionDenied
 from auditkit.registry import credentials
 from auditkit.registry.models import (
     ROLES,
@@ -59,6 +59,13 @@ def _now() -> str:
 def actor(principal: Principal) -> dict[str, str]:
     """Who did it, as events record it: username and role."""
     return {"username": principal.username, "role": principal.role}
+
+
+def require_regulator(by: Principal, what: str) -> None:
+    """:class:`PermissionDenied` unless ``by`` is a regulator (or the local operator): who
+    may manage accounts, trust roots and policies."""
+    if by.role != "regulator":
+        raise PermissionDenied(f"only a regulator may {what}; account {by.username!r} is {by.role}")
 
 
 def _event(s: Session, kind: str, subject: str, payload: dict[str, Any]) -> None:
@@ -171,7 +178,8 @@ def add_account(
 ) -> Account:
     """A new account (``password`` None: API tokens only). An organisation or laboratory
     account needs ``organisation`` (created, of the kind its role implies, when new); a
-    regulator's may name one. Event ``account_added``."""
+    regulator's may name one. Only a regulator may do it. Event ``account_added``."""
+    require_regulator(by, "add accounts")
     if not _USERNAME.match(username):
         raise InputError(
             f"username {username!r}: 1 to 100 letters, digits or . _ @ -, starting with a "
@@ -224,9 +232,10 @@ def account_named(s: Session, username: str) -> Account:
 
 def disable_account(s: Session, username: str, *, by: Principal = LOCAL_OPERATOR) -> Account:
     """Disable an account: it can no longer log in, use its tokens or submit. Its browser
-    sessions are ended. Event ``account_disabled``."""
+    sessions are ended. Only a regulator may do it. Event ``account_disabled``."""
     from auditkit.registry.models import WebSession
 
+    require_regulator(by, "disable accounts")
     account = account_named(s, username)
     if account.disabled:
         raise InputError(f"account {username!r} is already disabled")
@@ -339,8 +348,11 @@ def create_token(
 ) -> tuple[ApiToken, str]:
     """A new API token for ``username``, valid ``days`` days (None: until revoked). Returns
     the row and the secret — the only time it exists outside the caller: the database keeps
-    its SHA-256 and its shown prefix. Event ``token_created`` (prefix, not secret)."""
+    its SHA-256 and its shown prefix. A regulator creates tokens for any account, another
+    account only for itself. Event ``token_created`` (prefix, not secret)."""
     account = account_named(s, username)
+    if by.role != "regulator" and by.account_id != account.id:
+        raise PermissionDenied(f"account {by.username!r} may create API tokens only for itself")
     if account.disabled:
         raise InputError(f"account {username!r} is disabled")
     if not name.strip() or len(name) > 100:
@@ -398,9 +410,10 @@ def list_tokens(s: Session, username: str | None = None) -> list[TokenRow]:
 
 
 def revoke_token(s: Session, token_id: int, *, by: Principal = LOCAL_OPERATOR) -> ApiToken:
-    """Revoke token ``token_id`` (from ``token list``). Event ``token_revoked``."""
+    """Revoke token ``token_id`` (from ``token list``): a regulator any, another account its
+    own. Event ``token_revoked``."""
     token = s.get(ApiToken, token_id)
-    if token is None:
+    if token is None or (by.role != "regulator" and by.account_id != token.account_id):
         raise InputError(f"no API token {token_id} (see `auditkit registry token list`)")
     if token.revoked_at is not None:
         raise InputError(f"API token {token_id} was already revoked at {token.revoked_at}")
@@ -439,7 +452,15 @@ def authorise(
     or with ``revoke`` end that. Both are created where new (a laboratory of kind
     test_laboratory, an enterprise) — but a revocation needs an existing authorisation.
     Events ``authorised`` / ``authorisation_revoked``; a renewed authorisation after a
-    revocation reuses its row (created_at renewed, revoked_at cleared)."""
+    revocation reuses its row (created_at renewed, revoked_at cleared). A regulator may
+    authorise for any organisation, an organisation account only for its own."""
+    if by.role != "regulator":
+        own = s.get(Organisation, by.organisation_id) if by.organisation_id is not None else None
+        if by.role != "organisation" or own is None or own.name != organisation:
+            raise PermissionDenied(
+                f"account {by.username!r} may not authorise laboratories for {organisation!r}: "
+                "a regulator or that organisation's own account may"
+            )
     if laboratory == organisation:
         raise InputError("a laboratory cannot authorise itself")
     created: list[Base] = []

@@ -85,10 +85,12 @@ def set_policy(
     s: Session, rubric_id: str | None, days: int, *, by: Principal = LOCAL_OPERATOR
 ) -> Policy:
     """Set the re-audit period of ``rubric_id`` (None: the registry's default) to ``days``
-    (1 to :data:`MAX_REAUDIT_DAYS`). Event ``policy_set`` with the period before and after."""
-    from auditkit.registry.accounts import actor
+    (1 to :data:`MAX_REAUDIT_DAYS`). Only a regulator may do it. Event ``policy_set`` with
+    the period before and after."""
+    from auditkit.registry.accounts import actor, require_regulator
     from auditkit.registry.ingest import append_event
 
+    require_regulator(by, "set re-audit policies")
     if not 1 <= days <= MAX_REAUDIT_DAYS:
         raise InputError(f"--days {days}: between 1 and {MAX_REAUDIT_DAYS}")
     if rubric_id is not None and not rubric_id.strip():

@@ -114,11 +114,12 @@ def add_roots(
     every organisation's). The organisation is created (an enterprise) when new, so roots can
     be set up before its first submission. A certificate already trusted there is refused; one
     removed earlier is trusted again (its row's ``removed_at`` cleared). One event
-    ``trust_added`` per certificate."""
-    from auditkit.registry.accounts import actor, organisation_for
+    ``trust_added`` per certificate. Only a regulator may do it."""
+    from auditkit.registry.accounts import actor, organisation_for, require_regulator
     from auditkit.registry.ingest import append_event, digests_of
     from auditkit.report.keys import load_certificates
 
+    require_regulator(by, "add trust roots")
     certs = load_certificates(Path(pem), what="trust certificate file")
     created: list[Base] = []
     org = organisation_for(s, organisation, "enterprise", created) if organisation else None
@@ -167,10 +168,11 @@ def add_roots(
 def remove_root(s: Session, root_id: int, *, by: Principal = LOCAL_OPERATOR) -> TrustRoot:
     """Stop trusting root ``root_id`` (from ``trust list``): ``removed_at`` set, the row kept.
     Reports already accepted stay accepted; later submissions no longer chain to it. Event
-    ``trust_removed``."""
-    from auditkit.registry.accounts import actor
+    ``trust_removed``. Only a regulator may do it."""
+    from auditkit.registry.accounts import actor, require_regulator
     from auditkit.registry.ingest import append_event
 
+    require_regulator(by, "remove trust roots")
     row = s.get(TrustRoot, root_id)
     if row is None:
         raise InputError(f"no trust root {root_id} (see `auditkit registry trust list`)")
