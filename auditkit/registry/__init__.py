@@ -7,6 +7,7 @@ Modules are imported on use: the CLI's other commands never load SQLAlchemy.
 * :mod:`~auditkit.registry.models` — the tables (SQLAlchemy 2)
 * :mod:`~auditkit.registry.db` — engine, ``init`` (Alembic ``upgrade head``), sessions
 * :mod:`~auditkit.registry.chain` — the event log's hashes (pure)
+* :mod:`~auditkit.registry.events` — appending to the event log, digests of the rows it vouches for
 * :mod:`~auditkit.registry.extract` — the audit's fields from the signed evidence (pure)
 * :mod:`~auditkit.registry.blobs` — the PDFs, stored by SHA-256
 * :mod:`~auditkit.registry.ingest` — ``submit``: verify, recompute, store, log

@@ -69,7 +69,7 @@ def require_regulator(by: Principal, what: str) -> None:
 
 
 def _event(s: Session, kind: str, subject: str, payload: dict[str, Any]) -> None:
-    from auditkit.registry.ingest import append_event
+    from auditkit.registry.events import append_event
 
     append_event(s, kind, subject, payload)
 
@@ -142,7 +142,7 @@ def organisation_for(s: Session, name: str, kind: str, created: list[Base]) -> O
 
 
 def _rows(s: Session, created: list[Base]) -> dict[str, str]:
-    from auditkit.registry.ingest import digests_of
+    from auditkit.registry.events import digests_of
 
     return digests_of(s, created)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,8 @@ from auditkit.errors import (
 from auditkit.registry import blobs as blob_store
 from auditkit.registry import trust as trust_roots
 from auditkit.registry.accounts import submission_refusal
-from auditkit.registry.chain import GENESIS, event_content, event_hash
 from auditkit.registry.db import open_registry, session
+from auditkit.registry.events import append_event, digests_of, now_utc
 from auditkit.registry.extract import AuditFields, audit_fields, signed_evidence
 from auditkit.registry.location import Location
 from auditkit.registry.models import (
@@ -61,7 +60,6 @@ from auditkit.registry.models import (
     Base,
     Criterion,
     Deployment,
-    Event,
     ModelVersion,
     Organisation,
     ReportFile,
@@ -69,7 +67,6 @@ from auditkit.registry.models import (
     Site,
     Station,
 )
-from auditkit.registry.rows import digest_of, ref
 from auditkit.registry.scope import EVERYTHING, LOCAL_OPERATOR, Principal, Scope
 
 
@@ -117,32 +114,6 @@ class _Refused(Exception):
     def __init__(self, error: AuditkitError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def now_utc() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def append_event(s: Session, kind: str, subject: str | None, payload: dict[str, Any]) -> Event:
-    """Append one event to the chain, after the current head (locked against a concurrent
-    append on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers)."""
-    head = s.scalars(select(Event).order_by(Event.seq.desc()).limit(1).with_for_update()).first()
-    seq = head.seq + 1 if head is not None else 1
-    prev = head.sha256 if head is not None else GENESIS
-    at = now_utc()
-    content = event_content(seq, at, kind, subject, payload)
-    ev = Event(
-        seq=seq,
-        at=at,
-        kind=kind,
-        subject=subject,
-        payload=payload,
-        prev_sha256=prev,
-        sha256=event_hash(prev, content),
-    )
-    s.add(ev)
-    s.flush()
-    return ev
 
 
 def deployment_name(s: Session, dep: Deployment) -> DeploymentName:
@@ -201,14 +172,6 @@ def _signature_rows(audit_id: int, fields: AuditFields, sha: str, start: int) ->
         )
         for sig in fields.signatures[start:]
     ]
-
-
-def digests_of(s: Session, rows: list[Base]) -> dict[str, str]:
-    """``table:id`` → digest of each row as the database gives it back."""
-    s.flush()
-    for row in rows:
-        s.refresh(row)
-    return {ref(row): digest_of(s, row) for row in rows}
 
 
 def _new_audit(

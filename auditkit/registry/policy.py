@@ -88,7 +88,7 @@ def set_policy(
     (1 to :data:`MAX_REAUDIT_DAYS`). Only a regulator may do it. Event ``policy_set`` with
     the period before and after."""
     from auditkit.registry.accounts import actor, require_regulator
-    from auditkit.registry.ingest import append_event
+    from auditkit.registry.events import append_event
 
     require_regulator(by, "set re-audit policies")
     if not 1 <= days <= MAX_REAUDIT_DAYS:

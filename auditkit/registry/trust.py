@@ -116,7 +116,7 @@ def add_roots(
     removed earlier is trusted again (its row's ``removed_at`` cleared). One event
     ``trust_added`` per certificate. Only a regulator may do it."""
     from auditkit.registry.accounts import actor, organisation_for, require_regulator
-    from auditkit.registry.ingest import append_event, digests_of
+    from auditkit.registry.events import append_event, digests_of
     from auditkit.report.keys import load_certificates
 
     require_regulator(by, "add trust roots")
@@ -170,7 +170,7 @@ def remove_root(s: Session, root_id: int, *, by: Principal = LOCAL_OPERATOR) -> 
     Reports already accepted stay accepted; later submissions no longer chain to it. Event
     ``trust_removed``. Only a regulator may do it."""
     from auditkit.registry.accounts import actor, require_regulator
-    from auditkit.registry.ingest import append_event
+    from auditkit.registry.events import append_event
 
     require_regulator(by, "remove trust roots")
     row = s.get(TrustRoot, root_id)
