@@ -70,9 +70,9 @@ def submit_cmd(
         typer.Option(help="ORGANISATION/SITE/STATION/MODEL; MODEL is the model card's name."),
     ],
     trust: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option(help="CA certificate (PEM) the signatures must chain to; repeat for several."),
-    ],
+    ] = None,
     kind: Annotated[
         str,
         typer.Option(
@@ -81,13 +81,26 @@ def submit_cmd(
     ] = "enterprise",
     registry: RegistryOpt = None,
     blobs: BlobsOpt = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="Submit to a registry server (URL) over its API instead; the API token is "
+            "read from the environment variable AUDITKIT_TOKEN. The server checks the "
+            "signatures against its own trust roots."
+        ),
+    ] = None,
 ) -> None:
     """Verify a signed report (every signature against --trust, and verify --recompute) and
     register it. Refused: exit 1 (fails verification) or 5 (duplicate, wrong model, bad input);
     every acceptance and refusal is logged."""
-    from auditkit.registry.ingest import submit
+    from auditkit.registry.ingest import Submission, submit
 
-    done = submit(_location(registry, blobs), report, deployment, trust=trust, kind=kind)
+    if server is not None:
+        from auditkit.registry.remote import submit_to_server
+
+        done: Submission = submit_to_server(server, report, deployment)
+    else:
+        done = submit(_location(registry, blobs), report, deployment, trust=trust or [], kind=kind)
     what = "countersignature recorded for" if done.kind == "countersigned" else "accepted:"
     typer.echo(
         f"{what} report {done.report_id} ({done.verdict}) for {deployment}; "
