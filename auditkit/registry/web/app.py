@@ -176,6 +176,12 @@ def create_app(location: Location, settings: ServerSettings | None = None) -> Fa
     _install_errors(app)
     app.include_router(routes_api.router)
     app.include_router(routes_html.router)
+    from fastapi.staticfiles import StaticFiles
+
+    from auditkit.registry.pages import STATIC
+
+    # the pages' stylesheet (no registry data: served to anyone, like the login page)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders, secure=settings.secure_cookies)
     return app
 

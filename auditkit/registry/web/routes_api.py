@@ -166,6 +166,7 @@ def deployments(
     verdict: str | None = None,
     rubric: str | None = None,
     q: str | None = None,
+    page: int = 1,
 ) -> dict[str, Any]:
     principal = api_principal(request)  # before anything else: no token, no work
     from auditkit.registry import views
@@ -177,6 +178,7 @@ def deployments(
         verdict=verdict or None,
         rubric=rubric or None,
         q=q or None,
+        page=max(1, page),
     )
     with session(context(request).engine) as s:
         return views.as_json(views.fleet(s, principal.scope, filters, today=today()))

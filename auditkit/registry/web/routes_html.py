@@ -158,18 +158,16 @@ async def login_submit(request: Request) -> Response:
     given = form.get("csrf_token")
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not auth.csrf_matches(expected, given if isinstance(given, str) else None):
-        raise HTTPException(403, "the login form is stale or forged (CSRF token): reload it")
+        return _login_form(request, error="csrf", status=403)
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         return _login_form(request, error="give a username and a password", status=400)
     client = client_address(request, ctx.settings)
     opened = await run_in_threadpool(_login, ctx, username, password, client)
     if opened == "limited":
-        return _login_form(
-            request, error="too many failed logins: wait 15 minutes and try again", status=429
-        )
+        return _login_form(request, error="rate_limited", status=429)
     if not isinstance(opened, auth.NewSession):
-        return _login_form(request, error="wrong username or password", status=401)
+        return _login_form(request, error="invalid", status=401)
     response = Response(status_code=303, headers={"Location": "/"})
     _set_cookie(
         response,
@@ -220,6 +218,7 @@ def fleet_page(
     verdict: str | None = None,
     rubric: str | None = None,
     q: str | None = None,
+    page: int = 1,
     format: str | None = None,
 ) -> Response:
     user = _user(request)  # before importing the pages: a visitor is sent to log in first
@@ -232,6 +231,7 @@ def fleet_page(
         verdict=verdict or None,
         rubric=rubric or None,
         q=q or None,
+        page=max(1, page),
     )
     with session(context(request).engine) as s:
         view = views.fleet(s, user.principal.scope, filters, today=today())
