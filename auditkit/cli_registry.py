@@ -71,7 +71,10 @@ def submit_cmd(
     ],
     trust: Annotated[
         list[Path] | None,
-        typer.Option(help="CA certificate (PEM) the signatures must chain to; repeat for several."),
+        typer.Option(
+            help="CA certificate (PEM) the signatures must chain to; repeat for several. "
+            "Default: the registry's trust roots for the organisation and registry-wide."
+        ),
     ] = None,
     kind: Annotated[
         str,
@@ -90,9 +93,10 @@ def submit_cmd(
         ),
     ] = None,
 ) -> None:
-    """Verify a signed report (every signature against --trust, and verify --recompute) and
-    register it. Refused: exit 1 (fails verification) or 5 (duplicate, wrong model, bad input);
-    every acceptance and refusal is logged."""
+    """Verify a signed report (every signature against --trust or the registry's trust roots,
+    and verify --recompute) and register it. Refused: exit 1 (fails verification) or 5
+    (duplicate, wrong model, no trust root, bad input); every acceptance and refusal is logged.
+    With --server, the server does all of this (docs/registry.md, "Server and API")."""
     from auditkit.registry.ingest import Submission, submit
 
     if server is not None:
@@ -100,7 +104,9 @@ def submit_cmd(
 
         done: Submission = submit_to_server(server, report, deployment)
     else:
-        done = submit(_location(registry, blobs), report, deployment, trust=trust or [], kind=kind)
+        done = submit(
+            _location(registry, blobs), report, deployment, trust=trust or None, kind=kind
+        )
     what = "countersignature recorded for" if done.kind == "countersigned" else "accepted:"
     typer.echo(
         f"{what} report {done.report_id} ({done.verdict}) for {deployment}; "

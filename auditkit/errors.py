@@ -19,6 +19,7 @@ class ExitCode:
     INPUT = 5
     INTERNAL = 70
     OUTPUT = 74  # sysexits EX_IOERR: an output file could not be written (disk full, ...)
+    PERMISSION = 77  # sysexits EX_NOPERM: the account may not do this (registry roles)
 
 
 def first_line(exc: BaseException, limit: int | None = None) -> str:
@@ -90,3 +91,11 @@ class VerificationError(AuditkitError):
     """A report failed verification: exit 1."""
 
     exit_code = ExitCode.VERIFICATION_FAILED
+
+
+class PermissionDenied(AuditkitError):
+    """The registry account acting may not do this (submit for another organisation, for an
+    organisation that has not authorised its laboratory, with a disabled account): exit 77
+    (sysexits EX_NOPERM); the server answers 403."""
+
+    exit_code = ExitCode.PERMISSION

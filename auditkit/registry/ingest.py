@@ -24,6 +24,7 @@ the same event number or report first (the retry then sees it, and refuses a dup
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,10 +38,13 @@ from auditkit.errors import (
     AuditkitError,
     InputError,
     OutputError,
+    PermissionDenied,
     VerificationError,
     first_line,
 )
 from auditkit.registry import blobs as blob_store
+from auditkit.registry import trust as trust_roots
+from auditkit.registry.accounts import submission_refusal
 from auditkit.registry.chain import GENESIS, event_content, event_hash
 from auditkit.registry.db import open_registry, session
 from auditkit.registry.extract import AuditFields, audit_fields, signed_evidence
@@ -60,6 +64,7 @@ from auditkit.registry.models import (
     Station,
 )
 from auditkit.registry.rows import digest_of, ref
+from auditkit.registry.scope import LOCAL_OPERATOR, Principal
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,7 @@ def _signature_rows(audit_id: int, fields: AuditFields, sha: str, start: int) ->
     ]
 
 
-def _digests(s: Session, rows: list[Base]) -> dict[str, str]:
+def digests_of(s: Session, rows: list[Base]) -> dict[str, str]:
     """``table:id`` → digest of each row as the database gives it back."""
     s.flush()
     for row in rows:
@@ -331,11 +336,12 @@ def _record(
     data: bytes,
     pdf_sha: str,
     blobs: Path,
+    submitter: Principal,
 ) -> Submission:
     _refuse_known_pdf(s, pdf_sha)  # again: a concurrent submission may have stored it
     existing = s.scalars(select(Audit).filter_by(report_id=fields.report_id)).first()
     if existing is not None:
-        return _countersigned(s, existing, name, fields, data, pdf_sha, blobs)
+        return _countersigned(s, existing, name, fields, data, pdf_sha, blobs, submitter)
     audit, created = _new_audit(s, name, kind, fields, data, pdf_sha)
     blob_store.store(blobs, data)  # before the commit: an accepted row always has its file
     payload = {
@@ -343,7 +349,8 @@ def _record(
         "report_id": fields.report_id,
         "deployment": str(name),
         "verdict": fields.verdict,
-        "rows": _digests(s, created),
+        "rows": digests_of(s, created),
+        "submitter": submitter_of(submitter),
     }
     ev = append_event(s, "accepted", fields.report_id, payload)
     return Submission("accepted", fields.report_id, audit.id, pdf_sha, fields.verdict, ev.seq)
@@ -357,6 +364,7 @@ def _countersigned(
     data: bytes,
     pdf_sha: str,
     blobs: Path,
+    submitter: Principal,
 ) -> Submission:
     recorded = list(
         s.scalars(select(Signature).filter_by(audit_id=audit.id).order_by(Signature.position))
@@ -391,10 +399,33 @@ def _countersigned(
         "pdf_sha256": pdf_sha,
         "report_id": fields.report_id,
         "countersigners": [sig.signer for sig in sigs],
-        "rows": _digests(s, [report, *sigs]),
+        "rows": digests_of(s, [report, *sigs]),
+        "submitter": submitter_of(submitter),
     }
     ev = append_event(s, "countersigned", fields.report_id, payload)
     return Submission("countersigned", audit.report_id, audit.id, pdf_sha, audit.verdict, ev.seq)
+
+
+def _registry_trust(s: Session, name: DeploymentName, folder: Path) -> list[Path]:
+    """The registry's trust roots for the deployment's organisation (its own and the
+    registry-wide ones, not removed) written as PEM files into ``folder``; a refusal
+    (exit 5) when there are none."""
+    org = s.scalars(select(Organisation).filter_by(name=name.organisation)).first()
+    roots = trust_roots.active_roots(s, org.id if org is not None else None)
+    if not roots:
+        raise _refuse(
+            InputError(
+                f"no trust roots configured for organisation {name.organisation!r} nor for "
+                "the whole registry: add one with `auditkit registry trust add CA.pem "
+                "[--organisation ORG]`, or give --trust CA.pem"
+            )
+        )
+    return trust_roots.write_pem_files(roots, folder)
+
+
+def submitter_of(principal: Principal) -> dict[str, str]:
+    """What events record of who submitted: username and role (never a secret)."""
+    return {"username": principal.username, "role": principal.role}
 
 
 def submit(
@@ -402,22 +433,31 @@ def submit(
     pdf: Path,
     deployment: str,
     *,
-    trust: list[Path],
+    trust: list[Path] | None = None,
     kind: str = "enterprise",
+    submitter: Principal = LOCAL_OPERATOR,
 ) -> Submission:
     """Verify and register the report at ``pdf`` for ``deployment`` (``ORG/SITE/STATION/MODEL``;
-    ``kind``: the organisation's kind when it is new). See the module doc; every refusal is an
-    :class:`AuditkitError` of one line (exit 1 for a report that fails verification, 5 for
-    everything else) and an event ``refused``; a database that fails while writing is an
+    ``kind``: the organisation's kind when it is new) on behalf of ``submitter``.
+
+    ``trust``: the CA certificates the signatures must chain to; None: the registry's trust
+    roots for the deployment's organisation plus the registry-wide ones (not removed), and a
+    refusal when there are none. The submitter must be allowed to submit for the deployment's
+    organisation (:func:`auditkit.registry.accounts.submission_refusal`), else
+    :class:`PermissionDenied` (exit 77), checked before anything about the file is disclosed.
+
+    See the module doc; every refusal is an :class:`AuditkitError` of one line (exit 1 for a
+    report that fails verification, 77 for a submitter not allowed, 5 for everything else)
+    and an event ``refused``; a database that fails while writing is an
     :class:`OutputError` (exit 74), nothing committed."""
     name = DeploymentName.parse(deployment)
     if kind not in ORGANISATION_KINDS:
         raise InputError(f"--kind {kind!r}: one of {', '.join(ORGANISATION_KINDS)}")
-    if not trust:
+    if trust is not None and not trust:
         raise InputError("give the trust roots to check the signatures against: --trust CA.pem")
     from auditkit.report.keys import load_certificates
 
-    for path in trust:  # a bad --trust is the caller's mistake, not a refusal of the report
+    for path in trust or []:  # a bad --trust is the caller's mistake, not a refusal of the report
         load_certificates(Path(path), what="trust certificate file")
     engine = open_registry(location)
     pdf = Path(pdf)
@@ -428,14 +468,22 @@ def submit(
         except OSError as exc:
             raise _refuse(InputError(f"cannot read {pdf}: {exc.strerror or exc}")) from None
         pdf_sha = hashlib.sha256(data).hexdigest()
-        _check_pdf(data, pdf)
-        with session(engine) as s:  # a known file is refused before seconds of checks
-            _refuse_known_pdf(s, pdf_sha)
-        fields = _checked_fields(name, pdf, data, trust)
+        with tempfile.TemporaryDirectory(prefix="auditkit-trust-") as folder:
+            with session(engine) as s:
+                refusal = submission_refusal(s, submitter, name.organisation)
+                if refusal is not None:
+                    raise _refuse(PermissionDenied(refusal))
+                _check_pdf(data, pdf)
+                _refuse_known_pdf(s, pdf_sha)  # a known file is refused before seconds of checks
+                roots = list(trust) if trust is not None else _registry_trust(s, name, Path(folder))
+            fields = _checked_fields(name, pdf, data, roots)
         for attempt in range(_ATTEMPTS):
             try:
                 with session(engine) as s:
-                    return _record(s, name, kind, fields, data, pdf_sha, location.blobs)
+                    refusal = submission_refusal(s, submitter, name.organisation)
+                    if refusal is not None:  # revoked while the report was being verified
+                        raise _refuse(PermissionDenied(refusal))
+                    return _record(s, name, kind, fields, data, pdf_sha, location.blobs, submitter)
             except IntegrityError:
                 # a concurrent submission took the same event number or the same report
                 # first; the next attempt sees it (and refuses a duplicate)
@@ -454,6 +502,7 @@ def submit(
                     "deployment": str(name),
                     "reason": first_line(refused.error, 500),
                     "exit_code": refused.error.exit_code,
+                    "submitter": submitter_of(submitter),
                 },
             )
         raise refused.error from None
