@@ -643,14 +643,26 @@ def test_refused_reports_are_422_and_logged(
     assert last["kind"] == "refused" and reason in payload["reason"]
 
 
-def test_untrusted_signer_is_refused(client: Any, world: World) -> None:
-    """Org C has no trust root for the laboratory's CA (only A and B have one)."""
-    new = f"Org C/Site 9/Line 9/{world.reports.model}"
+def test_untrusted_signer_is_refused(client: Any, world: World, tmp_path: Path) -> None:
+    """Org A's report countersigned by a key no trust root of Org A (nor the registry's)
+    vouches for: refused, logged, nothing stored."""
+    from auditkit.report.keys import create_keys
+    from auditkit.report.sign import countersign_pdf
+
+    stranger = create_keys(tmp_path / "keys", common_name="not a trusted signer")
+    pdf = countersign_pdf(
+        world.reports.signed.read_bytes(),
+        key_path=stranger.key,
+        cert_path=stranger.cert,
+        reason="untrusted",
+    )
     before = counts(world.location)
-    answer = upload(client, world, "reg", world.reports.signed, new)
-    assert answer.status_code in (403, 409, 422), answer.text
+    answer = upload(client, world, "alice", pdf, world.dep_a)
+    assert answer.status_code == 422, answer.text
+    assert "failed verification" in answer.json()["detail"]
     after = counts(world.location)
-    assert after["audit"] == before["audit"] and after["blobs"] == before["blobs"]
+    assert after.pop("event:refused") == before.pop("event:refused", 0) + 1
+    assert after == before
 
 
 def test_submission_and_duplicate_and_permission(client: Any, world: World) -> None:
@@ -780,7 +792,7 @@ def test_serve_and_remote_submit(
             "--server",
             server,
         )
-        assert code == 5 and "(HTTP 401)" in err
+        assert code == 77 and "(HTTP 401)" in err
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

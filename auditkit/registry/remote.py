@@ -5,9 +5,10 @@ The token comes from the environment (``AUDITKIT_TOKEN``), never from an argumen
 not in shell history or the process list. The answer is the server's
 (``POST /api/v1/audits``); a refusal becomes an :class:`auditkit.errors.AuditkitError` of one
 line with the server's reason and the exit code a local submit would have given: 1 when the
-report fails verification, 5 for every other refusal (duplicate, permission, size, bad
-deployment) and for a missing or rejected token, 74 when the server cannot be reached or
-cannot write its registry.
+report fails verification, 77 when the server does not accept the token (401) or the
+account may not submit for the organisation (403), 5 for every other refusal (duplicate,
+size, bad deployment, no trust root) and for a missing ``AUDITKIT_TOKEN``, 74 when the server
+cannot be reached or cannot write its registry.
 """
 
 from __future__ import annotations
@@ -108,8 +109,10 @@ def submit(server: str, pdf: Path, deployment: str, *, token: str) -> dict[str, 
         reason, code = _reason(exc)
         if exc.code >= 500:
             raise OutputError(f"server {base} failed (HTTP {exc.code}): {reason}") from None
-        if code != ExitCode.VERIFICATION_FAILED:
-            code = ExitCode.INPUT  # a server names only the codes a local submit gives
+        if exc.code in (401, 403):
+            code = ExitCode.PERMISSION  # no valid token, or the account may not submit this
+        elif code not in (ExitCode.VERIFICATION_FAILED, ExitCode.PERMISSION):
+            code = ExitCode.INPUT  # only the codes a local submit gives are taken from a server
         raise RemoteRefused(
             f"server {base} refused {Path(pdf).name} (HTTP {exc.code}): {reason}", code
         ) from None

@@ -94,9 +94,9 @@ def api_principal(request: Request) -> Principal:
 
 def status_for(error: Exception) -> int:
     """The HTTP status of a refused submission (see the module doc)."""
-    from auditkit.errors import OutputError, VerificationError
+    from auditkit.errors import OutputError, PermissionDenied, VerificationError
 
-    if type(error).__name__ in ("PermissionDenied", "NotPermitted"):
+    if isinstance(error, PermissionDenied):
         return 403
     if isinstance(error, VerificationError):
         return 422
