@@ -841,3 +841,39 @@ def test_remote_unreachable_server_is_one_line(
         f"http://127.0.0.1:{_free_port()}",
     )
     assert code == 74 and "cannot be reached" in err and len(err.strip().splitlines()) == 1
+
+
+def test_expired_session_and_oversized_form(client: Any, world: World) -> None:
+    """A session past its expiry sends the browser to log in; a login form of 100 kB is 413."""
+    from auditkit.registry.models import WebSession
+
+    secret = credentials.new_secret()
+    account = sql(world.location, "SELECT id FROM account WHERE username = 'alice'")[0]["id"]
+    engine = create_engine(world.location.url)
+    try:
+        with Session(engine) as s, s.begin():
+            s.add(
+                WebSession(
+                    id_sha256=credentials.secret_digest(secret),
+                    account_id=account,
+                    csrf_token=credentials.new_secret(),
+                    created_at=_stamp(-timedelta(hours=9)),
+                    expires_at=_stamp(-timedelta(hours=1)),
+                )
+            )
+    finally:
+        engine.dispose()
+    client.cookies.set("__Host-auditkit_session", secret)
+    answer = client.get("/", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/login"
+    big = {"username": "alice", "password": "x" * 100_000, "csrf_token": "x"}
+    assert client.post("/login", data=big, follow_redirects=False).status_code == 413
+
+
+def test_language_is_kept_in_a_cookie(client: Any, world: World) -> None:
+    login(client, "alice", world.passwords["alice"])
+    first = client.get("/?lang=zh")
+    assert first.status_code == 200 and 'lang="zh' in first.text
+    assert client.cookies.get("lang") == "zh"
+    assert 'lang="zh' in client.get("/").text
+    assert 'lang="en"' in client.get("/?lang=en").text

@@ -36,6 +36,7 @@ from auditkit.registry.web.app import (
     page_lang,
     today,
 )
+from auditkit.registry.web.security import BodyTooLarge, limited
 from auditkit.registry.web.settings import ServerSettings
 
 router = APIRouter(include_in_schema=False)
@@ -134,6 +135,18 @@ def _page(
 
 # ---- login and logout -------------------------------------------------------------------
 
+#: a login or logout form is a few hundred bytes; anything near this is not one
+_FORM_LIMIT = 64 * 1024
+
+
+async def _small_form(request: Request) -> Any:
+    """The request's urlencoded form, refused (413) past :data:`_FORM_LIMIT` bytes."""
+    bounded = Request(request.scope, limited(request.receive, _FORM_LIMIT))
+    try:
+        return await bounded.form(max_files=0, max_fields=5)
+    except BodyTooLarge:
+        raise HTTPException(413, f"the form is larger than {_FORM_LIMIT} bytes") from None
+
 
 def _login_form(request: Request, *, error: str | None = None, status: int = 200) -> HTMLResponse:
     from auditkit.registry.pages import render_login
@@ -154,7 +167,7 @@ def login_page(request: Request) -> Response:
 @router.post("/login")
 async def login_submit(request: Request) -> Response:
     ctx = context(request)
-    form = await request.form(max_files=0, max_fields=5)
+    form = await _small_form(request)
     given = form.get("csrf_token")
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not auth.csrf_matches(expected, given if isinstance(given, str) else None):
@@ -193,7 +206,7 @@ def _login(ctx: Context, username: str, password: str, client: str) -> auth.NewS
 async def logout(request: Request) -> Response:
     ctx = context(request)
     user = await run_in_threadpool(_user, request)
-    form = await request.form(max_files=0, max_fields=5)
+    form = await _small_form(request)
     given = form.get("csrf_token")
     if not auth.csrf_matches(user.csrf_token, given if isinstance(given, str) else None):
         raise HTTPException(403, "the form is stale or forged (CSRF token): reload the page")
