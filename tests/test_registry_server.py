@@ -877,3 +877,24 @@ def test_language_is_kept_in_a_cookie(client: Any, world: World) -> None:
     assert client.cookies.get("lang") == "zh"
     assert 'lang="zh' in client.get("/").text
     assert 'lang="en"' in client.get("/?lang=en").text
+
+
+def test_laboratory_submits_only_for_organisations_that_authorised_it(
+    client: Any, world: World
+) -> None:
+    """Lab L is authorised by Org A, not by Org B: 403 before the file is even looked at."""
+    before = counts(world.location)
+    answer = upload(client, world, "lab", world.reports.later, world.dep_b)
+    assert answer.status_code == 403
+    assert "not authorised" in answer.json()["detail"]
+    after = counts(world.location)
+    after.pop("event:refused", None)
+    before.pop("event:refused", None)
+    assert after == before
+
+
+def test_openapi_lists_every_api_route(client: Any) -> None:
+    spec = client.get("/api/openapi.json").json()
+    documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    served = {(m, p) for m, p in routes(client) if p.startswith("/api/v1/")}
+    assert served and served <= documented
