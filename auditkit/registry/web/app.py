@@ -13,118 +13,21 @@ report (the reason in ``{"detail": ...}``), 429 too many failed logins.
 
 from __future__ import annotations
 
-import html
 import os
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import replace
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from auditkit.registry.db import open_registry, session
+from auditkit.registry.db import open_registry
 from auditkit.registry.location import Location
-from auditkit.registry.scope import Principal
-from auditkit.registry.web import auth
+from auditkit.registry.pages import render_error
+from auditkit.registry.web import routes_api, routes_html
+from auditkit.registry.web.common import Context, LoginNeeded, page_lang
 from auditkit.registry.web.security import SecurityHeaders
 from auditkit.registry.web.settings import ServerSettings
-
-API = "/api/v1"
-
-
-@dataclass(frozen=True)
-class Context:
-    """What every route needs: the registry, its engine and the settings."""
-
-    location: Location
-    engine: Engine
-    settings: ServerSettings
-
-
-def context(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
-    return ctx
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def today() -> date:
-    return now().date()
-
-
-def client_address(request: Request, settings: ServerSettings) -> str:
-    """The client's address: the socket's peer, or behind a trusted proxy the last
-    ``X-Forwarded-For`` entry (the one the proxy itself added)."""
-    if settings.trusted_proxy:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        last = forwarded.split(",")[-1].strip()
-        if last:
-            return last
-    return request.client.host if request.client else "unknown"
-
-
-def bearer(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer TOKEN`` header."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
-def api_principal(request: Request) -> Principal:
-    """The principal of the request's bearer token; 401 without a valid one."""
-    token = bearer(request)
-    if token is not None:
-        ctx = context(request)
-        with session(ctx.engine) as s:
-            principal = auth.from_token(s, token, now())
-        if principal is not None:
-            return principal
-    raise HTTPException(
-        401,
-        "a valid API token is needed: Authorization: Bearer akt_…",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-def status_for(error: Exception) -> int:
-    """The HTTP status of a refused submission (see the module doc)."""
-    from auditkit.errors import OutputError, PermissionDenied, VerificationError
-
-    if isinstance(error, PermissionDenied):
-        return 403
-    if isinstance(error, VerificationError):
-        return 422
-    if isinstance(error, OutputError):
-        return 503
-    if str(error).startswith("duplicate"):
-        return 409
-    return 422
-
-
-def _error_page(status: int, message: str, lang: str) -> str:
-    try:
-        from auditkit.registry.pages import render_error
-    except ImportError:  # the pages are another module of this package; never expected
-        return f"<!DOCTYPE html><title>{status}</title><p>{html.escape(message)}</p>"
-    return render_error(status, message, lang)
-
-
-def page_lang(request: Request) -> str:
-    """``?lang=zh`` or the ``lang`` cookie; English otherwise."""
-    for candidate in (request.query_params.get("lang"), request.cookies.get("lang")):
-        if candidate in ("en", "zh"):
-            return candidate
-    return "en"
-
-
-class LoginNeeded(Exception):
-    """A page was asked for without a valid session: the browser goes to the login form."""
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -139,7 +42,7 @@ def _install_errors(app: FastAPI) -> None:
                 body["exit_code"] = exit_code
             return JSONResponse(body, status_code=exc.status_code, headers=headers)
         return HTMLResponse(
-            _error_page(exc.status_code, detail, page_lang(request)),
+            render_error(exc.status_code, detail, page_lang(request)),
             status_code=exc.status_code,
             headers=headers,
         )
@@ -149,19 +52,9 @@ def _install_errors(app: FastAPI) -> None:
         return Response(status_code=303, headers={"Location": "/login"})
 
 
-class Refusal(HTTPException):
-    """A refused submission: its HTTP status, reason and the CLI's exit code for it."""
-
-    def __init__(self, status: int, detail: str, exit_code: int) -> None:
-        super().__init__(status, detail)
-        self.exit_code = exit_code
-
-
 def create_app(location: Location, settings: ServerSettings | None = None) -> FastAPI:
     """The app serving the registry at ``location`` (which must exist at the current schema:
     :class:`auditkit.errors.InputError` otherwise)."""
-    from auditkit.registry.web import routes_api, routes_html
-
     settings = settings or ServerSettings()
     engine = open_registry(location)
     app = FastAPI(

@@ -18,7 +18,7 @@ from auditkit.registry import blobs
 from auditkit.registry.db import session
 from auditkit.registry.models import Audit, Deployment
 from auditkit.registry.scope import Scope
-from auditkit.registry.web.app import Context
+from auditkit.registry.web.common import Context
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _TYPES = {".json": "application/json", ".parquet": "application/vnd.apache.parquet"}

@@ -21,7 +21,7 @@ from auditkit.errors import AuditkitError, first_line
 from auditkit.registry.db import session
 from auditkit.registry.models import Organisation
 from auditkit.registry.web import files
-from auditkit.registry.web.app import API, Refusal, api_principal, context, today
+from auditkit.registry.web.common import API, Refusal, api_principal, context, status_for, today
 from auditkit.registry.web.security import BodyTooLarge, limited
 
 router = APIRouter(prefix=API, tags=["registry"])
@@ -135,7 +135,6 @@ async def submit_audit(request: Request) -> JSONResponse:
 
 def _submit(location: Any, path: Path, deployment: str, principal: Any) -> Any:
     from auditkit.registry.ingest import submit
-    from auditkit.registry.web.app import status_for
 
     try:
         return submit(location, path, deployment, trust=None, submitter=principal)

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, Response
 from auditkit.registry import credentials
 from auditkit.registry.db import session
 from auditkit.registry.web import auth, files
-from auditkit.registry.web.app import (
+from auditkit.registry.web.common import (
     Context,
     LoginNeeded,
     bearer,
