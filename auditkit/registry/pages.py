@@ -17,7 +17,7 @@ in English and Chinese, rendered on the server from :mod:`auditkit.registry.view
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -197,3 +197,195 @@ def render_error(status: int, message: str, lang: str) -> str:
 def svg(markup: str) -> Markup:
     """Our own SVG (:mod:`auditkit.registry.svg`, which escapes every text it draws) as markup."""
     return Markup(markup)
+
+
+def _lang_query(lang: str) -> dict[str, str]:
+    return {} if language(lang) == DEFAULT_LANG else {"lang": language(lang)}
+
+
+def regression_lines(
+    previous_verdict: str | None, current_verdict: str, regression: Any, lang: str
+) -> list[str]:
+    """The reasons of a regression flag in the page's language, from the comparison's data
+    (:class:`~auditkit.registry.regression.Regression`), not its English text: the verdict
+    change, then each rate whose difference interval lies above 0."""
+    from auditkit.registry.regression import WORSE_VERDICTS
+
+    t, rt, f = strings(lang)["registry"], strings(lang), formatter(lang)
+    lines: list[str] = []
+    verdict = rt["verdict"]
+    if regression is None:
+        return lines
+    current = current_verdict
+    if previous_verdict == "ACCEPT" and current in WORSE_VERDICTS:
+        lines.append(
+            t["regression_verdict"].format(
+                before=verdict.get(previous_verdict, previous_verdict),
+                after=verdict.get(current, current),
+            )
+        )
+    for change in regression.changes:
+        if change.worse:
+            lines.append(_change_line(change, t["regression_rate"], f))
+    return lines
+
+
+def _change_line(change: Any, template: str, f: Formatter) -> str:
+    return template.format(
+        metric=f.metric(change.metric),
+        before=f.kn(*change.previous),
+        after=f.kn(*change.current),
+        difference=f.pp(change.difference),
+        level=f.level_text(),
+        low=f.pp(change.low),
+        high=f.pp(change.high),
+    )
+
+
+def render_deployment(view: Any, chrome: Chrome) -> str:
+    """``GET /deployments/{id}``: the deployment's facts, its audits as a timeline (SVG and a
+    table, each audit linking ``/audits/{id}``, regression flags with their reasons), and
+    each metric across the audits and model versions (SVG and a table)."""
+    from auditkit.registry import svg as charts
+
+    lang = language(chrome.lang)
+    t, rt, f = strings(lang)["registry"], strings(lang), formatter(lang)
+    q = _lang_query(lang)
+    entries = []
+    previous = None
+    for entry in view.audits:
+        changes = [] if entry.regression is None else entry.regression.changes
+        entries.append(
+            {
+                "entry": entry,
+                "href": url(f"/audits/{entry.audit_id}", q),
+                "flagged": entry.regression is not None and entry.regression.flagged,
+                "reasons": _reasons(previous, entry, lang),
+                "changes": [_change_line(c, t["change_line"], f) for c in changes],
+            }
+        )
+        previous = entry
+    from auditkit.registry.views import audit_day
+
+    marks = [
+        charts.TimelineMark(
+            day=audit_day(e["entry"].audited_at) or view.today,
+            verdict=e["entry"].verdict,
+            flagged=e["flagged"],
+            href=e["href"],
+            label=f"{e['entry'].report_id} · {rt['verdict'].get(e['entry'].verdict, '')} · "
+            f"{f.when(e['entry'].audited_at)}",
+        )
+        for e in entries
+    ]
+    timeline_svg = charts.timeline(marks, title=t["timeline_title"], flag_word=t["flag_short"])
+    metrics = []
+    for series in view.metrics:
+        metric = series.metric
+        thresholds = {p.threshold for p in series.points}
+        threshold = thresholds.pop() if len(thresholds) == 1 else None
+        chart_marks = [
+            charts.IntervalMark(
+                value=p.value,
+                low=p.low,
+                high=p.high,
+                outcome=p.outcome,
+                label=p.model_version or p.model_sha256[:8],
+                tip=f"{p.report_id} · {f.value(metric, p.value)} "
+                f"[{f.value(metric, p.low)}, {f.value(metric, p.high)}]",
+            )
+            for p in series.points
+        ]
+        metrics.append(
+            {
+                "metric": metric,
+                "name": f.metric(metric),
+                "points": [
+                    {
+                        "p": p,
+                        "href": url(f"/audits/{p.audit_id}", q),
+                        "value": f.value(metric, p.value),
+                        "interval": _interval(f, metric, p.low, p.high),
+                        "kn": f.kn(p.k, p.n),
+                        "threshold": f.threshold(metric, p.op, p.threshold),
+                    }
+                    for p in series.points
+                ],
+                "svg": svg(
+                    charts.intervals(
+                        chart_marks,
+                        threshold=threshold,
+                        tick=partial(f.value, metric),
+                        title=t["metric_chart_title"].format(metric=f.metric(metric)),
+                    )
+                ),
+            }
+        )
+    path = f"/deployments/{view.deployment_id}"
+    return _render(
+        "deployment.html.j2",
+        lang,
+        chrome=chrome,
+        view=view,
+        entries=entries,
+        timeline_svg=svg(timeline_svg),
+        metrics=metrics,
+        switch=_other_languages(path, {}, lang),
+        exports={"csv": url(path, format="csv"), "json": url(path, format="json")},
+        fleet_href=url("/", q),
+    )
+
+
+def _reasons(previous: Any, entry: Any, lang: str) -> list[str]:
+    previous_verdict = previous.verdict if previous is not None else None
+    return regression_lines(previous_verdict, entry.verdict, entry.regression, lang)
+
+
+def _interval(f: Formatter, metric: str, low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return f.na
+    return f"[{f.value(metric, low)}, {f.value(metric, high)}]"
+
+
+def render_audit(view: Any, chrome: Chrome) -> str:
+    """``GET /audits/{id}``: the audit's facts, the criteria table (value, bound, interval,
+    k/n, slice, outcome), the signatures with their trust status, the PDFs
+    (``a#download-pdf`` → ``/audits/{id}/report.pdf``) and the evidence files
+    (``/audits/{id}/evidence/{name}``) with their SHA-256."""
+    from urllib.parse import quote
+
+    lang = language(chrome.lang)
+    f = formatter(lang)
+    q = _lang_query(lang)
+    rows = []
+    for c in view.criteria:
+        metric = c.metric or ""
+        rows.append(
+            {
+                "c": c,
+                "metric": f.metric(metric) if metric else f.na,
+                "threshold": f.threshold(metric, c.op, c.threshold),
+                "value": f.value(metric, c.value),
+                "bound": f.value(metric, c.bound),
+                "interval": _interval(f, metric, c.low, c.high),
+                "kn": f.kn(c.k, c.n),
+                "slice": f.slice(c.slice),
+            }
+        )
+    path = f"/audits/{view.audit_id}"
+    return _render(
+        "audit.html.j2",
+        lang,
+        chrome=chrome,
+        view=view,
+        rows=rows,
+        energy=f.quantity(view.energy_wh_per_1000, "Wh"),
+        pdf_href=f"{path}/report.pdf",
+        evidence=[
+            {"file": e, "href": f"{path}/evidence/{quote(e.name, safe='')}"} for e in view.evidence
+        ],
+        deployment_href=url(f"/deployments/{view.deployment_id}", q),
+        fleet_href=url("/", q),
+        switch=_other_languages(path, {}, lang),
+        exports={"csv": url(path, format="csv"), "json": url(path, format="json")},
+    )

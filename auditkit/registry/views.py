@@ -45,13 +45,17 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from auditkit.registry.models import (
     Audit,
+    Criterion,
     Deployment,
+    ModelVersion,
     Organisation,
     Policy,
+    ReportFile,
+    Signature,
     Site,
     Station,
 )
-from auditkit.registry.regression import RATES
+from auditkit.registry.regression import RATES, Regression, consecutive, overall_rates
 from auditkit.registry.scope import Scope
 
 #: re-audit period when the registry has no policy at all (a year)
@@ -160,7 +164,7 @@ def in_scope(scope: Scope, column: Any) -> ColumnElement[bool]:
     return column.in_(sorted(scope.organisations))
 
 
-def _ranked_audits(scope: Scope) -> Any:
+def ranked_audits(scope: Scope) -> Any:
     """Subquery: one row per audit in scope with its rank in its deployment (1: latest) and
     the deployment's number of audits."""
     return (
@@ -280,7 +284,7 @@ def _clean(filters: FleetFilters) -> FleetFilters:
 
 def _fleet_select(scope: Scope, filters: FleetFilters, policies: Mapping[str | None, int]) -> Any:
     """The filtered fleet as a subquery: deployment, names, latest audit, due day number."""
-    ranked = _ranked_audits(scope)
+    ranked = ranked_audits(scope)
     latest = Audit
     default_days = policies.get(None, DEFAULT_REAUDIT_DAYS)
     specific = {r: d for r, d in policies.items() if r is not None}
@@ -359,7 +363,7 @@ def _status_expression(fleet: Any, today: date) -> ColumnElement[Any]:
 
 
 def _options(s: Session, scope: Scope) -> FleetOptions:
-    ranked = _ranked_audits(scope)
+    ranked = ranked_audits(scope)
     orgs = s.scalars(
         select(Organisation.name)
         .where(in_scope(scope, Organisation.id))
@@ -451,6 +455,445 @@ def fleet(s: Session, scope: Scope, filters: FleetFilters, *, today: date) -> Fl
     return FleetView(rows, total, by_status, filters, _options(s, scope), today)
 
 
+# --------------------------------------------------------------------------- deployment
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One audit of a deployment, oldest first, with its comparison to the one before it
+    (:func:`auditkit.registry.regression.consecutive`; None for the first).
+    ``audited_at``: ``signed_at``, or ``finished_at`` when unsigned."""
+
+    audit_id: int
+    report_id: str
+    run_id: str
+    audited_at: str | None
+    verdict: str
+    model_version: str | None
+    model_sha256: str
+    rubric_id: str | None
+    rubric_version: str | None
+    task: str
+    countersignatures: int
+    regression: Regression | None
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One audit's overall figure of a metric: its first criteria row of that metric with no
+    parent and no slice (the row the regression test reads too)."""
+
+    audit_id: int
+    report_id: str
+    audited_at: str | None
+    model_version: str | None
+    model_sha256: str
+    criterion_id: str
+    statistic: str | None
+    op: str | None
+    threshold: float | None
+    outcome: str
+    value: float | None
+    bound: float | None
+    low: float | None
+    high: float | None
+    k: int | None
+    n: int | None
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """A metric across the deployment's audits (oldest first), those that measured it."""
+
+    metric: str
+    points: list[MetricPoint]
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """A deployment, its audits over time and its metrics across them; ``status``, ``due``
+    and ``reaudit_days`` from its latest audit, as in the fleet."""
+
+    deployment_id: int
+    organisation: str
+    organisation_kind: str
+    site: str
+    station: str
+    model: str
+    today: date
+    status: str
+    due: date | None
+    reaudit_days: int | None
+    audits: list[TimelineEntry]
+    metrics: list[MetricSeries]
+
+    @property
+    def latest(self) -> TimelineEntry | None:
+        return self.audits[-1] if self.audits else None
+
+
+def oldest_first() -> list[ColumnElement[Any]]:
+    """ORDER BY terms listing a deployment's audits oldest first (the reverse of
+    :func:`latest_order`)."""
+    return [
+        func.coalesce(Audit.signed_at, "").asc(),
+        func.coalesce(Audit.finished_at, "").asc(),
+        Audit.id.asc(),
+    ]
+
+
+def _is_overall(slc: Any) -> bool:
+    return slc is None or slc == {}
+
+
+def deployment(
+    s: Session, scope: Scope, deployment_id: int, *, today: date
+) -> DeploymentView | None:
+    """The deployment ``deployment_id`` when it exists and ``scope`` allows its organisation,
+    else None. Five queries whatever its number of audits: the deployment, its audits, their
+    overall criteria rows, their countersignature counts, the policies."""
+    head = s.execute(
+        select(Deployment, Organisation, Site, Station)
+        .join(Organisation, Organisation.id == Deployment.organisation_id)
+        .join(Site, Site.id == Deployment.site_id)
+        .join(Station, Station.id == Deployment.station_id)
+        .where(Deployment.id == deployment_id, in_scope(scope, Deployment.organisation_id))
+    ).first()
+    if head is None:
+        return None
+    dep, org, site, station = head
+    audits = s.execute(
+        select(Audit, ModelVersion)
+        .join(ModelVersion, ModelVersion.id == Audit.model_version_id)
+        .where(Audit.deployment_id == dep.id)
+        .order_by(*oldest_first())
+    ).all()
+    ids = select(Audit.id).where(Audit.deployment_id == dep.id).scalar_subquery()
+    rows: dict[int, list[Criterion]] = {}
+    for crit in s.scalars(
+        select(Criterion)
+        .where(Criterion.audit_id.in_(ids), Criterion.parent.is_(None))
+        .order_by(Criterion.audit_id, Criterion.position)
+    ):
+        if _is_overall(crit.slice):
+            rows.setdefault(crit.audit_id, []).append(crit)
+    counter = dict(
+        s.execute(
+            select(Signature.audit_id, func.count())
+            .where(Signature.audit_id.in_(ids), Signature.role == "countersignature")
+            .group_by(Signature.audit_id)
+        ).all()
+    )
+    criteria = [
+        [
+            {"metric": c.metric, "parent": c.parent, "slice": c.slice, "k": c.k, "n": c.n}
+            for c in rows.get(audit.id, [])
+        ]
+        for audit, _version in audits
+    ]
+    flags = consecutive(
+        [audit.verdict for audit, _v in audits], [overall_rates(c) for c in criteria]
+    )
+    timeline: list[TimelineEntry] = []
+    series: dict[str, list[MetricPoint]] = {}
+    for (audit, version), regression in zip(audits, flags, strict=True):
+        stamp = audit.signed_at or audit.finished_at
+        timeline.append(
+            TimelineEntry(
+                audit_id=audit.id,
+                report_id=audit.report_id,
+                run_id=audit.run_id,
+                audited_at=stamp,
+                verdict=audit.verdict,
+                model_version=version.version,
+                model_sha256=version.model_sha256,
+                rubric_id=audit.rubric_id,
+                rubric_version=audit.rubric_version,
+                task=audit.task or DEFAULT_TASK,
+                countersignatures=int(counter.get(audit.id, 0)),
+                regression=regression,
+            )
+        )
+        seen: set[str] = set()
+        for c in rows.get(audit.id, []):
+            if c.metric is None or c.metric in seen:
+                continue
+            seen.add(c.metric)
+            series.setdefault(c.metric, []).append(
+                MetricPoint(
+                    audit_id=audit.id,
+                    report_id=audit.report_id,
+                    audited_at=stamp,
+                    model_version=version.version,
+                    model_sha256=version.model_sha256,
+                    criterion_id=c.criterion_id,
+                    statistic=c.statistic,
+                    op=c.op,
+                    threshold=c.threshold,
+                    outcome=c.outcome,
+                    value=c.value,
+                    bound=c.bound,
+                    low=c.low,
+                    high=c.high,
+                    k=c.k,
+                    n=c.n,
+                )
+            )
+    order = [m for m in KEY_METRICS if m in series] + [m for m in series if m not in KEY_METRICS]
+    due = days = None
+    if timeline:
+        last = audits[-1][0]
+        days = reaudit_days(load_policies(s), last.rubric_id)
+        due = due_date(last.signed_at or last.finished_at, days)
+    return DeploymentView(
+        deployment_id=dep.id,
+        organisation=org.name,
+        organisation_kind=org.kind,
+        site=site.name,
+        station=station.name,
+        model=dep.model_name,
+        today=today,
+        status=status_of(due, today),
+        due=due,
+        reaudit_days=days,
+        audits=timeline,
+        metrics=[MetricSeries(m, series[m]) for m in order],
+    )
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@dataclass(frozen=True)
+class CriterionLine:
+    """One row of the audit's criteria table, as recorded (see
+    :class:`~auditkit.registry.models.Criterion`)."""
+
+    position: int
+    criterion_id: str
+    parent: str | None
+    severity: str | None
+    metric: str | None
+    statistic: str | None
+    op: str | None
+    threshold: float | None
+    outcome: str
+    value: float | None
+    bound: float | None
+    low: float | None
+    high: float | None
+    k: int | None
+    n: int | None
+    slice: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SignatureLine:
+    """A signature of the report: the author's or a countersignature. The registry records a
+    signature only after it verified (intact, chaining to a trust root of the submitting
+    organisation or the registry, evidence re-derived): ``trust`` is "verified" and
+    ``verified_at`` when the PDF that carried it first was submitted."""
+
+    position: int
+    role: str
+    field: str
+    signer: str | None
+    signing_time: str | None
+    timestamp: str | None
+    development_key: bool
+    pdf_sha256: str
+    trust: str
+    verified_at: str | None
+
+
+@dataclass(frozen=True)
+class ReportFileLine:
+    """A PDF of the audit in the blob store: the original (``original``) or a countersigned
+    copy; ``signatures``: how many it carries."""
+
+    id: int
+    pdf_sha256: str
+    size: int
+    signatures: int
+    submitted_at: str
+    original: bool
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    """An evidence file embedded in the signed PDF and its SHA-256 there."""
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """One audit: what it judged, with what, the verdict, every criteria row, the signatures,
+    the PDFs and the evidence."""
+
+    audit_id: int
+    report_id: str
+    run_id: str
+    deployment_id: int
+    organisation: str
+    site: str
+    station: str
+    model: str
+    model_version: str | None
+    model_sha256: str
+    started_at: str | None
+    finished_at: str | None
+    signed_at: str | None
+    submitted_at: str
+    rubric_id: str | None
+    rubric_version: str | None
+    rubric_sha256: str | None
+    decision_rule: str | None
+    verdict: str
+    task: str
+    energy_wh_per_1000: float | None
+    energy_method: str | None
+    pdf_sha256: str
+    criteria: list[CriterionLine]
+    signatures: list[SignatureLine]
+    report_files: list[ReportFileLine]
+    evidence: list[EvidenceFile]
+
+    @property
+    def countersignatures(self) -> list[SignatureLine]:
+        return [sig for sig in self.signatures if sig.role != "author"]
+
+
+def _audit_in_scope(s: Session, scope: Scope, audit_id: int) -> Any:
+    return s.execute(
+        select(Audit, Deployment, Organisation, Site, Station, ModelVersion)
+        .join(Deployment, Deployment.id == Audit.deployment_id)
+        .join(Organisation, Organisation.id == Deployment.organisation_id)
+        .join(Site, Site.id == Deployment.site_id)
+        .join(Station, Station.id == Deployment.station_id)
+        .join(ModelVersion, ModelVersion.id == Audit.model_version_id)
+        .where(Audit.id == audit_id, in_scope(scope, Deployment.organisation_id))
+    ).first()
+
+
+def audit(s: Session, scope: Scope, audit_id: int) -> AuditView | None:
+    """The audit ``audit_id`` when it exists and ``scope`` allows its deployment's
+    organisation, else None. Four queries."""
+    found = _audit_in_scope(s, scope, audit_id)
+    if found is None:
+        return None
+    a, dep, org, site, station, version = found
+    criteria = [
+        CriterionLine(
+            position=c.position,
+            criterion_id=c.criterion_id,
+            parent=c.parent,
+            severity=c.severity,
+            metric=c.metric,
+            statistic=c.statistic,
+            op=c.op,
+            threshold=c.threshold,
+            outcome=c.outcome,
+            value=c.value,
+            bound=c.bound,
+            low=c.low,
+            high=c.high,
+            k=c.k,
+            n=c.n,
+            slice=c.slice,
+        )
+        for c in s.scalars(
+            select(Criterion).where(Criterion.audit_id == a.id).order_by(Criterion.position)
+        )
+    ]
+    files = list(
+        s.scalars(
+            select(ReportFile)
+            .where(ReportFile.audit_id == a.id)
+            .order_by(ReportFile.submitted_at, ReportFile.id)
+        )
+    )
+    submitted = {f.pdf_sha256: f.submitted_at for f in files}
+    signatures = [
+        SignatureLine(
+            position=sig.position,
+            role=sig.role,
+            field=sig.field,
+            signer=sig.signer,
+            signing_time=sig.signing_time,
+            timestamp=sig.timestamp,
+            development_key=bool(sig.development_key),
+            pdf_sha256=sig.pdf_sha256,
+            trust="verified",
+            verified_at=submitted.get(sig.pdf_sha256),
+        )
+        for sig in s.scalars(
+            select(Signature).where(Signature.audit_id == a.id).order_by(Signature.position)
+        )
+    ]
+    return AuditView(
+        audit_id=a.id,
+        report_id=a.report_id,
+        run_id=a.run_id,
+        deployment_id=dep.id,
+        organisation=org.name,
+        site=site.name,
+        station=station.name,
+        model=dep.model_name,
+        model_version=version.version,
+        model_sha256=version.model_sha256,
+        started_at=a.started_at,
+        finished_at=a.finished_at,
+        signed_at=a.signed_at,
+        submitted_at=a.submitted_at,
+        rubric_id=a.rubric_id,
+        rubric_version=a.rubric_version,
+        rubric_sha256=a.rubric_sha256,
+        decision_rule=a.decision_rule,
+        verdict=a.verdict,
+        task=a.task or DEFAULT_TASK,
+        energy_wh_per_1000=a.energy_wh_per_1000,
+        energy_method=a.energy_method,
+        pdf_sha256=a.pdf_sha256,
+        criteria=criteria,
+        signatures=signatures,
+        report_files=[
+            ReportFileLine(
+                id=f.id,
+                pdf_sha256=f.pdf_sha256,
+                size=f.size,
+                signatures=f.signatures,
+                submitted_at=f.submitted_at,
+                original=f.pdf_sha256 == a.pdf_sha256,
+            )
+            for f in files
+        ],
+        evidence=[EvidenceFile(name, sha) for name, sha in sorted((a.evidence or {}).items())],
+    )
+
+
+def report_file(s: Session, scope: Scope, audit_id: int) -> ReportFileLine | None:
+    """The audit's original signed PDF (its bytes: ``blobs.blob_path(location.blobs,
+    line.pdf_sha256)``) when the audit exists and is in ``scope``, else None. A frozen copy
+    of the :class:`~auditkit.registry.models.ReportFile` row (same field names), usable after
+    the session closed."""
+    row = s.execute(
+        select(ReportFile, Audit.pdf_sha256)
+        .join(Audit, Audit.id == ReportFile.audit_id)
+        .join(Deployment, Deployment.id == Audit.deployment_id)
+        .where(
+            Audit.id == audit_id,
+            ReportFile.pdf_sha256 == Audit.pdf_sha256,
+            in_scope(scope, Deployment.organisation_id),
+        )
+    ).first()
+    if row is None:
+        return None
+    f = row[0]
+    return ReportFileLine(f.id, f.pdf_sha256, f.size, f.signatures, f.submitted_at, True)
+
+
 # --------------------------------------------------------------------------- exports
 
 
@@ -485,16 +928,60 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+#: the figures of each metric a deployment's CSV row carries, as ``METRIC_FIGURE`` columns
+METRIC_FIGURES = ("value", "low", "high", "k", "n", "outcome")
+_TIMELINE_COLUMNS = [
+    "audit_id",
+    "report_id",
+    "run_id",
+    "audited_at",
+    "verdict",
+    "model_version",
+    "model_sha256",
+    "rubric_id",
+    "rubric_version",
+    "task",
+    "countersignatures",
+    "regression",
+    "regression_reasons",
+]
+
+
+def _timeline_record(view: DeploymentView, entry: TimelineEntry) -> dict[str, Any]:
+    record: dict[str, Any] = {c: getattr(entry, c) for c in _TIMELINE_COLUMNS[:11]}
+    record["regression"] = None if entry.regression is None else entry.regression.flagged
+    record["regression_reasons"] = (
+        None if entry.regression is None else "; ".join(entry.regression.reasons)
+    )
+    for series in view.metrics:
+        point = next((p for p in series.points if p.audit_id == entry.audit_id), None)
+        for figure in METRIC_FIGURES:
+            record[f"{series.metric}_{figure}"] = None if point is None else getattr(point, figure)
+    return record
+
+
 def _records(view: Any) -> list[dict[str, Any]]:
-    """The flat records a view exports, one per CSV row (JSON carries them too)."""
+    """The flat records a view exports, one per CSV row (its JSON carries the same): the
+    fleet page's deployments, a deployment's audits (with each metric's figures), an
+    audit's criteria rows."""
     if isinstance(view, FleetView):
         return [_plain(r) for r in view.rows]
+    if isinstance(view, DeploymentView):
+        return [_timeline_record(view, e) for e in view.audits]
+    if isinstance(view, AuditView):
+        return [_plain(c) for c in view.criteria]
     raise TypeError(f"no export for {type(view).__name__}")
 
 
 def _columns(view: Any) -> list[str]:
     if isinstance(view, FleetView):
         return [f.name for f in fields(FleetRow)]
+    if isinstance(view, DeploymentView):
+        return _TIMELINE_COLUMNS + [
+            f"{series.metric}_{figure}" for series in view.metrics for figure in METRIC_FIGURES
+        ]
+    if isinstance(view, AuditView):
+        return [f.name for f in fields(CriterionLine)]
     raise TypeError(f"no export for {type(view).__name__}")
 
 
@@ -507,7 +994,8 @@ def as_rows(view: Any) -> tuple[list[str], list[list[str]]]:
 
 def as_json(view: Any) -> dict[str, Any]:
     """The view as JSON (``?format=json`` and the API): a ``format`` tag, the view's own
-    fields, and the same records as the CSV under the view's list key."""
+    fields, and the same records as its CSV (:func:`as_rows`) under ``deployments`` (fleet),
+    ``audits`` (deployment) or ``criteria`` (audit)."""
     if isinstance(view, FleetView):
         return {
             "format": "auditkit.registry.fleet/1",
@@ -521,4 +1009,27 @@ def as_json(view: Any) -> dict[str, Any]:
             "options": _plain(view.options),
             "deployments": _records(view),
         }
+    if isinstance(view, DeploymentView):
+        head = {
+            f.name: _plain(getattr(view, f.name))
+            for f in fields(DeploymentView)
+            if f.name not in ("audits", "metrics")
+        }
+        return {
+            "format": "auditkit.registry.deployment/1",
+            **head,
+            "audits": _records(view),
+            "regressions": {
+                str(e.audit_id): None
+                if e.regression is None
+                else {"flagged": e.regression.flagged, **_plain(e.regression)}
+                for e in view.audits
+            },
+            "metrics": _plain(view.metrics),
+        }
+    if isinstance(view, AuditView):
+        head = {
+            f.name: _plain(getattr(view, f.name)) for f in fields(AuditView) if f.name != "criteria"
+        }
+        return {"format": "auditkit.registry.audit/1", **head, "criteria": _records(view)}
     raise TypeError(f"no export for {type(view).__name__}")
