@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -898,3 +899,25 @@ def test_openapi_lists_every_api_route(client: Any) -> None:
     documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     served = {(m, p) for m, p in routes(client) if p.startswith("/api/v1/")}
     assert served and served <= documented
+
+
+def test_pages_need_nothing_the_policy_forbids(client: Any, world: World) -> None:
+    """Every page the server renders works under its CSP: no inline script, no style element
+    or attribute, no event handler attribute, nothing loaded from elsewhere."""
+    forbidden = re.compile(
+        r"<script|<style|\sstyle=|\son[a-z]+=|(?:src|href)=\"(?:https?:)?//", re.I
+    )
+    pages = [client.get("/login").text]
+    login(client, "alice", world.passwords["alice"])
+    for url in (
+        "/",
+        "/?lang=zh",
+        f"/deployments/{world.deployment_a}",
+        f"/audits/{world.audit_a}",
+        f"/audits/{world.audit_b}",  # the 404 page
+    ):
+        pages.append(client.get(url).text)
+    for page in pages:
+        assert page.lstrip().startswith("<!DOCTYPE html>")
+        found = forbidden.search(page)
+        assert found is None, page[max(0, found.start() - 80) : found.end() + 80]
