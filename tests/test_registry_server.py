@@ -921,3 +921,26 @@ def test_pages_need_nothing_the_policy_forbids(client: Any, world: World) -> Non
         assert page.lstrip().startswith("<!DOCTYPE html>")
         found = forbidden.search(page)
         assert found is None, page[max(0, found.start() - 80) : found.end() + 80]
+
+
+def test_forwarded_for_counts_only_behind_a_trusted_proxy(world: World) -> None:
+    """Without --trusted-proxy a client cannot dodge the limit by inventing X-Forwarded-For;
+    behind the proxy each forwarded address has its own count."""
+    username = "fwd-" + credentials.new_secret()[:6]
+    password = "right-" + credentials.new_secret()[:6]
+    add_account(world.location, username, "organisation", world.org_a, password=password)
+
+    def attempt(c: Any, address: str, pw: str) -> int:
+        c.headers["X-Forwarded-For"] = address
+        return int(login(c, username, pw).status_code)
+
+    with client_for(world) as direct:
+        for n in range(5):
+            assert attempt(direct, f"10.0.0.{n}", "wrong") == 401
+        assert attempt(direct, "10.9.9.9", password) == 429  # all were one client: testclient
+    sql(world.location, "DELETE FROM login_failure WHERE username = :u", u=username)
+    with client_for(world, trusted_proxy=True) as proxied:
+        for _ in range(5):
+            assert attempt(proxied, "192.0.2.1, 10.0.0.1", "wrong") == 401
+        assert attempt(proxied, "192.0.2.1, 10.0.0.1", password) == 429
+        assert attempt(proxied, "10.0.0.2", password) == 303
