@@ -102,7 +102,7 @@ def submit_cmd(
     if server is not None:
         from auditkit.registry.remote import submit_to_server
 
-        done: Submission = submit_to_server(server, report, deployment)
+        done: Submission = submit_to_server(server, report, deployment, trust=trust)
     else:
         done = submit(
             _location(registry, blobs), report, deployment, trust=trust or None, kind=kind

@@ -751,6 +751,11 @@ def test_serve_and_remote_submit(
             server,
         )
         assert code == 5 and "AUDITKIT_TOKEN" in err and len(err.strip().splitlines()) == 1
+        code, _out, err = cli(
+            capsys, "registry", "submit", str(reports.signed), "--deployment", dep,
+            "--server", server, "--trust", str(reports.lab_ca),
+        )  # fmt: skip
+        assert code == 5 and "own trust roots" in err
         monkeypatch.setenv("AUDITKIT_TOKEN", token)
         code, out, err = cli(
             capsys,

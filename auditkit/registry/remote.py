@@ -121,11 +121,19 @@ def submit(server: str, pdf: Path, deployment: str, *, token: str) -> dict[str, 
         raise OutputError(f"server {base} cannot be reached: {why}") from None
 
 
-def submit_to_server(server: str, pdf: Path, deployment: str) -> Any:
+def submit_to_server(
+    server: str, pdf: Path, deployment: str, *, trust: list[Path] | None = None
+) -> Any:
     """:func:`submit` with the token from the environment; the answer as the
-    :class:`auditkit.registry.ingest.Submission` a local submit returns."""
+    :class:`auditkit.registry.ingest.Submission` a local submit returns. ``trust`` must be
+    empty: the server checks against its own trust roots, never the client's."""
     from auditkit.registry.ingest import Submission
 
+    if trust:
+        raise InputError(
+            "--trust is for a local submit: the server checks the signatures against its own "
+            "trust roots (auditkit registry trust add on the server)"
+        )
     answer = submit(server, pdf, deployment, token=token_from_environment())
     try:
         return Submission(
