@@ -312,7 +312,8 @@ def test_countersignature_needs_the_regulators_trust_root(
 
 def test_concurrent_submissions_keep_one_chain(registry: Location, reports: Reports) -> None:
     """Three submissions at once (the same report twice, another once): two accepted, the
-    second copy refused as a duplicate, the events numbered 1..3 in one intact chain."""
+    second copy refused as a duplicate, the one superseded by the other, the events numbered
+    1..4 in one intact chain."""
     from concurrent.futures import ThreadPoolExecutor
 
     from auditkit.errors import AuditkitError
@@ -330,8 +331,9 @@ def test_concurrent_submissions_keep_one_chain(registry: Location, reports: Repo
     assert sorted(o.split(":")[0] for o in outcomes) == ["accepted", "accepted", "refused 5"]
     assert "duplicate" in next(o for o in outcomes if o.startswith("refused"))
     events = rows(registry, "SELECT seq, kind FROM event ORDER BY seq")
-    assert [e["seq"] for e in events] == [1, 2, 3]
-    assert sorted(e["kind"] for e in events) == ["accepted", "accepted", "refused"]
+    # the later audit of the same model version and rubric supersedes the other: one more event
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert sorted(e["kind"] for e in events) == ["accepted", "accepted", "refused", "superseded"]
     assert check_registry(registry).ok
 
 

@@ -14,7 +14,13 @@ In order, each step refusing with one line (and an event ``refused`` carrying th
    (event ``countersigned``), or a duplicate (exit 5);
 5. otherwise the PDF is stored by SHA-256 (:mod:`auditkit.registry.blobs`), the organisation,
    site, station, deployment and model version are created where new, the audit and its
-   criteria rows written, and an event ``accepted`` carries the digest of every row created.
+   criteria rows written, and an event ``accepted`` carries the digest of every row created;
+   each audit the new one supersedes (or that supersedes it, :mod:`auditkit.registry.
+   supersession`) gets an event ``superseded``.
+
+Before all of it the submitter's right to submit for the organisation is checked
+(:func:`auditkit.registry.accounts.submission_refusal`; exit 77) and, without ``trust``, the
+trust roots are the registry's (:mod:`auditkit.registry.trust`).
 
 Steps 2 and 3 run outside any transaction (they take seconds; SQLite's write lock is not held
 meanwhile); steps 4 and 5 are one transaction, retried when a concurrent submission committed
@@ -353,7 +359,31 @@ def _record(
         "submitter": submitter_of(submitter),
     }
     ev = append_event(s, "accepted", fields.report_id, payload)
+    _log_supersessions(s, audit)
     return Submission("accepted", fields.report_id, audit.id, pdf_sha, fields.verdict, ev.seq)
+
+
+def _log_supersessions(s: Session, audit: Audit) -> None:
+    """An event ``superseded`` for every audit of the deployment whose superseding audit the
+    new one changed (the new one superseding older ones, or itself arriving superseded)."""
+    from auditkit.registry.supersession import keys, supersessions
+
+    everything = keys(s, audit.deployment_id)
+    before = supersessions([k for k in everything if k.id != audit.id])
+    after = supersessions(everything)
+    names = {k.id: k.report_id for k in everything}
+    for audit_id, now in sorted(after.items()):
+        if before.get(audit_id) != now:
+            append_event(
+                s,
+                "superseded",
+                names[audit_id],
+                {
+                    "report_id": names[audit_id],
+                    "superseded_by": now.by_report_id,
+                    "reason": now.reason,
+                },
+            )
 
 
 def _countersigned(
