@@ -77,10 +77,15 @@ def serve_cmd(
     os.environ[web.ENV_INSECURE] = "1" if insecure_cookies else "0"
     os.environ[web.ENV_PROXY] = "1" if trusted_proxy else "0"
     os.environ[web.ENV_MAX_UPLOAD] = str(max_upload_mb * 1024 * 1024)
-    scheme = "http" if insecure_cookies else "https (through your proxy)"
+    how = (
+        f"open http://{host}:{port}/login"
+        if insecure_cookies
+        else "cookies are Secure: reach it over HTTPS (a reverse proxy), or give "
+        "--insecure-cookies for plain http on localhost"
+    )
     typer.echo(
-        f"serving registry {where.display} on {host}:{port} ({scheme}); "
-        f"log in at http://{host}:{port}/login, API at /api/v1; Ctrl-C stops"
+        f"serving registry {where.display} on {host}:{port} ({workers} process"
+        f"{'es' if workers > 1 else ''}); {how}; API at /api/v1; Ctrl-C stops"
     )
     uvicorn.run(
         "auditkit.registry.web.app:app_from_environment",
