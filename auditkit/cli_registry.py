@@ -155,9 +155,17 @@ def init_cmd(
         typer.echo(f"registry {where.display}: upgraded from schema {before} to {after}")
     if username is None:
         return
+    from sqlalchemy import select
+
     from auditkit.registry.accounts import add_account
+    from auditkit.registry.models import Account
 
     with _registry_session(where) as s:
+        if s.scalars(select(Account).limit(1)).first() is not None:
+            raise InputError(
+                "the registry has accounts already: add more with `auditkit registry account "
+                "add USERNAME --role regulator`"
+            )
         add_account(s, username, "regulator", organisation=None, password=password)
     typer.echo(
         f"regulator account {username!r} created. To log in: auditkit serve --registry "

@@ -159,8 +159,59 @@ def test_init_creates_the_first_regulator_account_with_an_argon2id_password(
         capsys, registry, "init", "--username", "ivo", "--password-env", "AK_SHORT"
     )
     assert_one_line_error(code, err, 5, "at least 10 characters")
+    # the first account only: more are added with `account add`
+    monkeypatch.setenv("AK_FIRST", PASSWORD)
+    code, _, err = run_cli(
+        capsys, registry, "init", "--username", "ivo", "--password-env", "AK_FIRST"
+    )
+    assert_one_line_error(code, err, 5, "has accounts already")
     assert len(rows(registry, "SELECT * FROM account")) == 1
     assert_intact(capsys, registry)
+
+
+def test_logging_in_with_a_password_or_a_token(
+    capsys: pytest.CaptureFixture[str], registry: Location, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from auditkit.registry.accounts import authenticate_password, authenticate_token
+    from auditkit.registry.db import open_registry, session
+
+    add_account(capsys, registry, monkeypatch, "acme", "organisation", "Acme Castings")
+    code, out, err = run_cli(
+        capsys, registry, "token", "create", "acme", "--name", "ci", "--days", "2"
+    )
+    assert code == 0, err
+    secret = out.strip()
+    [org] = rows(registry, "SELECT id FROM organisation")
+
+    def logins(now: datetime | None = None) -> tuple[Any, ...]:
+        engine = open_registry(registry)
+        try:
+            with session(engine) as s:
+                return (
+                    authenticate_password(s, "acme", PASSWORD),
+                    authenticate_password(s, "acme", PASSWORD + "!"),
+                    authenticate_password(s, "ghost", PASSWORD),
+                    authenticate_token(s, secret, now=now),
+                    authenticate_token(s, secret[:-1] + ("A" if secret[-1] != "A" else "B")),
+                )
+        finally:
+            engine.dispose()
+
+    right, wrong, ghost, token, forged = logins()
+    assert (wrong, ghost, forged) == (None, None, None)
+    assert right is not None and token is not None
+    assert (right.username, right.role, right.organisation_id) == (
+        "acme",
+        "organisation",
+        org["id"],
+    )
+    assert right.scope.organisations == frozenset({org["id"]}) == token.scope.organisations
+    # two days and a minute later the token has expired
+    assert logins(datetime.now(UTC) + timedelta(days=2, minutes=1))[3] is None
+    assert run_cli(capsys, registry, "account", "disable", "acme")[0] == 0
+    assert logins() == (None, None, None, None, None)
 
 
 def test_accounts_add_list_disable_and_their_organisations(
@@ -240,7 +291,7 @@ def test_organisation_account_submits_only_for_its_own_organisation(
     reports: Reports,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from auditkit.errors import ExitCode, PermissionDenied
+    from auditkit.errors import ExitCode, InputError, PermissionDenied
 
     add_account(capsys, registry, monkeypatch, "acme", "organisation", "Acme Castings")
     add_account(capsys, registry, monkeypatch, "other", "organisation", "Other Works")
@@ -266,6 +317,16 @@ def test_organisation_account_submits_only_for_its_own_organisation(
     assert deployment["organisation_id"] == org["id"]
     [accepted] = [e for e in events(registry) if e["kind"] == "accepted"]
     assert accepted["payload"]["submitter"] == {"username": "acme", "role": "organisation"}
+    # another organisation learns nothing of Acme's report from a refusal
+    other = principal(registry, "other")
+    dep_other = dep.replace("Acme Castings", "Other Works")
+    with pytest.raises(InputError, match=r"^duplicate: this PDF is already registered$"):
+        submit_as(registry, other, reports.signed, dep_other, reports.lab_ca)
+    with pytest.raises(PermissionDenied, match="another organisation") as info:
+        trust = (reports.lab_ca, reports.regulator_ca)
+        submit_as(registry, other, reports.countersigned, dep_other, *trust)
+    assert "Acme" not in str(info.value) and "Graz" not in str(info.value)
+    assert len(rows(registry, "SELECT * FROM signature")) == 1
     # a new organisation in --deployment is not its own either
     with pytest.raises(PermissionDenied):
         submit_as(

@@ -16,4 +16,8 @@ Modules are imported on use: the CLI's other commands never load SQLAlchemy.
 * :mod:`~auditkit.registry.rows` — row references and digests
 * :mod:`~auditkit.registry.scope` — who is asking and what they may read (pure)
 * :mod:`~auditkit.registry.credentials` — password hashes, tokens, session secrets (pure)
+* :mod:`~auditkit.registry.accounts` — accounts, API tokens, authorisations; who may submit
+* :mod:`~auditkit.registry.trust` — trust roots, per organisation or registry-wide
+* :mod:`~auditkit.registry.policy` — re-audit periods and due dates
+* :mod:`~auditkit.registry.supersession` — which audits are superseded, and why
 """

@@ -271,6 +271,46 @@ def principal_of(s: Session, account: Account) -> Principal:
     return Principal(account.id, account.username, account.role, account.organisation_id, scope)
 
 
+# --------------------------------------------------------------------------- logging in
+
+#: a hash to verify against when the username is unknown, so a wrong name takes as long as a
+#: wrong password (no username enumeration by timing); made on first use
+_DUMMY_HASH: list[str] = []
+
+
+def authenticate_password(s: Session, username: str, password: str) -> Principal | None:
+    """The principal of ``username`` when ``password`` is its password and the account is
+    active; None otherwise (unknown, disabled, token-only or wrong password — one answer, so
+    a caller cannot tell them apart)."""
+    account = s.scalars(select(Account).filter_by(username=username)).first()
+    if account is None or account.password_hash is None:
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(credentials.hash_password(credentials.new_secret()))
+        credentials.verify_password(_DUMMY_HASH[0], password)
+        return None
+    if not credentials.verify_password(account.password_hash, password) or account.disabled:
+        return None
+    return principal_of(s, account)
+
+
+def authenticate_token(s: Session, secret: str, *, now: datetime | None = None) -> Principal | None:
+    """The principal of the API token ``secret`` (looked up by its SHA-256) when it is not
+    revoked, not expired (``expires_at`` after ``now``, default the current time) and its
+    account is active; None otherwise. ``last_used_at`` is the caller's to update."""
+    token = s.scalars(
+        select(ApiToken).filter_by(token_sha256=credentials.secret_digest(secret))
+    ).first()
+    if token is None or token.revoked_at is not None:
+        return None
+    at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if token.expires_at is not None and token.expires_at <= at:
+        return None
+    account = s.get(Account, token.account_id)
+    if account is None or account.disabled:
+        return None
+    return principal_of(s, account)
+
+
 # --------------------------------------------------------------------------- API tokens
 
 

@@ -70,7 +70,7 @@ from auditkit.registry.models import (
     Station,
 )
 from auditkit.registry.rows import digest_of, ref
-from auditkit.registry.scope import LOCAL_OPERATOR, Principal
+from auditkit.registry.scope import EVERYTHING, LOCAL_OPERATOR, Principal, Scope
 
 
 @dataclass(frozen=True)
@@ -303,10 +303,18 @@ def _verified(path: Path, trust: list[Path]) -> Any:
     return result
 
 
-def _refuse_known_pdf(s: Session, pdf_sha: str) -> None:
+def _in_scope(s: Session, audit: Audit | None, scope: Scope) -> bool:
+    """Whether ``scope`` may read the audit's deployment (what a refusal may name of it)."""
+    dep = s.get(Deployment, audit.deployment_id) if audit is not None else None
+    return dep is not None and scope.allows(dep.organisation_id)
+
+
+def _refuse_known_pdf(s: Session, pdf_sha: str, scope: Scope = EVERYTHING) -> None:
     known = s.scalars(select(ReportFile).filter_by(pdf_sha256=pdf_sha)).first()
     if known is not None:
         audit = s.get(Audit, known.audit_id)
+        if not _in_scope(s, audit, scope):  # its report ID and date are not the submitter's
+            raise _refuse(InputError("duplicate: this PDF is already registered"))
         rid = audit.report_id if audit is not None else "?"
         raise _refuse(
             InputError(
@@ -344,7 +352,7 @@ def _record(
     blobs: Path,
     submitter: Principal,
 ) -> Submission:
-    _refuse_known_pdf(s, pdf_sha)  # again: a concurrent submission may have stored it
+    _refuse_known_pdf(s, pdf_sha, submitter.scope)  # again: a concurrent one may have stored it
     existing = s.scalars(select(Audit).filter_by(report_id=fields.report_id)).first()
     if existing is not None:
         return _countersigned(s, existing, name, fields, data, pdf_sha, blobs, submitter)
@@ -400,6 +408,13 @@ def _countersigned(
         s.scalars(select(Signature).filter_by(audit_id=audit.id).order_by(Signature.position))
     )
     dep = s.get(Deployment, audit.deployment_id)
+    if not _in_scope(s, audit, submitter.scope):
+        raise _refuse(
+            PermissionDenied(
+                f"report {fields.report_id} is registered for a deployment of another "
+                f"organisation: account {submitter.username!r} may not add to it"
+            )
+        )
     if not _same_signatures(recorded, fields):
         raise _refuse(
             InputError(
@@ -504,7 +519,8 @@ def submit(
                 if refusal is not None:
                     raise _refuse(PermissionDenied(refusal))
                 _check_pdf(data, pdf)
-                _refuse_known_pdf(s, pdf_sha)  # a known file is refused before seconds of checks
+                # a known file is refused before seconds of checks
+                _refuse_known_pdf(s, pdf_sha, submitter.scope)
                 roots = list(trust) if trust is not None else _registry_trust(s, name, Path(folder))
             fields = _checked_fields(name, pdf, data, roots)
         for attempt in range(_ATTEMPTS):
