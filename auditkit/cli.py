@@ -31,6 +31,7 @@ from auditkit.cli_data import (
 )
 from auditkit.cli_model import model_app
 from auditkit.cli_registry import registry_app
+from auditkit.cli_serve import serve_cmd
 from auditkit.errors import AuditkitError, ExitCode, InputError, VerificationError
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.add_typer(rubric_app, name="rubric")
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(registry_app, name="registry")
+app.command("serve")(serve_cmd)
 
 
 def _say(message: str = "") -> None:

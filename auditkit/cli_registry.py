@@ -229,13 +229,29 @@ def submit_cmd(
     ] = "enterprise",
     registry: RegistryOpt = None,
     blobs: BlobsOpt = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="Submit to a registry server (URL) over its API instead; the API token is "
+            "read from the environment variable AUDITKIT_TOKEN. The server checks the "
+            "signatures against its own trust roots."
+        ),
+    ] = None,
 ) -> None:
     """Verify a signed report (every signature against --trust or the registry's trust roots,
     and verify --recompute) and register it. Refused: exit 1 (fails verification) or 5
-    (duplicate, wrong model, no trust root, bad input); every acceptance and refusal is logged."""
-    from auditkit.registry.ingest import submit
+    (duplicate, wrong model, no trust root, bad input); every acceptance and refusal is logged.
+    With --server, the server does all of this (docs/registry.md, "Server and API")."""
+    from auditkit.registry.ingest import Submission, submit
 
-    done = submit(_location(registry, blobs), report, deployment, trust=trust or None, kind=kind)
+    if server is not None:
+        from auditkit.registry.remote import submit_to_server
+
+        done: Submission = submit_to_server(server, report, deployment, trust=trust)
+    else:
+        done = submit(
+            _location(registry, blobs), report, deployment, trust=trust or None, kind=kind
+        )
     what = "countersignature recorded for" if done.kind == "countersigned" else "accepted:"
     typer.echo(
         f"{what} report {done.report_id} ({done.verdict}) for {deployment}; "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -30,8 +31,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from auditkit.registry.location import Location
 from tests.conftest import copy_small_run
@@ -272,3 +275,138 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Reports:
         run=run,
         later_run=later_run,
     )
+
+
+def deployment_of(reports: Reports) -> str:
+    """The deployment the tests submit the fixture reports for."""
+    return f"Acme Castings/Plant Linz/Line 3/{reports.model}"
+
+
+def rows(location: Location, sql: str) -> list[dict[str, Any]]:
+    """The rows of ``sql`` read straight from the database (no registry code)."""
+    engine = create_engine(location.url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- rows by hand
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One overall criteria row of a hand-made audit."""
+
+    metric: str
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    k: int | None = None
+    n: int | None = None
+    outcome: str = "PASS"
+    threshold: float | None = None
+
+
+_HAND = iter(range(1, 10**9))
+
+
+def add_deployment(s: Any, organisation: str, site: str, station: str, model: str) -> int:
+    """Insert (or find) the organisation, site and station and a new deployment; its id.
+    Rows written straight to the tables, for volume and edge cases (the event log does not
+    vouch for them: ``registry check`` is not the point of such tests)."""
+    from sqlalchemy import select
+
+    from auditkit.registry.models import Deployment, Organisation, Site, Station
+
+    org = s.scalars(select(Organisation).filter_by(name=organisation)).first()
+    if org is None:
+        org = Organisation(name=organisation, kind="enterprise")
+        s.add(org)
+        s.flush()
+    where = s.scalars(select(Site).filter_by(organisation_id=org.id, name=site)).first()
+    if where is None:
+        where = Site(organisation_id=org.id, name=site)
+        s.add(where)
+        s.flush()
+    line = s.scalars(select(Station).filter_by(site_id=where.id, name=station)).first()
+    if line is None:
+        line = Station(site_id=where.id, name=station)
+        s.add(line)
+        s.flush()
+    dep = Deployment(organisation_id=org.id, site_id=where.id, station_id=line.id, model_name=model)
+    s.add(dep)
+    s.flush()
+    return int(dep.id)
+
+
+def add_audit(
+    s: Any,
+    deployment_id: int,
+    *,
+    signed_at: str | None,
+    verdict: str = "ACCEPT",
+    rubric_id: str | None = "rubric-a",
+    task: str | None = None,
+    version: str = "1.0",
+    figures: tuple[Figure, ...] = (),
+    finished_at: str | None = None,
+) -> int:
+    """Insert an audit of the deployment (model version ``version``) with these overall
+    criteria rows; its id."""
+    from sqlalchemy import select
+
+    from auditkit.registry.models import Audit, Criterion, ModelVersion
+
+    number = next(_HAND)
+    sha = hashlib.sha256(version.encode()).hexdigest()
+    mv = s.scalars(
+        select(ModelVersion).filter_by(deployment_id=deployment_id, model_sha256=sha)
+    ).first()
+    if mv is None:
+        mv = ModelVersion(deployment_id=deployment_id, model_sha256=sha, version=version)
+        s.add(mv)
+        s.flush()
+    audit = Audit(
+        deployment_id=deployment_id,
+        model_version_id=mv.id,
+        report_id=f"AR-HAND-{number}",
+        run_id=f"run-{number}",
+        started_at=None,
+        finished_at=finished_at,
+        signed_at=signed_at,
+        rubric_id=rubric_id,
+        rubric_version="1" if rubric_id else None,
+        verdict=verdict,
+        pdf_sha256=f"{number:064x}",
+        evidence={"verdicts.json": f"{number:064x}"},
+        submitted_at="2026-12-01T00:00:00Z",
+        task=task,
+    )
+    s.add(audit)
+    s.flush()
+    for position, fig in enumerate(figures):
+        s.add(
+            Criterion(
+                audit_id=audit.id,
+                position=position,
+                criterion_id=f"{fig.metric}-overall",
+                parent=None,
+                severity="blocking",
+                metric=fig.metric,
+                statistic="upper_bound",
+                op="<=",
+                threshold=fig.threshold,
+                outcome=fig.outcome,
+                value=fig.value,
+                bound=fig.high,
+                low=fig.low,
+                high=fig.high,
+                k=fig.k,
+                n=fig.n,
+                slice={},
+            )
+        )
+    s.flush()
+    return int(audit.id)

@@ -19,9 +19,11 @@ from sqlalchemy import create_engine, text
 from auditkit.registry.location import Location
 from tests.registry_fixtures import (  # noqa: F401  (fixtures; F811: pyproject)
     Reports,
+    deployment_of,
     postgres_server,
     registry,
     reports,
+    rows,
 )
 
 
@@ -66,15 +68,6 @@ def submit(
     return cli(capsys, *args, *where(location))
 
 
-def rows(location: Location, sql: str) -> list[dict[str, Any]]:
-    engine = create_engine(location.url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(text(sql))]
-    finally:
-        engine.dispose()
-
-
 def execute(location: Location, sql: str) -> None:
     engine = create_engine(location.url)
     try:
@@ -87,10 +80,6 @@ def execute(location: Location, sql: str) -> None:
 def payload(row: dict[str, Any]) -> dict[str, Any]:
     value = row["payload"]
     return json.loads(value) if isinstance(value, str) else value
-
-
-def deployment_of(reports: Reports) -> str:
-    return f"Acme Castings/Plant Linz/Line 3/{reports.model}"
 
 
 def expected_criteria(verdicts: dict[str, Any]) -> list[tuple[Any, ...]]:

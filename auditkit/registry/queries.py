@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, select
 
 from auditkit.registry.location import Location
 from auditkit.registry.models import Audit, Deployment, Organisation, Site, Station
@@ -13,8 +13,8 @@ from auditkit.registry.models import Audit, Deployment, Organisation, Site, Stat
 
 @dataclass(frozen=True)
 class DeploymentRow:
-    """One deployment with its latest audit: the one signed last (``signed_at``, then the
-    run's ``finished_at``, then the order of submission); the audit fields are None for a
+    """One deployment with its latest audit (:func:`auditkit.registry.views.latest_order`: the
+    one signed last, then run last, then submitted last); the audit fields are None for a
     deployment never audited."""
 
     organisation: str
@@ -32,28 +32,26 @@ class DeploymentRow:
 def deployments(location: Location) -> list[DeploymentRow]:
     """Every deployment, sorted by organisation, site, station and model."""
     from auditkit.registry.db import open_registry, session
+    from auditkit.registry.scope import EVERYTHING
+    from auditkit.registry.views import ranked_audits
 
     engine = open_registry(location)
     try:
         with session(engine) as s:
-            counted = select(Audit.deployment_id, func.count()).group_by(Audit.deployment_id)
-            counts: dict[int, int] = {dep_id: n for dep_id, n in s.execute(counted)}
-            latest: dict[int, Audit] = {}
-            for audit in s.scalars(select(Audit).order_by(Audit.id)):
-                key = (audit.signed_at or audit.finished_at or "", audit.id)
-                best = latest.get(audit.deployment_id)
-                if best is None or key >= (best.signed_at or best.finished_at or "", best.id):
-                    latest[audit.deployment_id] = audit
+            ranked = ranked_audits(EVERYTHING)
             query = (
-                select(Deployment, Organisation, Site, Station)
+                select(Deployment, Organisation, Site, Station, Audit, ranked.c.audits)
                 .join(Organisation, Organisation.id == Deployment.organisation_id)
                 .join(Site, Site.id == Deployment.site_id)
                 .join(Station, Station.id == Deployment.station_id)
+                .outerjoin(
+                    ranked, and_(ranked.c.deployment_id == Deployment.id, ranked.c.rank == 1)
+                )
+                .outerjoin(Audit, Audit.id == ranked.c.audit_id)
                 .order_by(Organisation.name, Site.name, Station.name, Deployment.model_name)
             )
             rows = []
-            for dep, org, site, station in s.execute(query):
-                last: Audit | None = latest.get(dep.id)
+            for dep, org, site, station, last, audits in s.execute(query):
                 rows.append(
                     DeploymentRow(
                         organisation=org.name,
@@ -61,7 +59,7 @@ def deployments(location: Location) -> list[DeploymentRow]:
                         site=site.name,
                         station=station.name,
                         model=dep.model_name,
-                        audits=counts.get(dep.id, 0),
+                        audits=int(audits or 0),
                         verdict=last.verdict if last else None,
                         audited_at=(last.signed_at or last.finished_at) if last else None,
                         report_id=last.report_id if last else None,
@@ -117,27 +115,24 @@ class HistoryRow:
     regression: Any  # Regression | None
 
 
-def _order(audit: Audit) -> tuple[str, str, int]:
-    """Audits in the order they were signed (then run, then submitted)."""
-    return (audit.signed_at or "", audit.finished_at or "", audit.id)
-
-
 def history(location: Location, deployment: str) -> list[HistoryRow]:
-    """Every audit of ``deployment`` (``ORG/SITE/STATION/MODEL``), oldest first; an unknown
-    deployment is an :class:`~auditkit.errors.InputError` (exit 5)."""
+    """Every audit of ``deployment`` (``ORG/SITE/STATION/MODEL``), oldest first, compared
+    with the one before (:func:`auditkit.registry.views.deployment`, the deployment page's
+    timeline); an unknown deployment is an :class:`~auditkit.errors.InputError` (exit 5)."""
+    from datetime import UTC, datetime
+
     from auditkit.errors import InputError
     from auditkit.registry.db import open_registry, session
     from auditkit.registry.ingest import DeploymentName
-    from auditkit.registry.models import Criterion, ModelVersion, Signature
-    from auditkit.registry.regression import compare, overall_rates
-    from auditkit.registry.rows import values
+    from auditkit.registry.scope import EVERYTHING
+    from auditkit.registry.views import deployment as deployment_view
 
     name = DeploymentName.parse(deployment)
     engine = open_registry(location)
     try:
         with session(engine) as s:
-            dep = s.scalars(
-                select(Deployment)
+            dep_id = s.scalar(
+                select(Deployment.id)
                 .join(Organisation, Organisation.id == Deployment.organisation_id)
                 .join(Site, Site.id == Deployment.site_id)
                 .join(Station, Station.id == Deployment.station_id)
@@ -147,39 +142,27 @@ def history(location: Location, deployment: str) -> list[HistoryRow]:
                     Station.name == name.station,
                     Deployment.model_name == name.model,
                 )
-            ).first()
-            if dep is None:
+            )
+            view = (
+                None
+                if dep_id is None
+                else deployment_view(s, EVERYTHING, dep_id, today=datetime.now(UTC).date())
+            )
+            if view is None:
                 raise InputError(f"no deployment {name} in registry {location.display}")
-            audits = sorted(s.scalars(select(Audit).filter_by(deployment_id=dep.id)), key=_order)
-            out: list[HistoryRow] = []
-            before: tuple[str, dict[str, tuple[int, int]]] | None = None
-            for audit in audits:
-                criteria = s.scalars(
-                    select(Criterion).filter_by(audit_id=audit.id).order_by(Criterion.position)
+            return [
+                HistoryRow(
+                    report_id=entry.report_id,
+                    audited_at=entry.audited_at,
+                    verdict=entry.verdict,
+                    model_sha256=entry.model_sha256,
+                    model_version=entry.model_version,
+                    rubric=f"{entry.rubric_id} {entry.rubric_version}",
+                    countersignatures=entry.countersignatures,
+                    regression=entry.regression,
                 )
-                rates = overall_rates(values(c) for c in criteria)
-                version = s.get(ModelVersion, audit.model_version_id)
-                counter = s.scalar(
-                    select(func.count())
-                    .select_from(Signature)
-                    .where(Signature.audit_id == audit.id, Signature.role == "countersignature")
-                )
-                out.append(
-                    HistoryRow(
-                        report_id=audit.report_id,
-                        audited_at=audit.signed_at or audit.finished_at,
-                        verdict=audit.verdict,
-                        model_sha256=version.model_sha256 if version else "",
-                        model_version=version.version if version else None,
-                        rubric=f"{audit.rubric_id} {audit.rubric_version}",
-                        countersignatures=int(counter or 0),
-                        regression=compare(before[0], before[1], audit.verdict, rates)
-                        if before is not None
-                        else None,
-                    )
-                )
-                before = (audit.verdict, rates)
-            return out
+                for entry in view.audits
+            ]
     finally:
         engine.dispose()
 

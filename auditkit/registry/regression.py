@@ -14,7 +14,7 @@ or with ``n == 0``, is not compared (and says so).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,8 @@ from auditkit.metrics.stats import newcombe_interval
 
 #: the rates compared, in the users' words
 RATES = {"escape_rate": "escape rate", "overkill_rate": "overkill rate"}
-_WORSE_VERDICTS = {"REJECT", "HOLD"}
+#: a verdict change from ACCEPT to one of these is a regression
+WORSE_VERDICTS = {"REJECT", "HOLD"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def compare(
 ) -> Regression:
     """The regression test of the module doc for one pair of consecutive audits."""
     reasons, changes, skipped = [], [], []
-    if previous_verdict == "ACCEPT" and current_verdict in _WORSE_VERDICTS:
+    if previous_verdict == "ACCEPT" and current_verdict in WORSE_VERDICTS:
         reasons.append(f"verdict {previous_verdict} → {current_verdict}")
     for metric, words in RATES.items():
         before, now = previous_rates.get(metric), current_rates.get(metric)
@@ -93,3 +94,17 @@ def compare(
                 f"({low * 100:.2f}, {high * 100:.2f}) pp excludes 0"
             )
     return Regression(reasons, changes, skipped)
+
+
+def consecutive(
+    verdicts: Sequence[str],
+    rates: Sequence[Mapping[str, tuple[int, int]]],
+    level: float = 0.95,
+) -> list[Regression | None]:
+    """The comparisons of a deployment's audits, oldest first (``verdicts[i]`` and
+    ``rates[i]``, from :func:`overall_rates`, of the i-th audit): None for the first audit,
+    then :func:`compare` of each with the one before it."""
+    out: list[Regression | None] = [None] if verdicts else []
+    for i in range(1, len(verdicts)):
+        out.append(compare(verdicts[i - 1], rates[i - 1], verdicts[i], rates[i], level=level))
+    return out
