@@ -303,8 +303,6 @@ def routes(client: Any) -> list[tuple[str, str]]:
 #: routes that read no registry data (anyone may call them)
 PUBLIC = {
     ("GET", "/api/openapi.json"),
-    ("GET", "/api/docs"),
-    ("GET", "/api/docs/oauth2-redirect"),
     ("GET", "/api/v1/health"),
     ("GET", "/login"),
     ("POST", "/login"),
@@ -572,8 +570,9 @@ def test_security_headers_on_every_kind_of_response(client: Any, world: World) -
         assert "unsafe-inline" not in policy
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["referrer-policy"] == "no-referrer"
-    docs = client.get("/api/docs")
-    assert "unsafe-inline" not in docs.headers["content-security-policy"]
+    # no Swagger UI: it would load its script from a CDN, and a regulator's server may be
+    # offline; the OpenAPI document opens in any viewer
+    assert client.get("/api/docs").status_code == 404
     spec = client.get("/api/openapi.json").json()
     assert "/api/v1/audits" in spec["paths"]
     assert (

@@ -9,18 +9,14 @@ export the page's view; ``?lang=zh`` (remembered in a cookie) shows it in Chines
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import io
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 
 from auditkit.registry import credentials
@@ -287,27 +283,3 @@ def report_pdf(request: Request, audit_id: int) -> Response:
 def evidence(request: Request, audit_id: int, name: str) -> Response:
     user = _user(request)
     return files.evidence_response(context(request), user.principal.scope, audit_id, name)
-
-
-# ---- the API's documentation page -------------------------------------------------------
-
-_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
-
-
-@router.get("/api/docs")
-def api_docs() -> Response:
-    """Swagger UI for the API. Its one inline script is allowed by its hash only, and its
-    assets come from the CDN FastAPI names (the page needs the internet; the API does not)."""
-    page = get_swagger_ui_html(openapi_url="/api/openapi.json", title="auditkit registry API")
-    body = bytes(page.body).decode("utf-8")
-    hashes = " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(m.encode()).digest()).decode() + "'"
-        for m in _INLINE_SCRIPT.findall(body)
-    )
-    cdn = "https://cdn.jsdelivr.net"
-    policy = (
-        f"default-src 'none'; script-src {cdn} {hashes}; style-src {cdn}; "
-        f"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
-    return HTMLResponse(body, headers={"Content-Security-Policy": policy})

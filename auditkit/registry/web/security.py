@@ -3,7 +3,7 @@
 Headers: a content security policy that allows only this server's own scripts, styles and
 images (no inline script or style, no framing, forms post only here), ``nosniff``, no referrer,
 no caching of pages with registry data, and HSTS when cookies are ``Secure`` (the server is
-then reached over HTTPS). A response that sets its own policy (the API docs page) keeps it.
+then reached over HTTPS). A header a response sets itself is kept.
 """
 
 from __future__ import annotations
